@@ -1,0 +1,230 @@
+//! The cross-shard mesh: one bounded glommio shared channel for every
+//! ordered pair of shards, carrying [`BusMessage`]s.
+//!
+//! This is the only module that knows glommio channels. A send never waits:
+//! when a channel is full the message joins a local overflow queue that a
+//! forwarder task drains in order, and while any overflow exists the shard
+//! pauses reading from its clients (back-pressure on publishers, never on
+//! subscribers).
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::Waker;
+
+use bytes::Bytes;
+use glommio::{GlommioError, ResourceType};
+use glommio::channels::shared_channel::{self, ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender};
+
+use crate::notify::Notify;
+use crate::shard::ShardId;
+
+/// What shards tell each other.
+#[derive(Debug)]
+pub enum BusMessage {
+    /// Fan this encoded frame out to the local subscribers of `channel`.
+    Publish {
+        /// Channel name.
+        channel: Arc<str>,
+        /// The complete WebSocket frame, shared by every subscriber.
+        frame: Bytes,
+    },
+    /// Shard `from` now has subscribers for `channel`; answer with `InterestAck`.
+    InterestAdded {
+        /// Channel name.
+        channel: Arc<str>,
+        /// The shard that gained its first subscriber.
+        from: ShardId,
+    },
+    /// Shard `from` no longer has subscribers for `channel`.
+    InterestRemoved {
+        /// Channel name.
+        channel: Arc<str>,
+        /// The shard that lost its last subscriber.
+        from: ShardId,
+    },
+    /// Shard `from` has recorded an `InterestAdded` for `channel`.
+    InterestAck {
+        /// Channel name.
+        channel: Arc<str>,
+        /// The acknowledging shard.
+        from: ShardId,
+    },
+}
+
+/// The unconnected ends of the mesh for one shard, made before the shard
+/// threads start (they are `Send`) and connected inside each executor.
+pub struct MeshEnds {
+    /// `senders[j]`: this shard -> shard j (None for itself).
+    pub senders: Vec<Option<SharedSender<BusMessage>>>,
+    /// `receivers[i]`: shard i -> this shard (None for itself).
+    pub receivers: Vec<Option<SharedReceiver<BusMessage>>>,
+}
+
+/// Builds the full mesh: `n * (n - 1)` channels of `capacity` messages.
+pub fn mesh(n: usize, capacity: usize) -> Vec<MeshEnds> {
+    let mut ends: Vec<MeshEnds> = (0..n)
+        .map(|_| MeshEnds {
+            senders: (0..n).map(|_| None).collect(),
+            receivers: (0..n).map(|_| None).collect(),
+        })
+        .collect();
+    for from in 0..n {
+        for to in (0..n).filter(|&to| to != from) {
+            let (tx, rx) = shared_channel::new_bounded(capacity);
+            ends[from].senders[to] = Some(tx);
+            ends[to].receivers[from] = Some(rx);
+        }
+    }
+    ends
+}
+
+/// One outgoing link: the connected channel plus its overflow queue.
+struct Link {
+    tx: ConnectedSender<BusMessage>,
+    overflow: RefCell<VecDeque<BusMessage>>,
+    /// Messages in `overflow` plus the one the forwarder is sending; while
+    /// non-zero, new messages must queue behind them to keep order.
+    queued: Cell<usize>,
+    /// Wakes the forwarder when `overflow` gains a message.
+    pending: Notify,
+}
+
+/// This shard's sending side of the mesh.
+pub struct Bus {
+    me: ShardId,
+    links: Vec<Option<Link>>,
+    /// Links whose overflow is non-empty.
+    congested: Cell<usize>,
+    /// Connections paused until congestion clears.
+    waiters: RefCell<Vec<Waker>>,
+    /// Messages that went through an overflow queue (for logs and metrics).
+    n_overflowed: Cell<u64>,
+}
+
+impl Bus {
+    /// Connects this shard's ends; every shard must do so concurrently.
+    /// Returns the bus and the connected receivers, by peer.
+    pub async fn connect(me: ShardId, ends: MeshEnds) -> (Bus, Vec<(ShardId, ConnectedReceiver<BusMessage>)>) {
+        let senders: Vec<_> = ends
+            .senders
+            .into_iter()
+            .map(|tx| tx.map(|tx| glommio::spawn_local(tx.connect())))
+            .collect();
+        let receivers: Vec<_> = ends
+            .receivers
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, rx)| rx.map(|rx| (ShardId(i as u16), glommio::spawn_local(rx.connect()))))
+            .collect();
+        let mut links = Vec::with_capacity(senders.len());
+        for tx in senders {
+            links.push(match tx {
+                Some(task) => Some(Link {
+                    tx: task.await,
+                    overflow: RefCell::new(VecDeque::new()),
+                    queued: Cell::new(0),
+                    pending: Notify::default(),
+                }),
+                None => None,
+            });
+        }
+        let mut rxs = Vec::with_capacity(receivers.len());
+        for (from, task) in receivers {
+            rxs.push((from, task.await));
+        }
+        let bus = Bus {
+            me,
+            links,
+            congested: Cell::new(0),
+            waiters: RefCell::new(Vec::new()),
+            n_overflowed: Cell::new(0),
+        };
+        (bus, rxs)
+    }
+
+    /// This shard's id.
+    pub fn me(&self) -> ShardId {
+        self.me
+    }
+
+    /// Other shards' ids.
+    pub fn peers(&self) -> impl Iterator<Item = ShardId> + '_ {
+        self.links.iter().enumerate().filter(|(_, l)| l.is_some()).map(|(i, _)| ShardId(i as u16))
+    }
+
+    /// Number of other shards.
+    pub fn n_peers(&self) -> usize {
+        self.links.iter().filter(|l| l.is_some()).count()
+    }
+
+    /// Sends `msg` to shard `to` without waiting; order per destination is kept.
+    pub fn send(&self, to: ShardId, msg: BusMessage) {
+        let Some(Some(link)) = self.links.get(to.0 as usize) else {
+            log::error!("bus send to unknown shard={}", to.0);
+            return;
+        };
+        let msg = if link.queued.get() == 0 {
+            match link.tx.try_send(msg) {
+                Ok(()) => return,
+                Err(GlommioError::WouldBlock(ResourceType::Channel(msg))) => {
+                    self.congested.set(self.congested.get() + 1);
+                    msg
+                }
+                Err(_) => return, // The peer shard has exited (shutdown); nobody to tell.
+            }
+        } else {
+            msg
+        };
+        link.overflow.borrow_mut().push_back(msg);
+        link.queued.set(link.queued.get() + 1);
+        self.n_overflowed.set(self.n_overflowed.get() + 1);
+        link.pending.fire();
+    }
+
+    /// True while some link has an overflow; readers should pause.
+    pub fn is_congested(&self) -> bool {
+        self.congested.get() > 0
+    }
+
+    /// Registers a connection to be woken once congestion clears.
+    pub fn wait_uncongested(&self, waker: &Waker) {
+        self.waiters.borrow_mut().push(waker.clone());
+    }
+
+    /// Messages that had to wait in an overflow queue since start.
+    pub fn n_overflowed(&self) -> u64 {
+        self.n_overflowed.get()
+    }
+
+    /// Drains link `to`'s overflow into its channel, waiting for room; runs
+    /// for the life of the shard (one task per peer).
+    pub async fn forward(self: Rc<Self>, to: ShardId) {
+        let Some(Some(link)) = self.links.get(to.0 as usize) else { return };
+        loop {
+            link.pending.wait().await;
+            // One round drains one congestion episode: `queued` went 0 -> 1
+            // when it began and returns to 0 only after the last send below.
+            let mut drained = false;
+            loop {
+                let next = link.overflow.borrow_mut().pop_front();
+                let Some(msg) = next else { break };
+                drained = true;
+                if link.tx.send(msg).await.is_err() {
+                    return; // The peer shard has exited; nothing more to deliver.
+                }
+                link.queued.set(link.queued.get() - 1);
+            }
+            if !drained {
+                continue;
+            }
+            self.congested.set(self.congested.get() - 1);
+            if self.congested.get() == 0 {
+                for waker in self.waiters.borrow_mut().drain(..) {
+                    waker.wake();
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! `Config`: every flag of the `corecast` binary, with its `CORECAST_*`
+//! environment variable and default, plus [`Config::validate`].
+//!
+//! The config is immutable once the server starts and is shared as
+//! `Arc<Config>`. Values derived from the machine (CPU list, connection
+//! limit) are resolved here, in [`Config::resolve`], so the rest of the
+//! server never looks at the environment.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::error::StartupError;
+
+/// Command-line flags and environment variables of `corecast`.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "corecast",
+    version,
+    about = "Thread-per-core WebSocket pub/sub server (glommio, io_uring)",
+    long_about = "Thread-per-core WebSocket pub/sub server.\n\n\
+        One io_uring executor (shard) is pinned per CPU; every shard accepts on the same \
+        SO_REUSEPORT port and owns its connections for their whole life.\n\n\
+        Endpoints: GET /ws (JSON pub/sub), GET /echo (echo), GET /health (JSON).\n\
+        Every flag can also be set through the CORECAST_* environment variable shown. \
+        Durations take units (500ms, 10s, 2m); sizes take bytes or a K/M/G (binary) suffix.\n\
+        Logging: RUST_LOG (default info)."
+)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "CORECAST_ADDR", default_value = "0.0.0.0")]
+    pub addr: IpAddr,
+
+    /// Port to listen on; 0 picks a free port (the log's `listening` line tells which).
+    #[arg(long, env = "CORECAST_PORT", default_value_t = 8080)]
+    pub port: u16,
+
+    /// Number of shards (one pinned executor each) [default: one per CPU in --cpus].
+    #[arg(long, env = "CORECAST_SHARDS")]
+    pub shards: Option<usize>,
+
+    /// CPUs to pin shards to, e.g. "0-3" or "1,3" [default: the process's affinity mask,
+    /// so `taskset -c 1 corecast` runs one shard on CPU 1].
+    #[arg(long, env = "CORECAST_CPUS", value_parser = parse_cpu_list)]
+    pub cpus: Option<Vec<usize>>,
+
+    /// Listen backlog per shard; capped by net.core.somaxconn.
+    #[arg(long, env = "CORECAST_BACKLOG", default_value_t = 4096)]
+    pub backlog: u32,
+
+    /// Most concurrent connections for this process (all shards)
+    /// [default: the open-files hard limit less a reserve for the server's own descriptors].
+    #[arg(long, env = "CORECAST_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
+    /// Largest WebSocket message accepted (a message of exactly this size is accepted;
+    /// larger closes with 1009).
+    #[arg(long, env = "CORECAST_MAX_MESSAGE_SIZE", default_value = "1MiB", value_parser = parse_size)]
+    pub max_message_size: usize,
+
+    /// Bytes that may wait in one connection's outbound queue before it is closed as a
+    /// slow consumer (close 1008 "slow consumer").
+    #[arg(long, env = "CORECAST_MAX_OUTBOUND_BYTES", default_value = "1MiB", value_parser = parse_size)]
+    pub max_outbound_bytes: usize,
+
+    /// Channels one /ws connection may subscribe to (TOO_MANY_CHANNELS above it).
+    #[arg(long, env = "CORECAST_MAX_CHANNELS_PER_CONNECTION", default_value_t = 128)]
+    pub max_channels_per_connection: usize,
+
+    /// Largest HTTP request head (request line + headers) before 431.
+    #[arg(long, env = "CORECAST_MAX_HEADER_BYTES", default_value = "8KiB", value_parser = parse_size)]
+    pub max_header_bytes: usize,
+
+    /// Time a client has to complete the HTTP upgrade before it is dropped.
+    #[arg(long, env = "CORECAST_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub handshake_timeout: Duration,
+
+    /// Interval between server pings on an open connection.
+    #[arg(long, env = "CORECAST_PING_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub ping_interval: Duration,
+
+    /// A connection that sends nothing for this long after a ping is closed
+    /// (close 1008 "heartbeat timeout").
+    #[arg(long, env = "CORECAST_PONG_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub pong_timeout: Duration,
+
+    /// Time the peer has to answer a close frame the server sent (and to take the queued
+    /// bytes before it) before the socket is dropped.
+    #[arg(long, env = "CORECAST_CLOSE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub close_timeout: Duration,
+
+    /// On SIGINT/SIGTERM, time to wait for clients to answer close 1001 before exiting.
+    #[arg(long, env = "CORECAST_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
+
+    /// Messages each cross-shard channel holds before the sender queues locally and
+    /// pauses reading from its publishers.
+    #[arg(long, env = "CORECAST_BUS_CAPACITY", default_value_t = 4096)]
+    pub bus_capacity: usize,
+
+    /// Memory glommio registers with io_uring per shard. corecast does no file I/O
+    /// through it, so the 64 KiB minimum keeps startup under small memlock limits.
+    #[arg(long, env = "CORECAST_IO_MEMORY", default_value = "64KiB", value_parser = parse_size)]
+    pub io_memory: usize,
+}
+
+/// Descriptors kept back from the open-files limit for the server's own use
+/// (io_uring rings, eventfds, listeners, stdio) plus room to answer 503.
+pub const FD_RESERVE_BASE: u64 = 64;
+/// Extra descriptors reserved per shard (three rings, eventfd, listener,
+/// blocking-pool pipes, sockets being refused with 503).
+pub const FD_RESERVE_PER_SHARD: u64 = 96;
+
+/// A config with every machine-dependent default made concrete.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The flags as given.
+    pub config: Config,
+    /// CPU of each shard, index = shard id.
+    pub cpus: Vec<usize>,
+    /// Connection limit for the whole process.
+    pub max_connections: usize,
+}
+
+impl Config {
+    /// Checks values that clap's types cannot.
+    pub fn validate(&self) -> Result<(), StartupError> {
+        let bad = |msg: String| Err(StartupError::Config(msg));
+        if self.shards == Some(0) {
+            return bad("--shards must be at least 1".into());
+        }
+        if self.max_message_size == 0 {
+            return bad("--max-message-size must be at least 1 byte".into());
+        }
+        if self.max_outbound_bytes < 1024 {
+            return bad("--max-outbound-bytes must be at least 1KiB".into());
+        }
+        if self.max_header_bytes < 256 {
+            return bad("--max-header-bytes must be at least 256".into());
+        }
+        if self.backlog == 0 {
+            return bad("--backlog must be at least 1".into());
+        }
+        if self.bus_capacity == 0 {
+            return bad("--bus-capacity must be at least 1".into());
+        }
+        if self.max_connections == Some(0) {
+            return bad("--max-connections must be at least 1".into());
+        }
+        for (name, d) in [
+            ("--handshake-timeout", self.handshake_timeout),
+            ("--ping-interval", self.ping_interval),
+            ("--pong-timeout", self.pong_timeout),
+            ("--close-timeout", self.close_timeout),
+            ("--shutdown-timeout", self.shutdown_timeout),
+        ] {
+            if d < Duration::from_millis(10) {
+                return bad(format!("{name} must be at least 10ms (got {d:?})"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves machine-dependent defaults: the CPU list from the affinity
+    /// mask, the shard count, and the connection limit from `nofile_hard`.
+    pub fn resolve(self, allowed_cpus: &[usize], nofile_hard: u64) -> Result<Resolved, StartupError> {
+        self.validate()?;
+        let pool: Vec<usize> = match &self.cpus {
+            Some(list) => {
+                if let Some(cpu) = list.iter().find(|c| !allowed_cpus.contains(c)) {
+                    return Err(StartupError::Config(format!(
+                        "--cpus names CPU {cpu}, which this process may not run on (allowed: {})",
+                        format_cpus(allowed_cpus)
+                    )));
+                }
+                list.clone()
+            }
+            None => allowed_cpus.to_vec(),
+        };
+        if pool.is_empty() {
+            return Err(StartupError::Config("no CPU available to run a shard on".into()));
+        }
+        let n_shards = self.shards.unwrap_or(pool.len());
+        if n_shards > pool.len() {
+            return Err(StartupError::Config(format!(
+                "--shards {n_shards} needs {n_shards} CPUs but only {} are available ({}); \
+                 each shard is pinned to its own CPU",
+                pool.len(),
+                format_cpus(&pool)
+            )));
+        }
+        let cpus = pool[..n_shards].to_vec();
+        let reserve = FD_RESERVE_BASE + FD_RESERVE_PER_SHARD * n_shards as u64;
+        let from_fds = nofile_hard.saturating_sub(reserve).max(1);
+        let max_connections = self
+            .max_connections
+            .unwrap_or_else(|| usize::try_from(from_fds).unwrap_or(usize::MAX));
+        Ok(Resolved { config: self, cpus, max_connections })
+    }
+}
+
+/// Formats a CPU list as "0,1,2".
+pub fn format_cpus(cpus: &[usize]) -> String {
+    cpus.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",")
+}
+
+/// Parses "0-3,6,8-9" into a sorted, de-duplicated CPU list.
+pub fn parse_cpu_list(s: &str) -> Result<Vec<usize>, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let num = |x: &str| x.trim().parse::<usize>().map_err(|_| format!("not a CPU number: {x:?}"));
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (num(a)?, num(b)?);
+                if a > b {
+                    return Err(format!("empty CPU range {part:?}"));
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(num(part)?),
+        }
+    }
+    if out.is_empty() {
+        return Err("empty CPU list".into());
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+/// Parses a byte size: "4096", "64KiB", "1M", "2g" (K/M/G are powers of 1024).
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: usize = digits.parse().map_err(|_| format!("not a size: {s:?} (try 4096, 64KiB, 1MiB)"))?;
+    let mult: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => return Err(format!("unknown size unit {other:?} in {s:?} (use K, M or G)")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("size too large: {s:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(args: &[&str]) -> Config {
+        let mut v = vec!["corecast"];
+        v.extend_from_slice(args);
+        Config::try_parse_from(v).expect("valid test args")
+    }
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("64KiB"), Ok(65536));
+        assert_eq!(parse_size("1M"), Ok(1 << 20));
+        assert!(parse_size("1 parsec").is_err());
+        assert!(parse_size("").is_err());
+    }
+
+    #[test]
+    fn cpu_lists_parse_ranges() {
+        assert_eq!(parse_cpu_list("0-2,5,1"), Ok(vec![0, 1, 2, 5]));
+        assert!(parse_cpu_list("3-1").is_err());
+        assert!(parse_cpu_list("x").is_err());
+    }
+
+    #[test]
+    fn defaults_follow_the_machine() {
+        let r = cfg(&[]).resolve(&[0, 1], 20_000).expect("resolves");
+        assert_eq!(r.cpus, vec![0, 1]);
+        assert_eq!(r.max_connections as u64, 20_000 - FD_RESERVE_BASE - 2 * FD_RESERVE_PER_SHARD);
+        assert_eq!(r.config.max_message_size, 1 << 20);
+        assert_eq!(r.config.handshake_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn too_many_shards_is_a_clear_error() {
+        let err = cfg(&["--shards", "3"]).resolve(&[0, 1], 1024).unwrap_err();
+        assert!(err.to_string().contains("--shards 3"), "{err}");
+        let err = cfg(&["--cpus", "7"]).resolve(&[0, 1], 1024).unwrap_err();
+        assert!(err.to_string().contains("CPU 7"), "{err}");
+    }
+}

@@ -1,0 +1,484 @@
+//! One client connection: handshake, then a single task that reads,
+//! decodes and answers, and flushes the connection's outbox.
+//!
+//! The connection is split in two: [`ConnState`] lives in the shard's table
+//! so fan-out and the ticker can queue frames and wake the task, and
+//! `Connection` is the task itself, owning the socket and decoder. Reads go
+//! into the shard's scratch buffer (lent only while a `recv` returns and its
+//! bytes are decoded), so an idle connection owns no buffer.
+
+use std::io::{self, IoSlice};
+use std::os::fd::AsRawFd;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+use futures_lite::{AsyncRead, AsyncWrite};
+use glommio::net::TcpStream;
+
+use crate::error::CloseReason;
+use crate::http::{self, Route};
+use crate::message::{self, Command, ErrorCode, RequestError};
+use crate::metrics::ShardMetrics;
+use crate::outbox::{Outbox, MAX_IOVECS};
+use crate::shard::{ConnKey, Shard, Subscription};
+use crate::sys;
+use crate::ws::{self, Decoder, Event, Kind};
+
+/// Sockets a shard may be refusing (503) at once; beyond this, excess
+/// connections are closed without a response so refusals cannot exhaust fds.
+const MAX_REFUSING: usize = 64;
+/// Read/flush rounds one poll may take before yielding to other connections.
+const MAX_ROUNDS: usize = 16;
+
+/// The half of a connection that the shard can reach: outbox, waker, timers.
+#[derive(Debug)]
+pub struct ConnState {
+    /// Frames waiting for the socket.
+    outbox: Outbox,
+    /// Wakes the connection's task when something is queued.
+    waker: Option<Waker>,
+    /// Per-shard sequence number; tells a reused key from its old owner.
+    pub(crate) seq: u64,
+    /// Last ping sent (shard ms).
+    last_ping_ms: u64,
+    /// First ping not yet followed by any received byte; 0 when none.
+    unanswered_ping_ms: u64,
+    /// When a closing connection is dropped regardless (shard ms).
+    close_deadline_ms: u64,
+    /// Set once the server has queued its close frame.
+    closing: Option<CloseReason>,
+    /// Reads paused until other shards acknowledge a subscribe.
+    pub(crate) awaiting_ack: bool,
+    /// Deadline passed: the task must end now.
+    dead: bool,
+}
+
+impl ConnState {
+    /// State of a connection opened at `now_ms`.
+    pub fn new(seq: u64, now_ms: u64) -> ConnState {
+        ConnState {
+            outbox: Outbox::default(),
+            waker: None,
+            seq,
+            last_ping_ms: now_ms,
+            unanswered_ping_ms: 0,
+            close_deadline_ms: 0,
+            closing: None,
+            awaiting_ack: false,
+            dead: false,
+        }
+    }
+
+    /// Queues a frame. Returns false when the outbox is over `limit`; the
+    /// caller then closes the connection as a slow consumer. Frames queued
+    /// after the server's close frame are dropped.
+    pub fn push(&mut self, frame: Bytes, limit: usize) -> bool {
+        if self.closing.is_some() {
+            return true;
+        }
+        let queued = self.outbox.push(frame);
+        self.wake();
+        queued <= limit
+    }
+
+    /// Queues the close frame for `reason` (once); the connection must then be
+    /// gone by `deadline_ms`. Returns false if it was already closing.
+    pub fn begin_close(&mut self, reason: CloseReason, deadline_ms: u64) -> bool {
+        if self.closing.is_some() {
+            return false;
+        }
+        if matches!(reason, CloseReason::SlowConsumer | CloseReason::HeartbeatTimeout) {
+            self.outbox.discard_unstarted();
+        }
+        if reason != CloseReason::Abnormal {
+            self.outbox.push(ws::close(reason.code(), reason.text()));
+        }
+        self.closing = Some(reason);
+        self.close_deadline_ms = deadline_ms;
+        self.wake();
+        true
+    }
+
+    /// Periodic check: pings, the pong timeout and the close deadline.
+    /// Returns true when the connection was just closed for a missed pong.
+    pub fn tick(&mut self, now: u64, ping_ms: u64, pong_ms: u64, close_deadline: u64) -> bool {
+        if self.closing.is_some() {
+            if now >= self.close_deadline_ms && !self.dead {
+                self.dead = true;
+                self.wake();
+            }
+            return false;
+        }
+        if self.unanswered_ping_ms != 0 && now - self.unanswered_ping_ms >= pong_ms {
+            return self.begin_close(CloseReason::HeartbeatTimeout, close_deadline);
+        }
+        if now - self.last_ping_ms >= ping_ms {
+            self.last_ping_ms = now;
+            if self.unanswered_ping_ms == 0 {
+                self.unanswered_ping_ms = now;
+            }
+            self.outbox.push(ws::PING.clone());
+            self.wake();
+        }
+        false
+    }
+
+    fn wake(&self) {
+        if let Some(waker) = &self.waker {
+            waker.wake_by_ref();
+        }
+    }
+}
+
+/// Takes over an accepted socket: counts it, runs the HTTP handshake, and
+/// for an upgrade runs the connection until it ends.
+pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
+    ShardMetrics::inc(&shard.metrics.accepted);
+    let admitted = shard.try_admit();
+    if !admitted {
+        ShardMetrics::inc(&shard.metrics.refused);
+        if shard.n_refusing.get() >= MAX_REFUSING {
+            return; // Dropping the socket is the only answer left that costs nothing.
+        }
+        shard.n_refusing.set(shard.n_refusing.get() + 1);
+        http::handshake(&shard, &mut stream, false).await;
+        shard.n_refusing.set(shard.n_refusing.get() - 1);
+        return;
+    }
+    // Pub/sub traffic is small frames that must not wait for Nagle.
+    if let Err(e) = stream.set_nodelay(true) {
+        log::debug!("set_nodelay failed: {e}");
+    }
+    if let Some(upgrade) = http::handshake(&shard, &mut stream, true).await {
+        run(shard.clone(), stream, upgrade).await;
+    }
+    shard.release();
+}
+
+async fn run(shard: Rc<Shard>, stream: TcpStream, upgrade: http::Upgrade) {
+    let (key, seq) = shard.register();
+    ShardMetrics::inc(&shard.metrics.upgraded);
+    if upgrade.route == Route::Ws {
+        let id = format!("{}-{seq}", shard.id.0);
+        shard.send_to(key, message::connection_established(&id, shard.id.0 as usize));
+    }
+    let mut conn = Connection {
+        shard: shard.clone(),
+        stream,
+        decoder: Decoder::default(),
+        session: Session { route: upgrade.route, key, seq, channels: Vec::new() },
+        read: ReadState::Open,
+        close_received: false,
+        shut_write: false,
+        backlog: false,
+    };
+    if !upgrade.leftover.is_empty() {
+        let mut early = upgrade.leftover;
+        conn.on_bytes(&mut early);
+    }
+    let reason = std::future::poll_fn(|cx| conn.poll_run(cx)).await;
+    log::debug!("closed conn={}-{seq} reason={reason}", shard.id.0);
+    shard.metrics.on_close(reason);
+    shard.unregister(key, &conn.session.channels);
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadState {
+    /// Decoding frames.
+    Open,
+    /// The connection failed (1002/1007/1009): bytes are read and dropped
+    /// until the peer closes, so our close frame is not lost to a reset.
+    Discard,
+    /// The peer closed its side or the socket errored.
+    Eof,
+}
+
+/// The task half of a connection.
+struct Connection {
+    shard: Rc<Shard>,
+    stream: TcpStream,
+    decoder: Decoder,
+    session: Session,
+    read: ReadState,
+    /// The peer's close frame has arrived.
+    close_received: bool,
+    /// Our write side is shut (after a failure's close frame went out).
+    shut_write: bool,
+    /// `decoder.partial` may hold whole frames not yet decoded (reads paused).
+    backlog: bool,
+}
+
+/// What the protocol layer needs to know about one connection.
+struct Session {
+    route: Route,
+    key: ConnKey,
+    seq: u64,
+    /// Channels this connection subscribed to (at most the per-connection limit).
+    channels: Vec<Rc<str>>,
+}
+
+impl Connection {
+    fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<CloseReason> {
+        for _ in 0..MAX_ROUNDS {
+            let Some((closing, dead, awaiting)) = self.sync_state(cx.waker()) else {
+                return Poll::Ready(CloseReason::Abnormal);
+            };
+            if dead {
+                return Poll::Ready(closing.unwrap_or(CloseReason::Abnormal));
+            }
+            let flushed = match self.flush(cx) {
+                Ok(flushed) => flushed,
+                Err(e) => {
+                    log::debug!("write failed conn={}-{}: {e}", self.shard.id.0, self.session.seq);
+                    return Poll::Ready(closing.unwrap_or(CloseReason::Abnormal));
+                }
+            };
+            if self.read == ReadState::Eof {
+                return Poll::Ready(closing.unwrap_or(CloseReason::Abnormal));
+            }
+            if let Some(reason) = closing {
+                if flushed && self.close_received {
+                    return Poll::Ready(reason);
+                }
+                if flushed && self.read == ReadState::Discard && !self.shut_write {
+                    self.shut_write = true;
+                    let _ = Pin::new(&mut self.stream).poll_close(cx);
+                }
+            } else if awaiting {
+                return Poll::Pending; // Woken when the subscribe's reply is queued.
+            } else if self.backlog {
+                self.drain_backlog();
+                continue;
+            } else if self.session.route == Route::Ws && self.shard.bus.is_congested() {
+                self.shard.bus.wait_uncongested(cx.waker());
+                return Poll::Pending;
+            }
+            if self.close_received {
+                return Poll::Pending; // Nothing more to read; waiting for the flush.
+            }
+            match self.read_some(cx) {
+                Poll::Ready(()) => continue,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// Stores the waker and reads the flags the shard may have changed.
+    fn sync_state(&self, waker: &Waker) -> Option<(Option<CloseReason>, bool, bool)> {
+        let mut conns = self.shard.conns.borrow_mut();
+        let state = conns.get_mut(self.session.key.0 as usize)?;
+        if !state.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            state.waker = Some(waker.clone());
+        }
+        Some((state.closing, state.dead, state.awaiting_ack))
+    }
+
+    /// Writes as much of the outbox as the socket takes, one `sendmsg` per
+    /// batch of frames. Ok(true) when the outbox is empty; Ok(false) when the
+    /// socket is full and write readiness is armed.
+    fn flush(&mut self, cx: &mut Context<'_>) -> io::Result<bool> {
+        let fd = self.stream.as_raw_fd();
+        let mut conns = self.shard.conns.borrow_mut();
+        let Some(state) = conns.get_mut(self.session.key.0 as usize) else { return Ok(true) };
+        loop {
+            if state.outbox.is_empty() {
+                return Ok(true);
+            }
+            let written = {
+                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+                let n = state.outbox.slices(&mut slices);
+                match sys::send_vectored(fd, &slices[..n]) {
+                    Ok(written) => written,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        // Let glommio arm write readiness (it retries the send first).
+                        match Pin::new(&mut self.stream).poll_write(cx, &slices[0]) {
+                            Poll::Ready(Ok(written)) => written,
+                            Poll::Ready(Err(e)) => return Err(e),
+                            Poll::Pending => return Ok(false),
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
+            state.outbox.advance(written);
+        }
+    }
+
+    /// One `recv` into the shard's scratch buffer, decoded on the spot.
+    fn read_some(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let shard = self.shard.clone();
+        let mut scratch = shard.scratch.borrow_mut();
+        match Pin::new(&mut self.stream).poll_read(cx, &mut scratch[..]) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(0)) => {
+                self.read = ReadState::Eof;
+                Poll::Ready(())
+            }
+            Poll::Ready(Ok(n)) => {
+                self.on_bytes(&mut scratch[..n]);
+                Poll::Ready(())
+            }
+            Poll::Ready(Err(e)) => {
+                log::debug!("read failed conn={}-{}: {e}", shard.id.0, self.session.seq);
+                self.read = ReadState::Eof;
+                Poll::Ready(())
+            }
+        }
+    }
+
+    fn on_bytes(&mut self, data: &mut [u8]) {
+        if let Some(state) = self.shard.conns.borrow_mut().get_mut(self.session.key.0 as usize) {
+            state.unanswered_ping_ms = 0;
+        }
+        if self.read != ReadState::Open || self.close_received {
+            return;
+        }
+        if self.decoder.partial.is_empty() {
+            let consumed = self.decode(data);
+            if !self.close_received && self.read == ReadState::Open {
+                self.decoder.partial.extend_from_slice(&data[consumed..]);
+            }
+        } else {
+            self.decoder.partial.extend_from_slice(data);
+            self.drain_backlog();
+        }
+    }
+
+    /// Decodes what `decoder.partial` holds, keeping the undecoded rest.
+    fn drain_backlog(&mut self) {
+        let mut buf = std::mem::take(&mut self.decoder.partial);
+        let consumed = self.decode(&mut buf);
+        if !self.close_received && self.read == ReadState::Open {
+            buf.drain(..consumed);
+            self.decoder.partial = buf;
+        }
+        self.decoder.shrink();
+    }
+
+    /// Runs the decoder over `buf`; returns the bytes consumed. Sets
+    /// `backlog` when it stopped early to wait for a subscribe.
+    fn decode(&mut self, buf: &mut [u8]) -> usize {
+        let max = self.shard.config.config.max_message_size;
+        let (shard, session, close_received) = (&*self.shard, &mut self.session, &mut self.close_received);
+        let mut paused = false;
+        let result = self.decoder.decode(buf, max, |event| {
+            let go_on = session.on_event(shard, event, close_received);
+            paused = !go_on && !*close_received;
+            go_on
+        });
+        self.backlog = paused;
+        match result {
+            Ok(consumed) => consumed,
+            Err(reason) => {
+                log::debug!("protocol failure conn={}-{} reason={reason}", shard.id.0, session.seq);
+                let deadline = shard.now_ms() + Shard::ms(shard.config.config.close_timeout);
+                if let Some(state) = shard.conns.borrow_mut().get_mut(session.key.0 as usize) {
+                    state.begin_close(reason, deadline);
+                }
+                self.read = ReadState::Discard;
+                self.decoder = Decoder::default();
+                0
+            }
+        }
+    }
+}
+
+impl Session {
+    /// Handles one decoded event; false stops decoding (a close arrived, or a
+    /// subscribe waits for other shards).
+    fn on_event(&mut self, shard: &Shard, event: Event<'_>, close_received: &mut bool) -> bool {
+        let closing = shard.conns.borrow().get(self.key.0 as usize).is_none_or(|s| s.closing.is_some());
+        match event {
+            Event::Close(code) => {
+                *close_received = true;
+                if !closing {
+                    let deadline = shard.now_ms() + Shard::ms(shard.config.config.close_timeout);
+                    if let Some(state) = shard.conns.borrow_mut().get_mut(self.key.0 as usize) {
+                        state.begin_close(CloseReason::ClientClosed(code), deadline);
+                    }
+                }
+                false
+            }
+            _ if closing => true, // After our close frame, data is read and dropped.
+            Event::Ping(payload) => {
+                shard.send_to(self.key, ws::pong(payload));
+                true
+            }
+            Event::Pong => true,
+            Event::Text(text) if self.route == Route::Echo => {
+                shard.send_to(self.key, ws::encode(Kind::Text, text.as_bytes()));
+                true
+            }
+            Event::Binary(data) if self.route == Route::Echo => {
+                shard.send_to(self.key, ws::encode(Kind::Binary, data));
+                true
+            }
+            Event::Text(text) => self.on_request(shard, text),
+            Event::Binary(_) => {
+                let message = "binary frames are not part of the /ws protocol; send JSON text".to_string();
+                self.reply_error(shard, RequestError { code: ErrorCode::BinaryNotSupported, message, id: None });
+                true
+            }
+        }
+    }
+
+    fn on_request(&mut self, shard: &Shard, text: &str) -> bool {
+        let request = match message::parse(text) {
+            Ok(request) => request,
+            Err(err) => {
+                self.reply_error(shard, err);
+                return true;
+            }
+        };
+        let id = request.id;
+        match request.command {
+            Command::Subscribe { channel } => {
+                let reply = message::channel_reply("subscribed", &channel, id);
+                if self.channels.iter().any(|c| **c == *channel) {
+                    shard.send_to(self.key, reply);
+                    return true;
+                }
+                let limit = shard.config.config.max_channels_per_connection;
+                if self.channels.len() >= limit {
+                    let message = format!("this connection is subscribed to {limit} channels, the limit");
+                    self.reply_error(shard, RequestError { code: ErrorCode::TooManyChannels, message, id });
+                    return true;
+                }
+                match shard.subscribe(self.key, self.seq, &channel, reply) {
+                    Subscription::Active(name) => self.channels.push(name),
+                    Subscription::Waiting => {
+                        self.channels.push(Rc::from(channel.as_str()));
+                        return false;
+                    }
+                    Subscription::Already => {}
+                }
+            }
+            Command::Unsubscribe { channel } => {
+                if let Some(i) = self.channels.iter().position(|c| **c == *channel) {
+                    self.channels.swap_remove(i);
+                    shard.unsubscribe(self.key, &channel);
+                }
+                shard.send_to(self.key, message::channel_reply("unsubscribed", &channel, id));
+            }
+            Command::Publish { channel, data } => {
+                shard.publish(&channel, message::message_frame(&channel, data));
+                if id.is_some() {
+                    shard.send_to(self.key, message::channel_reply("published", &channel, id));
+                }
+            }
+            Command::Heartbeat => shard.send_to(self.key, message::heartbeat(id)),
+        }
+        true
+    }
+
+    fn reply_error(&self, shard: &Shard, err: RequestError<'_>) {
+        ShardMetrics::inc(&shard.metrics.request_errors);
+        log::debug!("request error conn={}-{} code={}", shard.id.0, self.seq, err.code.as_str());
+        shard.send_to(self.key, message::error(&err));
+    }
+}

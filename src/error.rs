@@ -1,0 +1,130 @@
+//! The two error boundaries: [`StartupError`] ends the process before it
+//! serves, [`CloseReason`] ends one connection.
+//!
+//! Errors are classified by who caused them (as pingora does): a client's
+//! mistake is a close code plus a counter and a `debug!` line; only the
+//! server's own failures reach `error!`.
+
+use std::fmt;
+use std::io;
+
+/// Why the server could not start. `main` prints it as one line and exits 1.
+#[derive(Debug)]
+pub enum StartupError {
+    /// A flag value that cannot work.
+    Config(String),
+    /// Binding or configuring a listening socket failed.
+    Bind {
+        /// What was being bound.
+        addr: String,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// io_uring could not be set up (old kernel, disabled by sysctl or seccomp).
+    IoUring(String),
+    /// RLIMIT_MEMLOCK is too low for glommio's rings.
+    Memlock {
+        /// The soft limit in bytes.
+        limit: u64,
+    },
+    /// A shard thread could not be started or pinned.
+    Shard(String),
+}
+
+impl fmt::Display for StartupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartupError::Config(msg) => write!(f, "invalid configuration: {msg}"),
+            StartupError::Bind { addr, source } if source.kind() == io::ErrorKind::AddrInUse => write!(
+                f,
+                "cannot listen on {addr}: address already in use (another process holds the port \
+                 without SO_REUSEPORT, or another user's process shares it); pick another --port"
+            ),
+            StartupError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            StartupError::IoUring(msg) => write!(
+                f,
+                "io_uring is unavailable: {msg} (corecast needs Linux 5.8 or later with io_uring \
+                 enabled; check /proc/sys/kernel/io_uring_disabled and any seccomp profile)"
+            ),
+            StartupError::Memlock { limit } => write!(
+                f,
+                "RLIMIT_MEMLOCK is {} KiB, below the 512 KiB glommio needs for its io_uring rings; \
+                 raise it with `ulimit -l 8192`, LimitMEMLOCK=8M in the systemd unit, or a \
+                 memlock line in /etc/security/limits.d (see scripts/)",
+                limit / 1024
+            ),
+            StartupError::Shard(msg) => write!(f, "cannot start shard: {msg}"),
+        }
+    }
+}
+
+impl std::error::Error for StartupError {}
+
+/// Why a connection ended; each maps to a WebSocket close code and a counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client started the close handshake; we echo its code.
+    ClientClosed(u16),
+    /// The server is shutting down (1001).
+    GoingAway,
+    /// A protocol violation by the client (1002).
+    Protocol(&'static str),
+    /// A text message that is not valid UTF-8, or a bad close reason (1007).
+    InvalidUtf8,
+    /// A message above `--max-message-size` (1009).
+    TooBig,
+    /// The outbound queue exceeded `--max-outbound-bytes` (1008 "slow consumer").
+    SlowConsumer,
+    /// Nothing was received within `--pong-timeout` of a ping (1008 "heartbeat timeout").
+    HeartbeatTimeout,
+    /// The TCP connection ended without a close handshake (no frame is sent).
+    Abnormal,
+}
+
+impl CloseReason {
+    /// The close code sent in the close frame.
+    pub fn code(self) -> u16 {
+        match self {
+            CloseReason::ClientClosed(code) => code,
+            CloseReason::GoingAway => 1001,
+            CloseReason::Protocol(_) => 1002,
+            CloseReason::InvalidUtf8 => 1007,
+            CloseReason::TooBig => 1009,
+            CloseReason::SlowConsumer | CloseReason::HeartbeatTimeout => 1008,
+            CloseReason::Abnormal => 1006,
+        }
+    }
+
+    /// The close frame's reason text (at most 123 bytes by RFC 6455).
+    pub fn text(self) -> &'static str {
+        match self {
+            CloseReason::ClientClosed(_) | CloseReason::Abnormal => "",
+            CloseReason::GoingAway => "server shutting down",
+            CloseReason::Protocol(what) => what,
+            CloseReason::InvalidUtf8 => "invalid utf-8",
+            CloseReason::TooBig => "message too big",
+            CloseReason::SlowConsumer => "slow consumer",
+            CloseReason::HeartbeatTimeout => "heartbeat timeout",
+        }
+    }
+
+    /// Short label for logs and counters.
+    pub fn label(self) -> &'static str {
+        match self {
+            CloseReason::ClientClosed(_) => "client_closed",
+            CloseReason::GoingAway => "shutdown",
+            CloseReason::Protocol(_) => "protocol_error",
+            CloseReason::InvalidUtf8 => "invalid_utf8",
+            CloseReason::TooBig => "message_too_big",
+            CloseReason::SlowConsumer => "slow_consumer",
+            CloseReason::HeartbeatTimeout => "heartbeat_timeout",
+            CloseReason::Abnormal => "abnormal",
+        }
+    }
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.label(), self.code())
+    }
+}

@@ -1,0 +1,252 @@
+//! The HTTP/1.1 side of the public port: read one request head (bounded in
+//! size and time), then either upgrade to WebSocket or answer and close.
+//!
+//! Routes: `GET /ws` and `GET /echo` (upgrade), `GET /health` (JSON). Every
+//! refusal is a specific status with a JSON body: 400, 404, 405, 426 (with
+//! `Sec-WebSocket-Version: 13`), 431, 503. Parsing is httparse's.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+
+use crate::metrics::ShardMetrics;
+use crate::shard::Shard;
+use crate::ws;
+
+/// Most headers one request may carry (431 above).
+const MAX_HEADERS: usize = 64;
+/// First read size for a request head; it grows up to `--max-header-bytes`.
+const INITIAL_HEAD_BYTES: usize = 1024;
+/// After an error response, how long the client has to stop sending before
+/// the socket is closed (reading its leftovers avoids a reset that could
+/// destroy the response in flight).
+const LINGER: Duration = Duration::from_secs(1);
+
+/// Which WebSocket endpoint a connection upgraded to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `/ws`: the JSON pub/sub protocol.
+    Ws,
+    /// `/echo`: every message sent back as is.
+    Echo,
+}
+
+/// A completed upgrade.
+#[derive(Debug)]
+pub struct Upgrade {
+    /// The endpoint.
+    pub route: Route,
+    /// Bytes the client sent after the request head (early frames).
+    pub leftover: Vec<u8>,
+}
+
+/// An HTTP answer that ends the connection.
+struct Response {
+    status: u16,
+    reason: &'static str,
+    headers: &'static str,
+    body: String,
+}
+
+enum HeadError {
+    TooLarge,
+    Malformed(String),
+    Io(std::io::Error),
+}
+
+/// Reads and answers one request. `admitted` is false when the process is
+/// at `--max-connections`: everything but /health then gets 503.
+pub async fn handshake(shard: &Shard, stream: &mut TcpStream, admitted: bool) -> Option<Upgrade> {
+    let cfg = &shard.config.config;
+    let head = futures_lite::future::or(
+        async { Some(read_head(stream, cfg.max_header_bytes).await) },
+        async {
+            glommio::timer::sleep(cfg.handshake_timeout).await;
+            None
+        },
+    )
+    .await;
+    let (buf, head_len) = match head {
+        Some(Ok(head)) => head,
+        None => return fail(shard, "handshake timeout"),
+        Some(Err(HeadError::Io(e))) => return fail(shard, &format!("read failed: {e}")),
+        Some(Err(HeadError::TooLarge)) => {
+            let msg = format!("request head over {} bytes or {MAX_HEADERS} headers", cfg.max_header_bytes);
+            respond(shard, stream, error(431, "Request Header Fields Too Large", &msg)).await;
+            return None;
+        }
+        Some(Err(HeadError::Malformed(msg))) => {
+            respond(shard, stream, error(400, "Bad Request", &msg)).await;
+            return None;
+        }
+    };
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    // read_head already parsed these bytes to completion.
+    let _ = req.parse(&buf[..head_len]);
+    match decide(shard, &req, admitted) {
+        Err(response) => {
+            respond(shard, stream, response).await;
+            None
+        }
+        Ok((route, accept)) => {
+            let head = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Accept: {accept}\r\n\r\n"
+            );
+            if let Err(e) = stream.write_all(head.as_bytes()).await {
+                return fail(shard, &format!("write failed: {e}"));
+            }
+            Some(Upgrade { route, leftover: buf[head_len..].to_vec() })
+        }
+    }
+}
+
+fn fail(shard: &Shard, why: &str) -> Option<Upgrade> {
+    ShardMetrics::inc(&shard.metrics.handshake_failures);
+    log::debug!("handshake dropped: {why}");
+    None
+}
+
+async fn read_head(stream: &mut TcpStream, max: usize) -> Result<(Vec<u8>, usize), HeadError> {
+    let mut buf = vec![0; INITIAL_HEAD_BYTES.min(max)];
+    let mut filled = 0;
+    loop {
+        if filled == buf.len() {
+            if buf.len() >= max {
+                return Err(HeadError::TooLarge);
+            }
+            buf.resize((buf.len() * 2).min(max), 0);
+        }
+        let n = stream.read(&mut buf[filled..]).await.map_err(HeadError::Io)?;
+        if n == 0 {
+            return Err(HeadError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+        filled += n;
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        match httparse::Request::new(&mut headers).parse(&buf[..filled]) {
+            Ok(httparse::Status::Complete(len)) => {
+                buf.truncate(filled);
+                return Ok((buf, len));
+            }
+            Ok(httparse::Status::Partial) => {}
+            Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+            Err(e) => return Err(HeadError::Malformed(format!("malformed HTTP request: {e}"))),
+        }
+    }
+}
+
+/// Picks the answer: an upgrade (route and accept key) or a response.
+fn decide(shard: &Shard, req: &httparse::Request<'_, '_>, admitted: bool) -> Result<(Route, String), Response> {
+    let path = req.path.unwrap_or("/");
+    let path = path.split('?').next().unwrap_or(path);
+    let route = match path {
+        "/ws" => Some(Route::Ws),
+        "/echo" => Some(Route::Echo),
+        "/health" => None,
+        _ => return Err(error(404, "Not Found", &format!("no route for {path}; try /ws, /echo or /health"))),
+    };
+    if req.method != Some("GET") {
+        let mut r = error(405, "Method Not Allowed", &format!("{path} takes GET"));
+        r.headers = "Allow: GET\r\n";
+        return Err(r);
+    }
+    let Some(route) = route else { return Err(health(shard)) };
+    if !admitted {
+        let msg = format!("connection limit reached ({})", shard.config.max_connections);
+        return Err(error(503, "Service Unavailable", &msg));
+    }
+    if shard.shutdown.is_set() {
+        return Err(error(503, "Service Unavailable", "server is shutting down"));
+    }
+    let has_token = |name: &str, token: &str| {
+        header(req, name).is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    };
+    if !has_token("upgrade", "websocket") {
+        let mut r = error(426, "Upgrade Required", &format!("{path} needs a WebSocket upgrade request"));
+        r.headers = "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n";
+        return Err(r);
+    }
+    if req.version != Some(1) {
+        return Err(error(400, "Bad Request", "a WebSocket upgrade needs HTTP/1.1"));
+    }
+    if !has_token("connection", "upgrade") {
+        return Err(error(400, "Bad Request", "missing \"Connection: Upgrade\""));
+    }
+    if header(req, "sec-websocket-version").map(str::trim) != Some("13") {
+        let mut r = error(426, "Upgrade Required", "unsupported Sec-WebSocket-Version; only 13 is spoken");
+        r.headers = "Sec-WebSocket-Version: 13\r\n";
+        return Err(r);
+    }
+    match header(req, "sec-websocket-key").map(str::trim) {
+        Some(key) if is_valid_key(key) => Ok((route, ws::accept_key(key.as_bytes()))),
+        _ => Err(error(400, "Bad Request", "missing or invalid Sec-WebSocket-Key")),
+    }
+}
+
+fn header<'a>(req: &httparse::Request<'_, 'a>, name: &str) -> Option<&'a str> {
+    req.headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case(name))
+        .and_then(|h| std::str::from_utf8(h.value).ok())
+}
+
+/// A key is base64 of 16 bytes: 22 base64 characters and "==".
+fn is_valid_key(key: &str) -> bool {
+    let b = key.as_bytes();
+    b.len() == 24
+        && b[22..] == *b"=="
+        && b[..22].iter().all(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
+}
+
+fn health(shard: &Shard) -> Response {
+    let draining = shard.shutdown.is_set();
+    let body = serde_json::json!({
+        "status": if draining { "draining" } else { "ok" },
+        "shards": shard.shared.n_shards,
+        "connections": shard.shared.websockets.load(Ordering::Relaxed),
+        "slow_consumer_closes": shard.shared.slow_consumer_closes.load(Ordering::Relaxed),
+    });
+    let (status, reason) = if draining { (503, "Service Unavailable") } else { (200, "OK") };
+    Response { status, reason, headers: "", body: body.to_string() }
+}
+
+fn error(status: u16, reason: &'static str, message: &str) -> Response {
+    let body = serde_json::json!({ "status": status, "error": reason, "message": message });
+    Response { status, reason, headers: "", body: body.to_string() }
+}
+
+/// Writes a final response, shuts our side, and lingers briefly reading
+/// whatever the client still sends so the response is not lost to a reset.
+async fn respond(shard: &Shard, stream: &mut TcpStream, r: Response) {
+    if r.status != 200 {
+        ShardMetrics::inc(&shard.metrics.handshake_failures);
+        log::debug!("http response status={}", r.status);
+    }
+    let head = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n{}\r\n",
+        r.status,
+        r.reason,
+        r.body.len(),
+        r.headers
+    );
+    let mut out = head.into_bytes();
+    out.extend_from_slice(r.body.as_bytes());
+    if stream.write_all(&out).await.is_err() || stream.close().await.is_err() {
+        return;
+    }
+    let mut sink = [0u8; 512];
+    let _ = futures_lite::future::or(
+        async {
+            while let Ok(n) = stream.read(&mut sink).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        },
+        glommio::timer::sleep(LINGER),
+    )
+    .await;
+}

@@ -1,0 +1,35 @@
+//! corecast: a thread-per-core WebSocket pub/sub server.
+//!
+//! Codemap (docs/ARCHITECTURE.md has the full map and the invariants):
+//! - [`config`]: flags and defaults; [`server`]: startup, one pinned glommio
+//!   executor per shard; [`shutdown`]: signals -> drain.
+//! - [`listener`]: SO_REUSEPORT sockets and accept loops; [`http`]: request
+//!   head, upgrade or error status; [`connection`]: one client's task.
+//! - [`ws`]: RFC 6455 codec (the only tungstenite user); [`message`]: the
+//!   /ws JSON protocol; [`outbox`]: per-connection frame queue.
+//! - [`shard`]: per-core state and the publish path; [`topics`]: channel
+//!   table; [`bus`]: cross-shard mesh (the only glommio channel user).
+//! - [`metrics`], [`notify`], [`sys`], [`error`]: support.
+
+#![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod bus;
+pub mod config;
+pub mod connection;
+pub mod error;
+pub mod http;
+pub mod listener;
+pub mod message;
+pub mod metrics;
+pub mod notify;
+pub mod outbox;
+pub mod server;
+pub mod shard;
+pub mod shutdown;
+pub mod sys;
+pub mod topics;
+pub mod ws;
+
+pub use config::Config;
+pub use error::StartupError;

@@ -1,0 +1,301 @@
+//! The /ws JSON protocol: [`Command`]s parsed from client text, and the
+//! server's replies encoded straight into WebSocket frames.
+//!
+//! A publish's `data` stays a `&RawValue` borrowed from the client's own
+//! frame and is copied once into the outgoing frame, which every subscriber
+//! then shares; nothing here re-serializes it. docs/protocol.md is the
+//! contract; keep the two in step.
+
+use std::fmt::Write as _;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::ws::{self, Kind};
+
+/// Longest channel name, in bytes.
+pub const MAX_CHANNEL_BYTES: usize = 255;
+
+/// A request from a /ws client.
+#[derive(Debug)]
+pub enum Command<'a> {
+    /// `{"type":"subscribe","channel":C}`
+    Subscribe {
+        /// Channel name, validated.
+        channel: String,
+    },
+    /// `{"type":"unsubscribe","channel":C}`
+    Unsubscribe {
+        /// Channel name, validated.
+        channel: String,
+    },
+    /// `{"type":"publish","channel":C,"data":ANY}`
+    Publish {
+        /// Channel name, validated.
+        channel: String,
+        /// The client's JSON value, verbatim.
+        data: &'a RawValue,
+    },
+    /// `{"type":"heartbeat"}`
+    Heartbeat,
+}
+
+/// A parsed request: the command and the request's `id`, if it carried one.
+#[derive(Debug)]
+pub struct Request<'a> {
+    /// What the client asked for.
+    pub command: Command<'a>,
+    /// The `id` (a JSON number or string), echoed verbatim in the reply.
+    pub id: Option<&'a RawValue>,
+}
+
+/// Error codes sent in `{"type":"error"}` replies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// The text is not JSON.
+    InvalidJson,
+    /// `type` names no known request.
+    UnknownMessageType,
+    /// A field is missing or has the wrong type.
+    InvalidMessage,
+    /// The channel is empty, longer than 255 bytes or has control characters.
+    InvalidChannel,
+    /// The per-connection channel limit is reached.
+    TooManyChannels,
+    /// A binary frame was sent on /ws.
+    BinaryNotSupported,
+}
+
+impl ErrorCode {
+    /// The code as sent on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidJson => "INVALID_JSON",
+            ErrorCode::UnknownMessageType => "UNKNOWN_MESSAGE_TYPE",
+            ErrorCode::InvalidMessage => "INVALID_MESSAGE",
+            ErrorCode::InvalidChannel => "INVALID_CHANNEL",
+            ErrorCode::TooManyChannels => "TOO_MANY_CHANNELS",
+            ErrorCode::BinaryNotSupported => "BINARY_NOT_SUPPORTED",
+        }
+    }
+}
+
+/// A request that could not be served: code, human text, and the `id` if known.
+#[derive(Debug)]
+pub struct RequestError<'a> {
+    /// Machine-readable code.
+    pub code: ErrorCode,
+    /// Human-readable explanation.
+    pub message: String,
+    /// The request's `id`, when it could be read.
+    pub id: Option<&'a RawValue>,
+}
+
+/// Every field the protocol knows, each kept raw so a wrongly typed one is
+/// INVALID_MESSAGE rather than a JSON syntax error.
+#[derive(Deserialize)]
+struct Fields<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Option<&'a RawValue>,
+    #[serde(borrow)]
+    channel: Option<&'a RawValue>,
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
+    #[serde(borrow)]
+    id: Option<&'a RawValue>,
+}
+
+/// Parses one client text message.
+pub fn parse(text: &str) -> Result<Request<'_>, RequestError<'_>> {
+    let fields: Fields<'_> = serde_json::from_str(text).map_err(|e| {
+        let code = if e.is_data() { ErrorCode::InvalidMessage } else { ErrorCode::InvalidJson };
+        let message = match code {
+            ErrorCode::InvalidMessage => format!("request must be a JSON object with a \"type\": {e}"),
+            _ => format!("invalid JSON: {e}"),
+        };
+        RequestError { code, message, id: None }
+    })?;
+    let id = fields.id;
+    let fail = |code, message: String| RequestError { code, message, id };
+    if let Some(raw) = id {
+        let first = raw.get().as_bytes()[0];
+        if !(first == b'"' || first == b'-' || first.is_ascii_digit()) {
+            return Err(RequestError { id: None, ..fail(ErrorCode::InvalidMessage, "\"id\" must be a number or a string".into()) });
+        }
+    }
+    let kind = match fields.kind {
+        None => return Err(fail(ErrorCode::InvalidMessage, "missing field \"type\"".into())),
+        Some(raw) => serde_json::from_str::<std::borrow::Cow<'_, str>>(raw.get())
+            .map_err(|_| fail(ErrorCode::InvalidMessage, "\"type\" must be a string".into()))?,
+    };
+    let channel = || channel_field(fields.channel).map_err(|(code, msg)| fail(code, msg));
+    let command = match kind.as_ref() {
+        "subscribe" => Command::Subscribe { channel: channel()? },
+        "unsubscribe" => Command::Unsubscribe { channel: channel()? },
+        "publish" => {
+            let channel = channel()?;
+            let data = fields
+                .data
+                .ok_or_else(|| fail(ErrorCode::InvalidMessage, "missing field \"data\"".into()))?;
+            Command::Publish { channel, data }
+        }
+        "heartbeat" => Command::Heartbeat,
+        other => {
+            let shown: String = other.chars().take(64).collect();
+            return Err(fail(
+                ErrorCode::UnknownMessageType,
+                format!("unknown type {shown:?}; expected subscribe, unsubscribe, publish or heartbeat"),
+            ));
+        }
+    };
+    Ok(Request { command, id })
+}
+
+fn channel_field(raw: Option<&RawValue>) -> Result<String, (ErrorCode, String)> {
+    let raw = raw.ok_or((ErrorCode::InvalidMessage, "missing field \"channel\"".to_string()))?;
+    let channel: String = serde_json::from_str(raw.get())
+        .map_err(|_| (ErrorCode::InvalidMessage, "\"channel\" must be a string".to_string()))?;
+    validate_channel(&channel).map_err(|msg| (ErrorCode::InvalidChannel, msg))?;
+    Ok(channel)
+}
+
+/// Checks a channel name: 1 to 255 bytes, no control characters.
+pub fn validate_channel(channel: &str) -> Result<(), String> {
+    if channel.is_empty() {
+        return Err("channel must not be empty".into());
+    }
+    if channel.len() > MAX_CHANNEL_BYTES {
+        return Err(format!("channel is {} bytes; the limit is {MAX_CHANNEL_BYTES}", channel.len()));
+    }
+    if channel.chars().any(char::is_control) {
+        return Err("channel must not contain control characters".into());
+    }
+    Ok(())
+}
+
+/// `{"type":"connection_established","connection_id":ID,"shard":N}`
+pub fn connection_established(connection_id: &str, shard: usize) -> Bytes {
+    reply(|s| {
+        let _ = write!(s, r#"{{"type":"connection_established","connection_id":"{connection_id}","shard":{shard}}}"#);
+    })
+}
+
+/// `{"type":T,"channel":C[,"id":ID]}` for subscribed/unsubscribed/published.
+pub fn channel_reply(kind: &str, channel: &str, id: Option<&RawValue>) -> Bytes {
+    reply(|s| {
+        let _ = write!(s, r#"{{"type":"{kind}","channel":"#);
+        push_json_str(s, channel);
+        push_id(s, id);
+        s.push('}');
+    })
+}
+
+/// `{"type":"heartbeat"[,"id":ID]}`
+pub fn heartbeat(id: Option<&RawValue>) -> Bytes {
+    reply(|s| {
+        s.push_str(r#"{"type":"heartbeat""#);
+        push_id(s, id);
+        s.push('}');
+    })
+}
+
+/// `{"type":"error","code":CODE,"message":M[,"id":ID]}`
+pub fn error(err: &RequestError<'_>) -> Bytes {
+    reply(|s| {
+        let _ = write!(s, r#"{{"type":"error","code":"{}","message":"#, err.code.as_str());
+        push_json_str(s, &err.message);
+        push_id(s, err.id);
+        s.push('}');
+    })
+}
+
+/// The frame every subscriber of `channel` receives for a publish:
+/// `{"type":"message","channel":C,"data":ANY}`, encoded once.
+pub fn message_frame(channel: &str, data: &RawValue) -> Bytes {
+    let data = data.get();
+    ws::encode_with(Kind::Text, 40 + channel.len() + data.len(), |buf| {
+        buf.extend_from_slice(br#"{"type":"message","channel":"#);
+        // Writing into a Vec cannot fail.
+        serde_json::to_writer(&mut *buf, channel).expect("vec write");
+        buf.extend_from_slice(br#","data":"#);
+        buf.extend_from_slice(data.as_bytes());
+        buf.push(b'}');
+    })
+}
+
+fn reply(write: impl FnOnce(&mut String)) -> Bytes {
+    let mut s = String::with_capacity(96);
+    write(&mut s);
+    ws::encode(Kind::Text, s.as_bytes())
+}
+
+fn push_id(s: &mut String, id: Option<&RawValue>) {
+    if let Some(id) = id {
+        s.push_str(r#","id":"#);
+        s.push_str(id.get());
+    }
+}
+
+fn push_json_str(s: &mut String, value: &str) {
+    // Serializing a &str to JSON cannot fail.
+    s.push_str(&serde_json::to_string(value).expect("string to json"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code_of(text: &str) -> ErrorCode {
+        parse(text).expect_err("should be rejected").code
+    }
+
+    #[test]
+    fn parses_each_command_and_keeps_data_raw() {
+        let r = parse(r#"{"type":"publish","channel":"a\u0062","data":{"x": [1, 2.50]},"id":7}"#).unwrap();
+        match r.command {
+            Command::Publish { channel, data } => {
+                assert_eq!(channel, "ab");
+                assert_eq!(data.get(), r#"{"x": [1, 2.50]}"#);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(r.id.map(|i| i.get()), Some("7"));
+        assert!(matches!(parse(r#"{"type":"heartbeat"}"#).unwrap().command, Command::Heartbeat));
+    }
+
+    #[test]
+    fn each_error_code_has_its_cause() {
+        assert_eq!(code_of("{nope"), ErrorCode::InvalidJson);
+        assert_eq!(code_of("[1,2]"), ErrorCode::InvalidMessage);
+        assert_eq!(code_of(r#"{"type":"dance"}"#), ErrorCode::UnknownMessageType);
+        assert_eq!(code_of(r#"{"type":5}"#), ErrorCode::InvalidMessage);
+        assert_eq!(code_of(r#"{"type":"subscribe"}"#), ErrorCode::InvalidMessage);
+        assert_eq!(code_of(r#"{"type":"subscribe","channel":3}"#), ErrorCode::InvalidMessage);
+        assert_eq!(code_of(r#"{"type":"publish","channel":"a"}"#), ErrorCode::InvalidMessage);
+        assert_eq!(code_of(r#"{"type":"subscribe","channel":""}"#), ErrorCode::InvalidChannel);
+        assert_eq!(code_of(r#"{"type":"subscribe","channel":"a\nb"}"#), ErrorCode::InvalidChannel);
+        let long = format!(r#"{{"type":"subscribe","channel":"{}"}}"#, "x".repeat(256));
+        assert_eq!(code_of(&long), ErrorCode::InvalidChannel);
+        let max = format!(r#"{{"type":"subscribe","channel":"{}"}}"#, "x".repeat(255));
+        assert!(parse(&max).is_ok());
+    }
+
+    #[test]
+    fn error_replies_carry_the_id() {
+        let err = parse(r#"{"type":"subscribe","id":"q1"}"#).unwrap_err();
+        let frame = error(&err);
+        let text = std::str::from_utf8(&frame[2..]).unwrap();
+        let v: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(v["id"], "q1");
+        assert_eq!(v["code"], "INVALID_MESSAGE");
+    }
+
+    #[test]
+    fn message_frame_escapes_the_channel() {
+        let data = RawValue::from_string("[1]".into()).unwrap();
+        let frame = message_frame("a\"b", &data);
+        let text = std::str::from_utf8(&frame[2..]).unwrap();
+        assert_eq!(text, r#"{"type":"message","channel":"a\"b","data":[1]}"#);
+    }
+}

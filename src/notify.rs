@@ -1,0 +1,76 @@
+//! Two small shard-local wake-up primitives; no atomics, `!Send`.
+//!
+//! [`Notify`] is an auto-resetting flag with one waiter (a forwarder task
+//! waiting for work); [`Latch`] is set once and wakes every waiter (the
+//! shard's shutdown). Both wake, never poll.
+
+use std::cell::{Cell, RefCell};
+use std::future::poll_fn;
+use std::task::{Poll, Waker};
+
+/// Auto-resetting notification for a single waiting task.
+#[derive(Debug, Default)]
+pub struct Notify {
+    fired: Cell<bool>,
+    waker: RefCell<Option<Waker>>,
+}
+
+impl Notify {
+    /// Marks the notification and wakes the waiter, if any.
+    pub fn fire(&self) {
+        self.fired.set(true);
+        if let Some(waker) = self.waker.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+
+    /// Waits until [`Notify::fire`] has been called since the last wait.
+    pub async fn wait(&self) {
+        poll_fn(|cx| {
+            if self.fired.replace(false) {
+                return Poll::Ready(());
+            }
+            *self.waker.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+/// A flag set once, waking every task waiting on it.
+#[derive(Debug, Default)]
+pub struct Latch {
+    set: Cell<bool>,
+    wakers: RefCell<Vec<Waker>>,
+}
+
+impl Latch {
+    /// Sets the latch; later calls do nothing.
+    pub fn set(&self) {
+        if !self.set.replace(true) {
+            for waker in self.wakers.borrow_mut().drain(..) {
+                waker.wake();
+            }
+        }
+    }
+
+    /// True once set.
+    pub fn is_set(&self) -> bool {
+        self.set.get()
+    }
+
+    /// Waits until the latch is set.
+    pub async fn wait(&self) {
+        poll_fn(|cx| {
+            if self.set.get() {
+                return Poll::Ready(());
+            }
+            let mut wakers = self.wakers.borrow_mut();
+            if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                wakers.push(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await
+    }
+}

@@ -1,0 +1,212 @@
+//! Startup and the process's life: resolve limits, bind, start one pinned
+//! executor per shard, wait until all serve, then wait for them to drain.
+//!
+//! Everything that can fail at startup fails here, before a byte is served,
+//! as a [`StartupError`].
+
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, IntoRawFd};
+use std::os::unix::net::UnixStream;
+use std::rc::Rc;
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use futures_lite::AsyncReadExt;
+use glommio::{LocalExecutorBuilder, Placement};
+use socket2::Socket;
+
+use crate::bus::{self, Bus, MeshEnds};
+use crate::config::{format_cpus, Config, Resolved};
+use crate::error::StartupError;
+use crate::shard::{Shard, ShardId, Shared};
+use crate::topics::MAX_SHARDS;
+use crate::{listener, shutdown, sys};
+
+/// glommio refuses to start below this RLIMIT_MEMLOCK (its own check).
+const MIN_MEMLOCK: u64 = 512 * 1024;
+
+/// What a shard thread needs to start; all `Send`.
+struct ShardPlan {
+    id: ShardId,
+    cpu: usize,
+    config: Arc<Resolved>,
+    shared: Arc<Shared>,
+    socket: Socket,
+    mesh: MeshEnds,
+    control: UnixStream,
+    ready: mpsc::Sender<Result<(), StartupError>>,
+}
+
+/// Runs the server until a shutdown signal has been handled.
+pub fn run(config: Config) -> Result<(), StartupError> {
+    // Before any thread exists, so every thread inherits the blocked mask.
+    sys::block_shutdown_signals().map_err(|e| StartupError::Shard(format!("cannot block signals: {e}")))?;
+    let config = resolve(config)?;
+    let cfg = &config.config;
+    let n = config.cpus.len();
+    let backlog = effective_backlog(cfg.backlog);
+    let (sockets, port) = listener::bind_all(cfg.addr, cfg.port, n, backlog)?;
+    let config = Arc::new(config);
+    let shared = Arc::new(Shared { n_shards: n, ..Shared::default() });
+    let mut meshes = if n > 1 { bus::mesh(n, config.config.bus_capacity) } else { bus::mesh(1, 1) };
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let mut controls = Vec::with_capacity(n);
+    let mut threads = Vec::with_capacity(n);
+    for (i, socket) in sockets.into_iter().enumerate() {
+        let (ours, theirs) = UnixStream::pair().map_err(|e| StartupError::Shard(format!("control socket: {e}")))?;
+        controls.push(ours);
+        let plan = ShardPlan {
+            id: ShardId(i as u16),
+            cpu: config.cpus[i],
+            config: config.clone(),
+            shared: shared.clone(),
+            socket,
+            mesh: meshes.remove(0),
+            control: theirs,
+            ready: ready_tx.clone(),
+        };
+        threads.push(spawn_shard(plan)?);
+    }
+    drop(ready_tx);
+    for _ in 0..n {
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(StartupError::Shard("a shard thread exited during startup".into())),
+        }
+    }
+    let addr = SocketAddr::new(cfg_addr(&config), port);
+    log::info!(
+        "listening addr={addr} port={port} shards={n} cpus={} max_connections={} max_message_size={} \
+         max_outbound_bytes={} backlog={backlog}",
+        format_cpus(&config.cpus),
+        config.max_connections,
+        config.config.max_message_size,
+        config.config.max_outbound_bytes,
+    );
+    shutdown::spawn_signal_thread(controls);
+    for thread in threads {
+        if thread.join().is_err() {
+            log::error!("a shard thread panicked");
+        }
+    }
+    log::info!("shutdown complete");
+    Ok(())
+}
+
+fn cfg_addr(config: &Resolved) -> std::net::IpAddr {
+    config.config.addr
+}
+
+/// Raises limits, reads the CPU mask, and resolves defaults; logs the limits.
+fn resolve(config: Config) -> Result<Resolved, StartupError> {
+    let (before, nofile) = sys::raise_nofile().map_err(|e| StartupError::Config(format!("cannot read RLIMIT_NOFILE: {e}")))?;
+    let allowed: Vec<usize> = core_affinity::get_core_ids().unwrap_or_default().into_iter().map(|c| c.id).collect();
+    let resolved = config.resolve(&allowed, nofile.hard)?;
+    if resolved.cpus.len() > MAX_SHARDS {
+        return Err(StartupError::Config(format!("at most {MAX_SHARDS} shards are supported")));
+    }
+    log::info!(
+        "open files limit soft={} hard={} (soft was {}) max_connections={}",
+        nofile.soft,
+        nofile.hard,
+        before.soft,
+        resolved.max_connections
+    );
+    if (resolved.max_connections as u64) > nofile.hard {
+        log::warn!(
+            "open files hard limit {} is below --max-connections {}; accepts will fail with EMFILE \
+             before the limit (raise LimitNOFILE, see scripts/)",
+            nofile.hard,
+            resolved.max_connections
+        );
+    }
+    let (_, memlock) = sys::raise_memlock().map_err(|e| StartupError::Config(format!("cannot read RLIMIT_MEMLOCK: {e}")))?;
+    if memlock.soft < MIN_MEMLOCK {
+        return Err(StartupError::Memlock { limit: memlock.soft });
+    }
+    Ok(resolved)
+}
+
+/// The backlog to ask for, capped as the kernel would cap it, with a note.
+fn effective_backlog(requested: u32) -> u32 {
+    match sys::read_sysctl("/proc/sys/net/core/somaxconn") {
+        Some(max) if (requested as u64) > max => {
+            log::info!("backlog {requested} capped to net.core.somaxconn={max} (raise it, see sysctl/)");
+            max as u32
+        }
+        _ => requested,
+    }
+}
+
+fn spawn_shard(plan: ShardPlan) -> Result<JoinHandle<()>, StartupError> {
+    let name = format!("shard-{}", plan.id.0);
+    std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(move || shard_thread(plan))
+        .map_err(|e| StartupError::Shard(format!("cannot spawn {name}: {e}")))
+}
+
+fn shard_thread(plan: ShardPlan) {
+    let (id, cpu) = (plan.id, plan.cpu);
+    if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
+        let _ = plan.ready.send(Err(StartupError::Shard(format!("cannot pin shard {} to CPU {cpu}", id.0))));
+        return;
+    }
+    let builder = LocalExecutorBuilder::new(Placement::Unbound).io_memory(plan.config.config.io_memory);
+    let executor = match builder.make() {
+        Ok(executor) => executor,
+        Err(e) => {
+            let msg = e.to_string();
+            let err = if msg.to_ascii_lowercase().contains("memlock") {
+                StartupError::Memlock { limit: sys::raise_memlock().map(|(_, l)| l.soft).unwrap_or(0) }
+            } else {
+                StartupError::IoUring(msg)
+            };
+            let _ = plan.ready.send(Err(err));
+            return;
+        }
+    };
+    executor.run(shard_main(plan));
+}
+
+async fn shard_main(plan: ShardPlan) {
+    let (bus, receivers) = Bus::connect(plan.id, plan.mesh).await;
+    let bus = Rc::new(bus);
+    let shard = Rc::new(Shard::new(plan.id, plan.config, plan.shared, bus.clone()));
+    for (_, rx) in receivers {
+        let shard = shard.clone();
+        glommio::spawn_local(async move {
+            while let Some(msg) = rx.recv().await {
+                shard.on_bus_message(msg);
+            }
+        })
+        .detach();
+    }
+    for peer in bus.peers() {
+        glommio::spawn_local(bus.clone().forward(peer)).detach();
+    }
+    glommio::spawn_local(shard.clone().tick_forever(tick_period(&shard.config.config))).detach();
+    glommio::spawn_local(wait_for_control(shard.clone(), plan.control)).detach();
+    glommio::spawn_local(listener::run(shard.clone(), plan.socket)).detach();
+    let _ = plan.ready.send(Ok(()));
+    shard.shutdown.wait().await;
+    shard.drain().await;
+    log::debug!("shard exiting overflowed_bus_messages={}", bus.n_overflowed());
+}
+
+/// Fine enough to honour the shortest timer; coarse enough to cost nothing.
+fn tick_period(cfg: &Config) -> Duration {
+    let shortest = cfg.ping_interval.min(cfg.pong_timeout).min(cfg.close_timeout);
+    (shortest / 4).clamp(Duration::from_millis(5), Duration::from_secs(1))
+}
+
+/// One byte (or EOF) on the control socket starts this shard's drain.
+async fn wait_for_control(shard: Rc<Shard>, control: UnixStream) {
+    // SAFETY: the fd is one end of a socketpair we own; glommio takes it over.
+    let mut control = unsafe { glommio::net::UnixStream::from_raw_fd(control.into_raw_fd()) };
+    let mut byte = [0u8; 1];
+    let _ = control.read(&mut byte).await;
+    shard.shutdown.set();
+}

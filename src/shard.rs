@@ -1,0 +1,373 @@
+//! `Shard`: everything one core owns (connections, channel table, bus
+//! endpoint, scratch read buffer), and the publish path through it.
+//!
+//! A `Shard` is `!Send`: it is built inside its executor thread and only
+//! ever reached through `Rc<Shard>`. Its `RefCell`s are borrowed inside
+//! small synchronous functions, never across an `.await`. The few values
+//! other threads may read live in [`Shared`], each written as documented.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use slab::Slab;
+
+use crate::bus::{Bus, BusMessage};
+use crate::config::Resolved;
+use crate::connection::ConnState;
+use crate::error::CloseReason;
+use crate::metrics::ShardMetrics;
+use crate::notify::{Latch, Notify};
+use crate::topics::{Subscribed, TopicRouter};
+
+/// Index of a shard, 0-based; also its position in the bus mesh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ShardId(pub u16);
+
+/// A connection's key in its shard's table; reused after the connection ends,
+/// so anything that outlives the connection also keeps its `seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnKey(pub u32);
+
+/// Size of each shard's read buffer: one `recv` fills at most this much.
+/// Shared by every connection on the shard, so idle connections hold none.
+pub const SCRATCH_BYTES: usize = 64 * 1024;
+
+/// Process-wide values read by any shard. Off the message path: written on
+/// connect, disconnect and slow-consumer events only.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// Open connections (including ones mid-handshake) across all shards;
+    /// every shard adds on accept and subtracts on close.
+    pub open_connections: AtomicUsize,
+    /// Upgraded WebSocket connections across all shards (for /health).
+    pub websockets: AtomicUsize,
+    /// Connections closed as slow consumers since start, all shards.
+    pub slow_consumer_closes: AtomicU64,
+    /// Shard count, for /health.
+    pub n_shards: usize,
+}
+
+/// What [`Shard::subscribe`] did.
+#[derive(Debug)]
+pub enum Subscription {
+    /// Subscribed now; the shared channel name for the connection's list.
+    Active(Rc<str>),
+    /// Waiting for other shards; the connection must pause its reads.
+    Waiting,
+    /// The connection was already subscribed.
+    Already,
+}
+
+/// A subscribe whose "subscribed" reply waits for other shards to learn of
+/// the channel, so that every publish after the reply reaches it.
+#[derive(Debug, Default)]
+struct PendingInterest {
+    acks_left: usize,
+    replies: Vec<(ConnKey, u64, Bytes)>,
+}
+
+/// Everything one core owns. Not `Send`: it never leaves its executor thread.
+pub struct Shard {
+    /// This shard's id.
+    pub id: ShardId,
+    /// The resolved configuration, shared read-only by all shards.
+    pub config: Arc<Resolved>,
+    /// Values other shards read (connection count, for limits and /health).
+    pub shared: Arc<Shared>,
+    /// Open connections of this shard, by key.
+    pub(crate) conns: RefCell<Slab<ConnState>>,
+    /// Channel -> local subscribers and interested shards.
+    pub(crate) topics: RefCell<TopicRouter>,
+    pending: RefCell<HashMap<Rc<str>, PendingInterest>>,
+    /// The only path to other shards.
+    pub(crate) bus: Rc<Bus>,
+    /// Read buffer lent to one connection at a time while it decodes.
+    pub(crate) scratch: RefCell<Vec<u8>>,
+    /// Counters of this shard.
+    pub(crate) metrics: ShardMetrics,
+    /// Set when the process is shutting down.
+    pub(crate) shutdown: Latch,
+    /// Fired when the last connection leaves during a drain.
+    pub(crate) drained: Notify,
+    /// Sockets currently being refused with 503 (bounded).
+    pub(crate) n_refusing: Cell<usize>,
+    epoch: Instant,
+    next_seq: Cell<u64>,
+}
+
+impl Shard {
+    /// Builds the shard's state inside its executor thread.
+    pub fn new(id: ShardId, config: Arc<Resolved>, shared: Arc<Shared>, bus: Rc<Bus>) -> Shard {
+        Shard {
+            id,
+            config,
+            shared,
+            conns: RefCell::new(Slab::new()),
+            topics: RefCell::new(TopicRouter::default()),
+            pending: RefCell::new(HashMap::new()),
+            bus,
+            scratch: RefCell::new(vec![0; SCRATCH_BYTES]),
+            metrics: ShardMetrics::default(),
+            shutdown: Latch::default(),
+            drained: Notify::default(),
+            n_refusing: Cell::new(0),
+            epoch: Instant::now(),
+            next_seq: Cell::new(0),
+        }
+    }
+
+    /// Milliseconds since the shard started, never 0 (0 means "unset").
+    pub fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64 + 1
+    }
+
+    /// Milliseconds a `Duration` spans, for deadlines against [`Shard::now_ms`].
+    pub fn ms(d: Duration) -> u64 {
+        d.as_millis() as u64
+    }
+
+    /// Takes a connection slot under `--max-connections`; false when full.
+    pub fn try_admit(&self) -> bool {
+        let prev = self.shared.open_connections.fetch_add(1, Ordering::Relaxed);
+        if prev >= self.config.max_connections {
+            self.shared.open_connections.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Gives back a slot taken by [`Shard::try_admit`].
+    pub fn release(&self) {
+        self.shared.open_connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Registers a new upgraded connection; returns its key and sequence number.
+    pub fn register(&self) -> (ConnKey, u64) {
+        let seq = self.next_seq.get();
+        self.next_seq.set(seq + 1);
+        let now = self.now_ms();
+        let key = self.conns.borrow_mut().insert(ConnState::new(seq, now));
+        self.shared.websockets.fetch_add(1, Ordering::Relaxed);
+        (ConnKey(key as u32), seq)
+    }
+
+    /// Removes a finished connection and its subscriptions.
+    pub fn unregister(&self, key: ConnKey, channels: &[Rc<str>]) {
+        for channel in channels {
+            self.unsubscribe(key, channel);
+        }
+        let mut conns = self.conns.borrow_mut();
+        if conns.try_remove(key.0 as usize).is_some() {
+            self.shared.websockets.fetch_sub(1, Ordering::Relaxed);
+        }
+        if self.shutdown.is_set() && conns.is_empty() {
+            self.drained.fire();
+        }
+    }
+
+    /// Queues a frame for one local connection (a reply or a delivery).
+    pub fn send_to(&self, key: ConnKey, frame: Bytes) {
+        let now = self.now_ms();
+        if let Some(conn) = self.conns.borrow_mut().get_mut(key.0 as usize) {
+            self.deliver(conn, frame, now);
+        }
+    }
+
+    /// Subscribes `key` to `channel` and queues `reply` ("subscribed").
+    ///
+    /// When this shard has no subscriber for the channel yet, the other
+    /// shards must learn of it first: the subscription and its reply wait
+    /// for every shard's `InterestAck`, and the connection pauses its reads
+    /// meanwhile. So once a client sees "subscribed", every later publish,
+    /// from any shard, reaches it; and no reply overtakes another.
+    pub fn subscribe(&self, key: ConnKey, seq: u64, channel: &str, reply: Bytes) -> Subscription {
+        if let Some(pending) = self.pending.borrow_mut().get_mut(channel) {
+            pending.replies.push((key, seq, reply));
+            self.set_awaiting(key, true);
+            return Subscription::Waiting;
+        }
+        let has_local = self.topics.borrow().get(channel).is_some_and(|c| !c.local.is_empty());
+        if has_local || self.bus.n_peers() == 0 {
+            let outcome = self.topics.borrow_mut().subscribe(channel, key);
+            self.send_to(key, reply);
+            return match outcome {
+                Subscribed::FirstOnShard(name) | Subscribed::Added(name) => Subscription::Active(name),
+                Subscribed::Already => Subscription::Already,
+            };
+        }
+        let n_peers = self.bus.n_peers();
+        let pending = PendingInterest { acks_left: n_peers, replies: vec![(key, seq, reply)] };
+        self.pending.borrow_mut().insert(Rc::from(channel), pending);
+        self.set_awaiting(key, true);
+        let shared: Arc<str> = Arc::from(channel);
+        for peer in self.bus.peers() {
+            self.bus.send(peer, BusMessage::InterestAdded { channel: shared.clone(), from: self.id });
+        }
+        Subscription::Waiting
+    }
+
+    fn set_awaiting(&self, key: ConnKey, awaiting: bool) {
+        if let Some(conn) = self.conns.borrow_mut().get_mut(key.0 as usize) {
+            conn.awaiting_ack = awaiting;
+        }
+    }
+
+    /// Unsubscribes `key`; tells other shards when the last local subscriber leaves.
+    pub fn unsubscribe(&self, key: ConnKey, channel: &str) {
+        let last = self.topics.borrow_mut().unsubscribe(channel, key);
+        if last == Some(true) && self.bus.n_peers() > 0 {
+            let shared: Arc<str> = Arc::from(channel);
+            for peer in self.bus.peers() {
+                self.bus.send(peer, BusMessage::InterestRemoved { channel: shared.clone(), from: self.id });
+            }
+        }
+    }
+
+    /// Publishes an encoded frame: fans out locally, then sends it once to
+    /// each other shard with subscribers. Returns how many shards it reached.
+    pub fn publish(&self, channel: &str, frame: Bytes) -> usize {
+        let topics = self.topics.borrow();
+        let Some(entry) = topics.get(channel) else { return 0 };
+        ShardMetrics::inc(&self.metrics.published);
+        let mut reached = usize::from(!entry.local.is_empty());
+        self.fan_out_local(entry.local.iter().copied(), &frame);
+        if !entry.remote.is_empty() {
+            let shared: Arc<str> = Arc::from(channel);
+            for shard in entry.remote.iter() {
+                self.bus.send(shard, BusMessage::Publish { channel: shared.clone(), frame: frame.clone() });
+                reached += 1;
+            }
+        }
+        reached
+    }
+
+    /// Handles one message from another shard.
+    pub fn on_bus_message(&self, msg: BusMessage) {
+        match msg {
+            BusMessage::Publish { channel, frame } => {
+                let topics = self.topics.borrow();
+                if let Some(entry) = topics.get(&channel) {
+                    self.fan_out_local(entry.local.iter().copied(), &frame);
+                }
+            }
+            BusMessage::InterestAdded { channel, from } => {
+                self.topics.borrow_mut().set_remote(&channel, from, true);
+                self.bus.send(from, BusMessage::InterestAck { channel, from: self.id });
+            }
+            BusMessage::InterestRemoved { channel, from } => {
+                self.topics.borrow_mut().set_remote(&channel, from, false);
+            }
+            BusMessage::InterestAck { channel, .. } => self.on_interest_ack(&channel),
+        }
+    }
+
+    fn on_interest_ack(&self, channel: &str) {
+        let waiters = {
+            let mut pending = self.pending.borrow_mut();
+            let Some(entry) = pending.get_mut(channel) else { return };
+            entry.acks_left -= 1;
+            if entry.acks_left > 0 {
+                return;
+            }
+            pending.remove(channel).map(|p| p.replies).unwrap_or_default()
+        };
+        let now = self.now_ms();
+        for (key, seq, reply) in waiters {
+            let mut conns = self.conns.borrow_mut();
+            // A key whose seq differs belongs to a newer connection: skip it.
+            let Some(conn) = conns.get_mut(key.0 as usize).filter(|c| c.seq == seq) else { continue };
+            conn.awaiting_ack = false;
+            self.deliver(conn, reply, now);
+            drop(conns);
+            self.topics.borrow_mut().subscribe(channel, key);
+        }
+        // Every waiter left before the acks came back: withdraw the interest.
+        let has_local = self.topics.borrow().get(channel).is_some_and(|c| !c.local.is_empty());
+        if !has_local {
+            let shared: Arc<str> = Arc::from(channel);
+            for peer in self.bus.peers() {
+                self.bus.send(peer, BusMessage::InterestRemoved { channel: shared.clone(), from: self.id });
+            }
+        }
+    }
+
+    /// Pushes `frame` to each connection in `keys`: a refcount bump each, no copy.
+    fn fan_out_local(&self, keys: impl Iterator<Item = ConnKey>, frame: &Bytes) {
+        let now = self.now_ms();
+        let mut conns = self.conns.borrow_mut();
+        let mut n = 0;
+        for key in keys {
+            if let Some(conn) = conns.get_mut(key.0 as usize) {
+                self.deliver(conn, frame.clone(), now);
+                n += 1;
+            }
+        }
+        self.metrics.delivered.set(self.metrics.delivered.get() + n);
+    }
+
+    fn deliver(&self, conn: &mut ConnState, frame: Bytes, now: u64) {
+        let limit = self.config.config.max_outbound_bytes;
+        if conn.push(frame, limit) {
+            return;
+        }
+        // Over the limit: cut this subscriber off; the publisher never waits.
+        let deadline = now + Self::ms(self.config.config.close_timeout);
+        if conn.begin_close(CloseReason::SlowConsumer, deadline) {
+            ShardMetrics::inc(&self.metrics.slow_consumers);
+            self.shared.slow_consumer_closes.fetch_add(1, Ordering::Relaxed);
+            log::debug!("slow consumer closed conn={}-{} limit={limit}", self.id.0, conn.seq);
+        }
+    }
+
+    /// Heartbeats and deadlines; runs every `period` for the shard's life.
+    pub async fn tick_forever(self: Rc<Self>, period: Duration) {
+        loop {
+            glommio::timer::sleep(period).await;
+            let cfg = &self.config.config;
+            let (ping, pong, close) = (Self::ms(cfg.ping_interval), Self::ms(cfg.pong_timeout), Self::ms(cfg.close_timeout));
+            let now = self.now_ms();
+            let mut timeouts = 0;
+            for (_, conn) in self.conns.borrow_mut().iter_mut() {
+                timeouts += u64::from(conn.tick(now, ping, pong, now + close));
+            }
+            self.metrics.heartbeat_timeouts.set(self.metrics.heartbeat_timeouts.get() + timeouts);
+        }
+    }
+
+    /// Starts the drain: every connection gets close 1001 and until
+    /// `--shutdown-timeout` to answer. Returns when all are gone or time is up.
+    pub async fn drain(self: &Rc<Self>) {
+        let timeout = self.config.config.shutdown_timeout;
+        let deadline = self.now_ms() + Self::ms(timeout);
+        let n = {
+            let mut conns = self.conns.borrow_mut();
+            for (_, conn) in conns.iter_mut() {
+                conn.begin_close(CloseReason::GoingAway, deadline);
+            }
+            conns.len()
+        };
+        log::info!("draining connections={n} timeout={timeout:?}");
+        if n > 0 {
+            let left = futures_lite::future::or(
+                async {
+                    self.drained.wait().await;
+                    0
+                },
+                async {
+                    glommio::timer::sleep(timeout).await;
+                    self.conns.borrow().len()
+                },
+            )
+            .await;
+            if left > 0 {
+                log::warn!("shutdown timeout reached connections_left={left}");
+            }
+        }
+        self.metrics.log_summary();
+    }
+}

@@ -1,0 +1,104 @@
+//! Thin, checked wrappers over the few libc calls std does not offer:
+//! resource limits, signal masks, vectored non-blocking sends.
+//!
+//! Every `unsafe` block in the crate lives here, each with its reason.
+
+use std::io::{self, IoSlice};
+use std::os::fd::RawFd;
+
+/// Soft and hard values of one resource limit.
+#[derive(Debug, Clone, Copy)]
+pub struct Limit {
+    /// Current (soft) limit.
+    pub soft: u64,
+    /// Ceiling (hard) limit.
+    pub hard: u64,
+}
+
+fn getrlimit(resource: libc::__rlimit_resource_t) -> io::Result<Limit> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `lim` is a valid, writable rlimit for the duration of the call.
+    if unsafe { libc::getrlimit(resource, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(Limit { soft: lim.rlim_cur, hard: lim.rlim_max })
+}
+
+fn raise_soft_to_hard(resource: libc::__rlimit_resource_t) -> io::Result<(Limit, Limit)> {
+    let before = getrlimit(resource)?;
+    if before.soft < before.hard {
+        let lim = libc::rlimit { rlim_cur: before.hard, rlim_max: before.hard };
+        // SAFETY: `lim` is a valid rlimit; raising soft up to hard needs no privilege.
+        if unsafe { libc::setrlimit(resource, &lim) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok((before, getrlimit(resource)?))
+}
+
+/// Raises the open-files soft limit to the hard limit; returns (before, after).
+pub fn raise_nofile() -> io::Result<(Limit, Limit)> {
+    raise_soft_to_hard(libc::RLIMIT_NOFILE)
+}
+
+/// Raises the locked-memory soft limit to the hard limit; returns (before, after).
+pub fn raise_memlock() -> io::Result<(Limit, Limit)> {
+    raise_soft_to_hard(libc::RLIMIT_MEMLOCK)
+}
+
+/// Blocks SIGINT and SIGTERM in the calling thread (and threads it spawns
+/// later), so [`wait_for_signal`] receives them instead of the default
+/// handler killing the process mid-drain.
+pub fn block_shutdown_signals() -> io::Result<()> {
+    let set = shutdown_sigset();
+    // SAFETY: `set` is an initialised sigset; a null old-set pointer is allowed.
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    Ok(())
+}
+
+/// Waits for SIGINT or SIGTERM (which must be blocked); returns its name.
+pub fn wait_for_signal() -> io::Result<&'static str> {
+    let set = shutdown_sigset();
+    let mut sig: libc::c_int = 0;
+    // SAFETY: `set` is initialised and `sig` is writable.
+    let rc = unsafe { libc::sigwait(&set, &mut sig) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    Ok(if sig == libc::SIGINT { "SIGINT" } else { "SIGTERM" })
+}
+
+fn shutdown_sigset() -> libc::sigset_t {
+    // SAFETY: sigemptyset initialises the zeroed set before sigaddset uses it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        set
+    }
+}
+
+/// One non-blocking `sendmsg` of several buffers: the whole corked outbox in
+/// one syscall. `WouldBlock` means the socket buffer is full.
+pub fn send_vectored(fd: RawFd, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    // SAFETY: msghdr is plain data; zeroed is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    // IoSlice is guaranteed ABI-compatible with iovec on Unix.
+    msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+    msg.msg_iovlen = bufs.len() as _;
+    // SAFETY: msg points at `bufs`, which outlive the call; the kernel only reads them.
+    let rc = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(rc as usize)
+}
+
+/// Reads one integer from a /proc/sys file, e.g. net.core.somaxconn.
+pub fn read_sysctl(path: &str) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.split_whitespace().next()?.parse().ok()
+}

@@ -1,0 +1,391 @@
+//! RFC 6455 frame codec: a decoder that turns received bytes into
+//! [`Event`]s, and encoders that build server frames as shared [`Bytes`].
+//!
+//! This is the only module that imports tungstenite, and it does no I/O:
+//! the connection reads into a shard-wide buffer and hands the bytes here.
+//! tungstenite parses frame headers and close codes and derives the accept
+//! key; the per-connection state is ours, so an idle connection holds no
+//! buffer at all (tungstenite's own `WebSocket` reserves 128 KiB each).
+
+use std::io::Cursor;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
+use tungstenite::protocol::frame::FrameHeader;
+
+use crate::error::CloseReason;
+
+/// Largest payload of a control frame (RFC 6455 5.5).
+const MAX_CONTROL_PAYLOAD: u64 = 125;
+/// Room left in front of an encoded payload for the longest server frame
+/// header (2 bytes + 8-byte length; servers never mask).
+const MAX_SERVER_HEADER: usize = 10;
+
+/// A server ping with an empty payload; one static frame for every connection.
+pub static PING: Bytes = Bytes::from_static(&[0x89, 0x00]);
+
+/// Something the peer said, decoded from one or more frames.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// A complete text message, already validated as UTF-8.
+    Text(&'a str),
+    /// A complete binary message.
+    Binary(&'a [u8]),
+    /// A ping; the caller answers with [`pong`].
+    Ping(&'a [u8]),
+    /// A pong (only its arrival matters).
+    Pong,
+    /// A valid close frame; `1005` stands for "no status code".
+    Close(u16),
+}
+
+/// Per-connection decoder state. Empty (no heap memory) between messages.
+#[derive(Debug, Default)]
+pub struct Decoder {
+    /// Bytes of a frame that has not fully arrived yet.
+    pub partial: Vec<u8>,
+    /// Payload of a fragmented message collected so far.
+    message: Vec<u8>,
+    /// Opcode of the fragmented message in progress (`Some` while one is open).
+    fragmented: Option<Data>,
+    /// Prefix of `message` known to be valid UTF-8 (text only).
+    utf8_valid: usize,
+}
+
+impl Decoder {
+    /// Decodes every complete frame in `buf` (unmasking in place), calling
+    /// `on_event` for each message or control frame. Returns how many bytes
+    /// were consumed; the rest is an incomplete frame for the caller to keep.
+    /// Stops early, with the consumed count so far, if `on_event` returns false.
+    pub fn decode(
+        &mut self,
+        buf: &mut [u8],
+        max_message: usize,
+        mut on_event: impl FnMut(Event<'_>) -> bool,
+    ) -> Result<usize, CloseReason> {
+        let mut pos = 0;
+        while pos < buf.len() {
+            let mut cursor = Cursor::new(&buf[pos..]);
+            let (header, len) = match FrameHeader::parse(&mut cursor) {
+                Ok(Some(parsed)) => parsed,
+                Ok(None) => break,
+                Err(_) => return Err(CloseReason::Protocol("reserved opcode")),
+            };
+            let header_len = cursor.position() as usize;
+            self.check_header(&header, len, max_message)?;
+            let len = len as usize; // check_header bounded it by max_message.
+            if buf.len() - pos - header_len < len {
+                break;
+            }
+            let start = pos + header_len;
+            pos = start + len;
+            let payload = &mut buf[start..pos];
+            if let Some(mask) = header.mask {
+                apply_mask(payload, mask);
+            }
+            if !self.on_frame(&header, payload, max_message, &mut on_event)? {
+                return Ok(pos);
+            }
+        }
+        Ok(pos)
+    }
+
+    /// True while a fragmented message or a partial frame is held.
+    pub fn is_idle(&self) -> bool {
+        self.partial.is_empty() && self.fragmented.is_none()
+    }
+
+    /// Releases memory a finished large message left behind.
+    pub fn shrink(&mut self) {
+        if self.partial.is_empty() && self.partial.capacity() > 0 {
+            self.partial = Vec::new();
+        }
+        if self.fragmented.is_none() && self.message.capacity() > 0 {
+            self.message = Vec::new();
+        }
+    }
+
+    fn check_header(&self, h: &FrameHeader, len: u64, max_message: usize) -> Result<(), CloseReason> {
+        if h.rsv1 || h.rsv2 || h.rsv3 {
+            return Err(CloseReason::Protocol("reserved bits set"));
+        }
+        if h.mask.is_none() {
+            return Err(CloseReason::Protocol("client frame not masked"));
+        }
+        match h.opcode {
+            OpCode::Control(_) if !h.is_final => Err(CloseReason::Protocol("fragmented control frame")),
+            OpCode::Control(_) if len > MAX_CONTROL_PAYLOAD => {
+                Err(CloseReason::Protocol("control frame payload over 125 bytes"))
+            }
+            OpCode::Data(Data::Continue) if self.fragmented.is_none() => {
+                Err(CloseReason::Protocol("continuation without a message"))
+            }
+            OpCode::Data(Data::Text | Data::Binary) if self.fragmented.is_some() => {
+                Err(CloseReason::Protocol("new message inside a fragmented one"))
+            }
+            OpCode::Data(_) if len > (max_message - self.message.len().min(max_message)) as u64 => {
+                Err(CloseReason::TooBig)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn on_frame(
+        &mut self,
+        h: &FrameHeader,
+        payload: &[u8],
+        max_message: usize,
+        on_event: &mut impl FnMut(Event<'_>) -> bool,
+    ) -> Result<bool, CloseReason> {
+        let data = match h.opcode {
+            OpCode::Control(Control::Ping) => return Ok(on_event(Event::Ping(payload))),
+            OpCode::Control(Control::Pong) => return Ok(on_event(Event::Pong)),
+            OpCode::Control(Control::Close) => return Ok(on_event(Event::Close(close_code(payload)?))),
+            OpCode::Control(Control::Reserved(_)) | OpCode::Data(Data::Reserved(_)) => {
+                return Err(CloseReason::Protocol("reserved opcode"))
+            }
+            OpCode::Data(data) => data,
+        };
+        if h.is_final && self.fragmented.is_none() {
+            // The common case: a whole message in one frame, decoded in place.
+            return match data {
+                Data::Text => match std::str::from_utf8(payload) {
+                    Ok(text) => Ok(on_event(Event::Text(text))),
+                    Err(_) => Err(CloseReason::InvalidUtf8),
+                },
+                _ => Ok(on_event(Event::Binary(payload))),
+            };
+        }
+        if self.fragmented.is_none() {
+            self.fragmented = Some(data);
+            self.utf8_valid = 0;
+        }
+        if self.message.len() + payload.len() > max_message {
+            return Err(CloseReason::TooBig);
+        }
+        self.message.extend_from_slice(payload);
+        let is_text = self.fragmented == Some(Data::Text);
+        if is_text {
+            self.check_utf8_prefix(h.is_final)?;
+        }
+        if !h.is_final {
+            return Ok(true);
+        }
+        self.fragmented = None;
+        let message = std::mem::take(&mut self.message);
+        let go_on = if is_text {
+            // check_utf8_prefix validated the whole message above.
+            let text = std::str::from_utf8(&message).map_err(|_| CloseReason::InvalidUtf8)?;
+            on_event(Event::Text(text))
+        } else {
+            on_event(Event::Binary(&message))
+        };
+        self.message = message;
+        self.message.clear();
+        self.shrink();
+        Ok(go_on)
+    }
+
+    /// Validates the newly arrived part of a fragmented text message so an
+    /// invalid sequence fails at once, not at the final fragment. A sequence
+    /// cut at the end of a non-final fragment is fine.
+    fn check_utf8_prefix(&mut self, is_final: bool) -> Result<(), CloseReason> {
+        match std::str::from_utf8(&self.message[self.utf8_valid..]) {
+            Ok(_) => self.utf8_valid = self.message.len(),
+            Err(e) if e.error_len().is_none() && !is_final => self.utf8_valid += e.valid_up_to(),
+            Err(_) => return Err(CloseReason::InvalidUtf8),
+        }
+        Ok(())
+    }
+}
+
+/// Validates a close frame's payload; returns its code (1005 when absent).
+fn close_code(payload: &[u8]) -> Result<u16, CloseReason> {
+    match payload.len() {
+        0 => Ok(1005),
+        1 => Err(CloseReason::Protocol("close payload of one byte")),
+        _ => {
+            let code = u16::from_be_bytes([payload[0], payload[1]]);
+            if !CloseCode::from(code).is_allowed() || (1012..3000).contains(&code) {
+                return Err(CloseReason::Protocol("invalid close code"));
+            }
+            std::str::from_utf8(&payload[2..]).map_err(|_| CloseReason::InvalidUtf8)?;
+            Ok(code)
+        }
+    }
+}
+
+/// XORs a client payload with its mask, a word at a time.
+fn apply_mask(buf: &mut [u8], mask: [u8; 4]) {
+    let word = u32::from_ne_bytes(mask);
+    let mut chunks = buf.chunks_exact_mut(4);
+    for chunk in &mut chunks {
+        let v = u32::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]) ^ word;
+        chunk.copy_from_slice(&v.to_ne_bytes());
+    }
+    for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
+        *b ^= mask[i];
+    }
+}
+
+/// Frame type of a message the server sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Text frame (opcode 1).
+    Text,
+    /// Binary frame (opcode 2).
+    Binary,
+}
+
+/// Encodes one unfragmented, unmasked frame with a copy of `payload`.
+pub fn encode(kind: Kind, payload: &[u8]) -> Bytes {
+    encode_with(kind, payload.len(), |buf| buf.extend_from_slice(payload))
+}
+
+/// Encodes one frame whose payload `write` appends; `size_hint` sizes the
+/// single allocation. The header is written in front afterwards, so the
+/// payload is never copied to make room for it.
+pub fn encode_with(kind: Kind, size_hint: usize, write: impl FnOnce(&mut Vec<u8>)) -> Bytes {
+    let mut buf = Vec::with_capacity(MAX_SERVER_HEADER + size_hint);
+    buf.resize(MAX_SERVER_HEADER, 0);
+    write(&mut buf);
+    let len = (buf.len() - MAX_SERVER_HEADER) as u64;
+    let opcode = match kind {
+        Kind::Text => OpCode::Data(Data::Text),
+        Kind::Binary => OpCode::Data(Data::Binary),
+    };
+    let header = FrameHeader { opcode, ..FrameHeader::default() };
+    let header_len = header.len(len);
+    let start = MAX_SERVER_HEADER - header_len;
+    let mut slot = &mut buf[start..MAX_SERVER_HEADER];
+    // Writing into a slice sized by `header.len` cannot fail.
+    header.format(len, &mut slot).expect("header fits its computed length");
+    let mut bytes = Bytes::from(buf);
+    let _ = bytes.split_to(start);
+    bytes
+}
+
+/// A pong echoing a ping's payload (at most 125 bytes, checked by the decoder).
+pub fn pong(payload: &[u8]) -> Bytes {
+    let mut buf = BytesMut::with_capacity(2 + payload.len());
+    buf.put_u8(0x8A);
+    buf.put_u8(payload.len() as u8);
+    buf.put_slice(payload);
+    buf.freeze()
+}
+
+/// A close frame; code 1005 ("no status") is sent as an empty payload.
+pub fn close(code: u16, reason: &str) -> Bytes {
+    if code == 1005 {
+        return Bytes::from_static(&[0x88, 0x00]);
+    }
+    let reason = &reason.as_bytes()[..reason.len().min(123)];
+    let mut buf = BytesMut::with_capacity(4 + reason.len());
+    buf.put_u8(0x88);
+    buf.put_u8((2 + reason.len()) as u8);
+    buf.put_u16(code);
+    buf.put_slice(reason);
+    buf.freeze()
+}
+
+/// The `Sec-WebSocket-Accept` value for a client's `Sec-WebSocket-Key`.
+pub fn accept_key(key: &[u8]) -> String {
+    tungstenite::handshake::derive_accept_key(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+        let mask = [1, 2, 3, 4];
+        let mut out = vec![first];
+        match payload.len() {
+            n if n < 126 => out.push(0x80 | n as u8),
+            n if n <= 0xFFFF => {
+                out.push(0x80 | 126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(0x80 | 127);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        out
+    }
+
+    fn decode_all(bytes: &mut [u8], max: usize) -> (Result<usize, CloseReason>, Vec<String>) {
+        let mut dec = Decoder::default();
+        let mut seen = Vec::new();
+        let r = dec.decode(bytes, max, |e| {
+            seen.push(format!("{e:?}"));
+            true
+        });
+        (r, seen)
+    }
+
+    #[test]
+    fn decodes_fragments_around_a_ping() {
+        let mut input = client_frame(0x01, b"he");
+        input.extend(client_frame(0x89, b"p"));
+        input.extend(client_frame(0x80, b"llo"));
+        let n = input.len();
+        let (r, seen) = decode_all(&mut input, 1024);
+        assert_eq!(r, Ok(n));
+        assert_eq!(seen, vec![r#"Ping([112])"#, r#"Text("hello")"#]);
+    }
+
+    #[test]
+    fn keeps_an_incomplete_frame_for_later() {
+        let mut input = client_frame(0x81, b"hello");
+        input.truncate(8);
+        assert_eq!(decode_all(&mut input, 1024).0, Ok(0));
+    }
+
+    #[test]
+    fn size_limit_is_inclusive() {
+        let mut ok = client_frame(0x82, &[7u8; 300]);
+        assert!(decode_all(&mut ok, 300).0.is_ok());
+        let mut big = client_frame(0x82, &[7u8; 301]);
+        assert_eq!(decode_all(&mut big, 300).0, Err(CloseReason::TooBig));
+    }
+
+    #[test]
+    fn invalid_utf8_fails_in_the_first_fragment() {
+        let mut input = client_frame(0x01, &[0xce, 0xba, 0xe1, 0xbd, 0xb9, 0xce, 0xbc, 0xf4, 0x90]);
+        assert_eq!(decode_all(&mut input, 1024).0, Err(CloseReason::InvalidUtf8));
+        // A code point cut at the fragment boundary is fine.
+        let mut input = client_frame(0x01, &[0xce]);
+        input.extend(client_frame(0x80, &[0xba]));
+        assert!(decode_all(&mut input, 1024).0.is_ok());
+    }
+
+    #[test]
+    fn rejects_what_rfc6455_forbids() {
+        let cases: Vec<(Vec<u8>, CloseReason)> = vec![
+            (client_frame(0xC1, b"x"), CloseReason::Protocol("reserved bits set")),
+            (client_frame(0x83, b""), CloseReason::Protocol("reserved opcode")),
+            (client_frame(0x80, b"x"), CloseReason::Protocol("continuation without a message")),
+            (client_frame(0x09, b""), CloseReason::Protocol("fragmented control frame")),
+            (client_frame(0x89, &[0u8; 126]), CloseReason::Protocol("control frame payload over 125 bytes")),
+            (client_frame(0x88, &[3]), CloseReason::Protocol("close payload of one byte")),
+            (client_frame(0x88, &1005u16.to_be_bytes()), CloseReason::Protocol("invalid close code")),
+            (vec![0x81, 0x01, b'x'], CloseReason::Protocol("client frame not masked")),
+        ];
+        for (mut input, want) in cases {
+            assert_eq!(decode_all(&mut input, 1024).0, Err(want));
+        }
+    }
+
+    #[test]
+    fn encodes_every_length_format() {
+        for n in [0usize, 125, 126, 65535, 65536] {
+            let frame = encode(Kind::Binary, &vec![9u8; n]);
+            let (h, len) = FrameHeader::parse(&mut Cursor::new(&frame[..])).unwrap().unwrap();
+            assert_eq!(len as usize, n);
+            assert_eq!(frame.len(), h.len(len) + n);
+        }
+    }
+}

@@ -14,8 +14,10 @@ use std::sync::Arc;
 use std::task::Waker;
 
 use bytes::Bytes;
+use glommio::channels::shared_channel::{
+    self, ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender,
+};
 use glommio::{GlommioError, ResourceType};
-use glommio::channels::shared_channel::{self, ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender};
 
 use crate::notify::Notify;
 use crate::shard::ShardId;
@@ -106,7 +108,10 @@ pub struct Bus {
 impl Bus {
     /// Connects this shard's ends; every shard must do so concurrently.
     /// Returns the bus and the connected receivers, by peer.
-    pub async fn connect(me: ShardId, ends: MeshEnds) -> (Bus, Vec<(ShardId, ConnectedReceiver<BusMessage>)>) {
+    pub async fn connect(
+        me: ShardId,
+        ends: MeshEnds,
+    ) -> (Bus, Vec<(ShardId, ConnectedReceiver<BusMessage>)>) {
         let senders: Vec<_> = ends
             .senders
             .into_iter()
@@ -116,7 +121,9 @@ impl Bus {
             .receivers
             .into_iter()
             .enumerate()
-            .filter_map(|(i, rx)| rx.map(|rx| (ShardId(i as u16), glommio::spawn_local(rx.connect()))))
+            .filter_map(|(i, rx)| {
+                rx.map(|rx| (ShardId(i as u16), glommio::spawn_local(rx.connect())))
+            })
             .collect();
         let mut links = Vec::with_capacity(senders.len());
         for tx in senders {
@@ -151,7 +158,11 @@ impl Bus {
 
     /// Other shards' ids.
     pub fn peers(&self) -> impl Iterator<Item = ShardId> + '_ {
-        self.links.iter().enumerate().filter(|(_, l)| l.is_some()).map(|(i, _)| ShardId(i as u16))
+        self.links
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.is_some())
+            .map(|(i, _)| ShardId(i as u16))
     }
 
     /// Number of other shards.
@@ -201,7 +212,9 @@ impl Bus {
     /// Drains link `to`'s overflow into its channel, waiting for room; runs
     /// for the life of the shard (one task per peer).
     pub async fn forward(self: Rc<Self>, to: ShardId) {
-        let Some(Some(link)) = self.links.get(to.0 as usize) else { return };
+        let Some(Some(link)) = self.links.get(to.0 as usize) else {
+            return;
+        };
         loop {
             link.pending.wait().await;
             // One round drains one congestion episode: `queued` went 0 -> 1

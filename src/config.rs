@@ -43,7 +43,7 @@ pub struct Config {
     /// CPUs to pin shards to, e.g. "0-3" or "1,3" [default: the process's affinity mask,
     /// so `taskset -c 1 corecast` runs one shard on CPU 1].
     #[arg(long, env = "CORECAST_CPUS", value_parser = parse_cpu_list)]
-    pub cpus: Option<Vec<usize>>,
+    pub cpus: Option<CpuList>,
 
     /// Listen backlog per shard; capped by net.core.somaxconn.
     #[arg(long, env = "CORECAST_BACKLOG", default_value_t = 4096)]
@@ -65,7 +65,11 @@ pub struct Config {
     pub max_outbound_bytes: usize,
 
     /// Channels one /ws connection may subscribe to (TOO_MANY_CHANNELS above it).
-    #[arg(long, env = "CORECAST_MAX_CHANNELS_PER_CONNECTION", default_value_t = 128)]
+    #[arg(
+        long,
+        env = "CORECAST_MAX_CHANNELS_PER_CONNECTION",
+        default_value_t = 128
+    )]
     pub max_channels_per_connection: usize,
 
     /// Largest HTTP request head (request line + headers) before 431.
@@ -104,6 +108,11 @@ pub struct Config {
     #[arg(long, env = "CORECAST_IO_MEMORY", default_value = "64KiB", value_parser = parse_size)]
     pub io_memory: usize,
 }
+
+/// A CPU list as given to `--cpus`. A newtype, so clap parses the whole
+/// "0-3,6" string into one value instead of expecting repeated numbers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuList(pub Vec<usize>);
 
 /// Descriptors kept back from the open-files limit for the server's own use
 /// (io_uring rings, eventfds, listeners, stdio) plus room to answer 503.
@@ -164,10 +173,14 @@ impl Config {
 
     /// Resolves machine-dependent defaults: the CPU list from the affinity
     /// mask, the shard count, and the connection limit from `nofile_hard`.
-    pub fn resolve(self, allowed_cpus: &[usize], nofile_hard: u64) -> Result<Resolved, StartupError> {
+    pub fn resolve(
+        self,
+        allowed_cpus: &[usize],
+        nofile_hard: u64,
+    ) -> Result<Resolved, StartupError> {
         self.validate()?;
         let pool: Vec<usize> = match &self.cpus {
-            Some(list) => {
+            Some(CpuList(list)) => {
                 if let Some(cpu) = list.iter().find(|c| !allowed_cpus.contains(c)) {
                     return Err(StartupError::Config(format!(
                         "--cpus names CPU {cpu}, which this process may not run on (allowed: {})",
@@ -179,7 +192,9 @@ impl Config {
             None => allowed_cpus.to_vec(),
         };
         if pool.is_empty() {
-            return Err(StartupError::Config("no CPU available to run a shard on".into()));
+            return Err(StartupError::Config(
+                "no CPU available to run a shard on".into(),
+            ));
         }
         let n_shards = self.shards.unwrap_or(pool.len());
         if n_shards > pool.len() {
@@ -196,20 +211,31 @@ impl Config {
         let max_connections = self
             .max_connections
             .unwrap_or_else(|| usize::try_from(from_fds).unwrap_or(usize::MAX));
-        Ok(Resolved { config: self, cpus, max_connections })
+        Ok(Resolved {
+            config: self,
+            cpus,
+            max_connections,
+        })
     }
 }
 
 /// Formats a CPU list as "0,1,2".
 pub fn format_cpus(cpus: &[usize]) -> String {
-    cpus.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",")
+    cpus.iter()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Parses "0-3,6,8-9" into a sorted, de-duplicated CPU list.
-pub fn parse_cpu_list(s: &str) -> Result<Vec<usize>, String> {
+pub fn parse_cpu_list(s: &str) -> Result<CpuList, String> {
     let mut out = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let num = |x: &str| x.trim().parse::<usize>().map_err(|_| format!("not a CPU number: {x:?}"));
+        let num = |x: &str| {
+            x.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("not a CPU number: {x:?}"))
+        };
         match part.split_once('-') {
             Some((a, b)) => {
                 let (a, b) = (num(a)?, num(b)?);
@@ -226,7 +252,7 @@ pub fn parse_cpu_list(s: &str) -> Result<Vec<usize>, String> {
     }
     out.sort_unstable();
     out.dedup();
-    Ok(out)
+    Ok(CpuList(out))
 }
 
 /// Parses a byte size: "4096", "64KiB", "1M", "2g" (K/M/G are powers of 1024).
@@ -234,15 +260,22 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (digits, unit) = t.split_at(split);
-    let n: usize = digits.parse().map_err(|_| format!("not a size: {s:?} (try 4096, 64KiB, 1MiB)"))?;
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("not a size: {s:?} (try 4096, 64KiB, 1MiB)"))?;
     let mult: usize = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1 << 10,
         "m" | "mb" | "mib" => 1 << 20,
         "g" | "gb" | "gib" => 1 << 30,
-        other => return Err(format!("unknown size unit {other:?} in {s:?} (use K, M or G)")),
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?} in {s:?} (use K, M or G)"
+            ))
+        }
     };
-    n.checked_mul(mult).ok_or_else(|| format!("size too large: {s:?}"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size too large: {s:?}"))
 }
 
 #[cfg(test)]
@@ -266,7 +299,7 @@ mod tests {
 
     #[test]
     fn cpu_lists_parse_ranges() {
-        assert_eq!(parse_cpu_list("0-2,5,1"), Ok(vec![0, 1, 2, 5]));
+        assert_eq!(parse_cpu_list("0-2,5,1"), Ok(CpuList(vec![0, 1, 2, 5])));
         assert!(parse_cpu_list("3-1").is_err());
         assert!(parse_cpu_list("x").is_err());
     }
@@ -275,7 +308,10 @@ mod tests {
     fn defaults_follow_the_machine() {
         let r = cfg(&[]).resolve(&[0, 1], 20_000).expect("resolves");
         assert_eq!(r.cpus, vec![0, 1]);
-        assert_eq!(r.max_connections as u64, 20_000 - FD_RESERVE_BASE - 2 * FD_RESERVE_PER_SHARD);
+        assert_eq!(
+            r.max_connections as u64,
+            20_000 - FD_RESERVE_BASE - 2 * FD_RESERVE_PER_SHARD
+        );
         assert_eq!(r.config.max_message_size, 1 << 20);
         assert_eq!(r.config.handshake_timeout, Duration::from_secs(10));
     }
@@ -286,5 +322,9 @@ mod tests {
         assert!(err.to_string().contains("--shards 3"), "{err}");
         let err = cfg(&["--cpus", "7"]).resolve(&[0, 1], 1024).unwrap_err();
         assert!(err.to_string().contains("CPU 7"), "{err}");
+        let r = cfg(&["--cpus", "1"])
+            .resolve(&[0, 1], 1024)
+            .expect("cpu 1 allowed");
+        assert_eq!(r.cpus, vec![1]);
     }
 }

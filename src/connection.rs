@@ -72,15 +72,18 @@ impl ConnState {
     }
 
     /// Queues a frame. Returns false when the outbox is over `limit`; the
-    /// caller then closes the connection as a slow consumer. Frames queued
-    /// after the server's close frame are dropped.
+    /// caller then closes the connection as a slow consumer. A frame that
+    /// finds the outbox empty always fits, so a message of the largest
+    /// allowed size can be sent whatever the limit. Frames queued after the
+    /// server's close frame are dropped.
     pub fn push(&mut self, frame: Bytes, limit: usize) -> bool {
         if self.closing.is_some() {
             return true;
         }
+        let was_empty = self.outbox.is_empty();
         let queued = self.outbox.push(frame);
         self.wake();
-        queued <= limit
+        was_empty || queued <= limit
     }
 
     /// Queues the close frame for `reason` (once); the connection must then be
@@ -89,7 +92,10 @@ impl ConnState {
         if self.closing.is_some() {
             return false;
         }
-        if matches!(reason, CloseReason::SlowConsumer | CloseReason::HeartbeatTimeout) {
+        if matches!(
+            reason,
+            CloseReason::SlowConsumer | CloseReason::HeartbeatTimeout
+        ) {
             self.outbox.discard_unstarted();
         }
         if reason != CloseReason::Abnormal {
@@ -151,10 +157,12 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
     if let Err(e) = stream.set_nodelay(true) {
         log::debug!("set_nodelay failed: {e}");
     }
-    if let Some(upgrade) = http::handshake(&shard, &mut stream, true).await {
-        run(shard.clone(), stream, upgrade).await;
-    }
-    shard.release();
+    match http::handshake(&shard, &mut stream, true).await {
+        // A task of its own, so the long-lived future is only the connection's
+        // state, not the handshake's (header arrays, buffers) as well.
+        Some(upgrade) => drop(glommio::spawn_local(run(shard, stream, upgrade)).detach()),
+        None => shard.release(),
+    };
 }
 
 async fn run(shard: Rc<Shard>, stream: TcpStream, upgrade: http::Upgrade) {
@@ -162,13 +170,21 @@ async fn run(shard: Rc<Shard>, stream: TcpStream, upgrade: http::Upgrade) {
     ShardMetrics::inc(&shard.metrics.upgraded);
     if upgrade.route == Route::Ws {
         let id = format!("{}-{seq}", shard.id.0);
-        shard.send_to(key, message::connection_established(&id, shard.id.0 as usize));
+        shard.send_to(
+            key,
+            message::connection_established(&id, shard.id.0 as usize),
+        );
     }
     let mut conn = Connection {
         shard: shard.clone(),
         stream,
         decoder: Decoder::default(),
-        session: Session { route: upgrade.route, key, seq, channels: Vec::new() },
+        session: Session {
+            route: upgrade.route,
+            key,
+            seq,
+            channels: Vec::new(),
+        },
         read: ReadState::Open,
         close_received: false,
         shut_write: false,
@@ -182,6 +198,7 @@ async fn run(shard: Rc<Shard>, stream: TcpStream, upgrade: http::Upgrade) {
     log::debug!("closed conn={}-{seq} reason={reason}", shard.id.0);
     shard.metrics.on_close(reason);
     shard.unregister(key, &conn.session.channels);
+    shard.release();
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,7 +248,11 @@ impl Connection {
             let flushed = match self.flush(cx) {
                 Ok(flushed) => flushed,
                 Err(e) => {
-                    log::debug!("write failed conn={}-{}: {e}", self.shard.id.0, self.session.seq);
+                    log::debug!(
+                        "write failed conn={}-{}: {e}",
+                        self.shard.id.0,
+                        self.session.seq
+                    );
                     return Poll::Ready(closing.unwrap_or(CloseReason::Abnormal));
                 }
             };
@@ -283,7 +304,9 @@ impl Connection {
     fn flush(&mut self, cx: &mut Context<'_>) -> io::Result<bool> {
         let fd = self.stream.as_raw_fd();
         let mut conns = self.shard.conns.borrow_mut();
-        let Some(state) = conns.get_mut(self.session.key.0 as usize) else { return Ok(true) };
+        let Some(state) = conns.get_mut(self.session.key.0 as usize) else {
+            return Ok(true);
+        };
         loop {
             if state.outbox.is_empty() {
                 return Ok(true);
@@ -332,7 +355,12 @@ impl Connection {
     }
 
     fn on_bytes(&mut self, data: &mut [u8]) {
-        if let Some(state) = self.shard.conns.borrow_mut().get_mut(self.session.key.0 as usize) {
+        if let Some(state) = self
+            .shard
+            .conns
+            .borrow_mut()
+            .get_mut(self.session.key.0 as usize)
+        {
             state.unanswered_ping_ms = 0;
         }
         if self.read != ReadState::Open || self.close_received {
@@ -364,7 +392,8 @@ impl Connection {
     /// `backlog` when it stopped early to wait for a subscribe.
     fn decode(&mut self, buf: &mut [u8]) -> usize {
         let max = self.shard.config.config.max_message_size;
-        let (shard, session, close_received) = (&*self.shard, &mut self.session, &mut self.close_received);
+        let (shard, session, close_received) =
+            (&*self.shard, &mut self.session, &mut self.close_received);
         let mut paused = false;
         let result = self.decoder.decode(buf, max, |event| {
             let go_on = session.on_event(shard, event, close_received);
@@ -375,7 +404,11 @@ impl Connection {
         match result {
             Ok(consumed) => consumed,
             Err(reason) => {
-                log::debug!("protocol failure conn={}-{} reason={reason}", shard.id.0, session.seq);
+                log::debug!(
+                    "protocol failure conn={}-{} reason={reason}",
+                    shard.id.0,
+                    session.seq
+                );
                 let deadline = shard.now_ms() + Shard::ms(shard.config.config.close_timeout);
                 if let Some(state) = shard.conns.borrow_mut().get_mut(session.key.0 as usize) {
                     state.begin_close(reason, deadline);
@@ -392,7 +425,11 @@ impl Session {
     /// Handles one decoded event; false stops decoding (a close arrived, or a
     /// subscribe waits for other shards).
     fn on_event(&mut self, shard: &Shard, event: Event<'_>, close_received: &mut bool) -> bool {
-        let closing = shard.conns.borrow().get(self.key.0 as usize).is_none_or(|s| s.closing.is_some());
+        let closing = shard
+            .conns
+            .borrow()
+            .get(self.key.0 as usize)
+            .is_none_or(|s| s.closing.is_some());
         match event {
             Event::Close(code) => {
                 *close_received = true;
@@ -420,8 +457,16 @@ impl Session {
             }
             Event::Text(text) => self.on_request(shard, text),
             Event::Binary(_) => {
-                let message = "binary frames are not part of the /ws protocol; send JSON text".to_string();
-                self.reply_error(shard, RequestError { code: ErrorCode::BinaryNotSupported, message, id: None });
+                let message =
+                    "binary frames are not part of the /ws protocol; send JSON text".to_string();
+                self.reply_error(
+                    shard,
+                    RequestError {
+                        code: ErrorCode::BinaryNotSupported,
+                        message,
+                        id: None,
+                    },
+                );
                 true
             }
         }
@@ -445,8 +490,16 @@ impl Session {
                 }
                 let limit = shard.config.config.max_channels_per_connection;
                 if self.channels.len() >= limit {
-                    let message = format!("this connection is subscribed to {limit} channels, the limit");
-                    self.reply_error(shard, RequestError { code: ErrorCode::TooManyChannels, message, id });
+                    let message =
+                        format!("this connection is subscribed to {limit} channels, the limit");
+                    self.reply_error(
+                        shard,
+                        RequestError {
+                            code: ErrorCode::TooManyChannels,
+                            message,
+                            id,
+                        },
+                    );
                     return true;
                 }
                 match shard.subscribe(self.key, self.seq, &channel, reply) {
@@ -463,7 +516,10 @@ impl Session {
                     self.channels.swap_remove(i);
                     shard.unsubscribe(self.key, &channel);
                 }
-                shard.send_to(self.key, message::channel_reply("unsubscribed", &channel, id));
+                shard.send_to(
+                    self.key,
+                    message::channel_reply("unsubscribed", &channel, id),
+                );
             }
             Command::Publish { channel, data } => {
                 shard.publish(&channel, message::message_frame(&channel, data));
@@ -478,7 +534,12 @@ impl Session {
 
     fn reply_error(&self, shard: &Shard, err: RequestError<'_>) {
         ShardMetrics::inc(&shard.metrics.request_errors);
-        log::debug!("request error conn={}-{} code={}", shard.id.0, self.seq, err.code.as_str());
+        log::debug!(
+            "request error conn={}-{} code={}",
+            shard.id.0,
+            self.seq,
+            err.code.as_str()
+        );
         shard.send_to(self.key, message::error(&err));
     }
 }

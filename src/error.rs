@@ -35,11 +35,13 @@ impl fmt::Display for StartupError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StartupError::Config(msg) => write!(f, "invalid configuration: {msg}"),
-            StartupError::Bind { addr, source } if source.kind() == io::ErrorKind::AddrInUse => write!(
+            StartupError::Bind { addr, source } if source.kind() == io::ErrorKind::AddrInUse => {
+                write!(
                 f,
                 "cannot listen on {addr}: address already in use (another process holds the port \
                  without SO_REUSEPORT, or another user's process shares it); pick another --port"
-            ),
+            )
+            }
             StartupError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
             StartupError::IoUring(msg) => write!(
                 f,

@@ -73,8 +73,16 @@ pub async fn handshake(shard: &Shard, stream: &mut TcpStream, admitted: bool) ->
         None => return fail(shard, "handshake timeout"),
         Some(Err(HeadError::Io(e))) => return fail(shard, &format!("read failed: {e}")),
         Some(Err(HeadError::TooLarge)) => {
-            let msg = format!("request head over {} bytes or {MAX_HEADERS} headers", cfg.max_header_bytes);
-            respond(shard, stream, error(431, "Request Header Fields Too Large", &msg)).await;
+            let msg = format!(
+                "request head over {} bytes or {MAX_HEADERS} headers",
+                cfg.max_header_bytes
+            );
+            respond(
+                shard,
+                stream,
+                error(431, "Request Header Fields Too Large", &msg),
+            )
+            .await;
             return None;
         }
         Some(Err(HeadError::Malformed(msg))) => {
@@ -99,7 +107,10 @@ pub async fn handshake(shard: &Shard, stream: &mut TcpStream, admitted: bool) ->
             if let Err(e) = stream.write_all(head.as_bytes()).await {
                 return fail(shard, &format!("write failed: {e}"));
             }
-            Some(Upgrade { route, leftover: buf[head_len..].to_vec() })
+            Some(Upgrade {
+                route,
+                leftover: buf[head_len..].to_vec(),
+            })
         }
     }
 }
@@ -120,7 +131,10 @@ async fn read_head(stream: &mut TcpStream, max: usize) -> Result<(Vec<u8>, usize
             }
             buf.resize((buf.len() * 2).min(max), 0);
         }
-        let n = stream.read(&mut buf[filled..]).await.map_err(HeadError::Io)?;
+        let n = stream
+            .read(&mut buf[filled..])
+            .await
+            .map_err(HeadError::Io)?;
         if n == 0 {
             return Err(HeadError::Io(std::io::ErrorKind::UnexpectedEof.into()));
         }
@@ -139,50 +153,82 @@ async fn read_head(stream: &mut TcpStream, max: usize) -> Result<(Vec<u8>, usize
 }
 
 /// Picks the answer: an upgrade (route and accept key) or a response.
-fn decide(shard: &Shard, req: &httparse::Request<'_, '_>, admitted: bool) -> Result<(Route, String), Response> {
+fn decide(
+    shard: &Shard,
+    req: &httparse::Request<'_, '_>,
+    admitted: bool,
+) -> Result<(Route, String), Response> {
     let path = req.path.unwrap_or("/");
     let path = path.split('?').next().unwrap_or(path);
     let route = match path {
         "/ws" => Some(Route::Ws),
         "/echo" => Some(Route::Echo),
         "/health" => None,
-        _ => return Err(error(404, "Not Found", &format!("no route for {path}; try /ws, /echo or /health"))),
+        _ => {
+            return Err(error(
+                404,
+                "Not Found",
+                &format!("no route for {path}; try /ws, /echo or /health"),
+            ))
+        }
     };
     if req.method != Some("GET") {
         let mut r = error(405, "Method Not Allowed", &format!("{path} takes GET"));
         r.headers = "Allow: GET\r\n";
         return Err(r);
     }
-    let Some(route) = route else { return Err(health(shard)) };
+    let Some(route) = route else {
+        return Err(health(shard));
+    };
     if !admitted {
-        let msg = format!("connection limit reached ({})", shard.config.max_connections);
+        let msg = format!(
+            "connection limit reached ({})",
+            shard.config.max_connections
+        );
         return Err(error(503, "Service Unavailable", &msg));
     }
     if shard.shutdown.is_set() {
         return Err(error(503, "Service Unavailable", "server is shutting down"));
     }
     let has_token = |name: &str, token: &str| {
-        header(req, name).is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        header(req, name)
+            .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
     };
     if !has_token("upgrade", "websocket") {
-        let mut r = error(426, "Upgrade Required", &format!("{path} needs a WebSocket upgrade request"));
+        let mut r = error(
+            426,
+            "Upgrade Required",
+            &format!("{path} needs a WebSocket upgrade request"),
+        );
         r.headers = "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n";
         return Err(r);
     }
     if req.version != Some(1) {
-        return Err(error(400, "Bad Request", "a WebSocket upgrade needs HTTP/1.1"));
+        return Err(error(
+            400,
+            "Bad Request",
+            "a WebSocket upgrade needs HTTP/1.1",
+        ));
     }
     if !has_token("connection", "upgrade") {
         return Err(error(400, "Bad Request", "missing \"Connection: Upgrade\""));
     }
     if header(req, "sec-websocket-version").map(str::trim) != Some("13") {
-        let mut r = error(426, "Upgrade Required", "unsupported Sec-WebSocket-Version; only 13 is spoken");
+        let mut r = error(
+            426,
+            "Upgrade Required",
+            "unsupported Sec-WebSocket-Version; only 13 is spoken",
+        );
         r.headers = "Sec-WebSocket-Version: 13\r\n";
         return Err(r);
     }
     match header(req, "sec-websocket-key").map(str::trim) {
         Some(key) if is_valid_key(key) => Ok((route, ws::accept_key(key.as_bytes()))),
-        _ => Err(error(400, "Bad Request", "missing or invalid Sec-WebSocket-Key")),
+        _ => Err(error(
+            400,
+            "Bad Request",
+            "missing or invalid Sec-WebSocket-Key",
+        )),
     }
 }
 
@@ -198,7 +244,9 @@ fn is_valid_key(key: &str) -> bool {
     let b = key.as_bytes();
     b.len() == 24
         && b[22..] == *b"=="
-        && b[..22].iter().all(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
+        && b[..22]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
 }
 
 fn health(shard: &Shard) -> Response {
@@ -209,13 +257,27 @@ fn health(shard: &Shard) -> Response {
         "connections": shard.shared.websockets.load(Ordering::Relaxed),
         "slow_consumer_closes": shard.shared.slow_consumer_closes.load(Ordering::Relaxed),
     });
-    let (status, reason) = if draining { (503, "Service Unavailable") } else { (200, "OK") };
-    Response { status, reason, headers: "", body: body.to_string() }
+    let (status, reason) = if draining {
+        (503, "Service Unavailable")
+    } else {
+        (200, "OK")
+    };
+    Response {
+        status,
+        reason,
+        headers: "",
+        body: body.to_string(),
+    }
 }
 
 fn error(status: u16, reason: &'static str, message: &str) -> Response {
     let body = serde_json::json!({ "status": status, "error": reason, "message": message });
-    Response { status, reason, headers: "", body: body.to_string() }
+    Response {
+        status,
+        reason,
+        headers: "",
+        body: body.to_string(),
+    }
 }
 
 /// Writes a final response, shuts our side, and lingers briefly reading

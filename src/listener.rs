@@ -2,9 +2,12 @@
 //! backlog; glommio's `bind` hard-codes 1024), bound before the shards
 //! start, then each shard's accept loop.
 
+use std::future::{poll_fn, Future};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{FromRawFd, IntoRawFd};
+use std::pin::pin;
 use std::rc::Rc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -12,6 +15,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::connection;
 use crate::error::StartupError;
 use crate::shard::Shard;
+use crate::sys;
 
 /// Longest pause after an accept error such as EMFILE.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
@@ -21,19 +25,30 @@ const WARN_EVERY: Duration = Duration::from_secs(10);
 /// Binds `n` SO_REUSEPORT listeners on one address. With port 0 the first
 /// socket picks the port and the others bind the same one. Returns the
 /// sockets and the real port.
-pub fn bind_all(ip: IpAddr, port: u16, n: usize, backlog: u32) -> Result<(Vec<Socket>, u16), StartupError> {
+pub fn bind_all(
+    ip: IpAddr,
+    port: u16,
+    n: usize,
+    backlog: u32,
+) -> Result<(Vec<Socket>, u16), StartupError> {
     let mut sockets = Vec::with_capacity(n);
     let mut port = port;
     for _ in 0..n {
         let addr = SocketAddr::new(ip, port);
-        let socket = bind_one(addr, backlog).map_err(|source| StartupError::Bind { addr: addr.to_string(), source })?;
+        let socket = bind_one(addr, backlog).map_err(|source| StartupError::Bind {
+            addr: addr.to_string(),
+            source,
+        })?;
         if port == 0 {
             port = socket
                 .local_addr()
                 .ok()
                 .and_then(|a| a.as_socket())
                 .map(|a| a.port())
-                .ok_or_else(|| StartupError::Bind { addr: addr.to_string(), source: std::io::Error::other("no local port") })?;
+                .ok_or_else(|| StartupError::Bind {
+                    addr: addr.to_string(),
+                    source: std::io::Error::other("no local port"),
+                })?;
         }
         sockets.push(socket);
     }
@@ -41,7 +56,11 @@ pub fn bind_all(ip: IpAddr, port: u16, n: usize, backlog: u32) -> Result<(Vec<So
 }
 
 fn bind_one(addr: SocketAddr, backlog: u32) -> std::io::Result<Socket> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM.nonblocking().cloexec(), Some(Protocol::TCP))?;
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.nonblocking().cloexec(),
+        Some(Protocol::TCP),
+    )?;
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
     if addr.is_ipv6() {
@@ -56,30 +75,50 @@ fn bind_one(addr: SocketAddr, backlog: u32) -> std::io::Result<Socket> {
 /// task for each. Accept errors (EMFILE and the like) back off instead of
 /// spinning.
 pub async fn run(shard: Rc<Shard>, socket: Socket) {
-    // SAFETY: the fd is a bound, listening TCP socket we own; ownership
-    // passes to glommio, which closes it on drop.
-    let listener = unsafe { glommio::net::TcpListener::from_raw_fd(socket.into_raw_fd()) };
+    let fd = socket.into_raw_fd();
+    // SAFETY: `fd` is a bound, listening TCP socket we own; ownership passes
+    // to glommio, which closes it on drop, so `fd` is valid while `listener` lives.
+    let listener = unsafe { glommio::net::TcpListener::from_raw_fd(fd) };
     let mut backoff = Duration::ZERO;
     let mut last_warn: Option<Instant> = None;
     loop {
-        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
-            shard.shutdown.wait().await;
-            None
+        let mut accept = pin!(listener.accept());
+        let first = poll_fn(|cx| match accept.as_mut().poll(cx) {
+            Poll::Ready(result) => Poll::Ready(Some(result)),
+            Poll::Pending => shard.shutdown.poll_wait(cx).map(|()| None),
         })
         .await;
-        match accepted {
-            None => break,
-            Some(Ok(stream)) => {
+        let result = match first {
+            Some(result) => result,
+            None => {
+                // The accept is still in flight inside io_uring: dropping its
+                // future would not cancel it, and a connection it took would
+                // be orphaned. Shutting the socket's read side makes it (and
+                // any later accept) fail, and resets what waits in the queue.
+                sys::shutdown_read(fd);
+                while let Ok(stream) = accept.as_mut().await {
+                    // Won the race: serve it (the handshake answers 503).
+                    glommio::spawn_local(connection::serve(shard.clone(), stream)).detach();
+                    accept.set(listener.accept());
+                }
+                break;
+            }
+        };
+        match result {
+            Ok(stream) => {
                 backoff = Duration::ZERO;
                 glommio::spawn_local(connection::serve(shard.clone(), stream)).detach();
             }
-            Some(Err(e)) => {
+            Err(e) => {
                 let e: std::io::Error = e.into();
                 if is_resource_error(&e) {
                     backoff = (backoff * 2).clamp(Duration::from_millis(5), MAX_BACKOFF);
                     if last_warn.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
                         last_warn = Some(Instant::now());
-                        log::warn!("accept failing, backing off backoff={backoff:?} error={e} (raise the open-files limit or lower --max-connections)");
+                        log::warn!(
+                            "accept failing, backing off backoff={backoff:?} error={e} \
+                             (raise the open-files limit or lower --max-connections)"
+                        );
                     }
                     glommio::timer::sleep(backoff).await;
                 } else {
@@ -92,5 +131,8 @@ pub async fn run(shard: Rc<Shard>, socket: Socket) {
 }
 
 fn is_resource_error(e: &std::io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM))
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
 }

@@ -94,45 +94,82 @@ pub struct RequestError<'a> {
 
 /// Every field the protocol knows, each kept raw so a wrongly typed one is
 /// INVALID_MESSAGE rather than a JSON syntax error.
+/// `present` keeps a JSON `null` as a value: `"data":null` is valid data
+/// and `"id":null` is a wrongly typed id, neither is a missing field.
 #[derive(Deserialize)]
 struct Fields<'a> {
-    #[serde(borrow, rename = "type")]
+    #[serde(borrow, rename = "type", default, deserialize_with = "present")]
     kind: Option<&'a RawValue>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "present")]
     channel: Option<&'a RawValue>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "present")]
     data: Option<&'a RawValue>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "present")]
     id: Option<&'a RawValue>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
 }
 
 /// Parses one client text message.
 pub fn parse(text: &str) -> Result<Request<'_>, RequestError<'_>> {
     let fields: Fields<'_> = serde_json::from_str(text).map_err(|e| {
-        let code = if e.is_data() { ErrorCode::InvalidMessage } else { ErrorCode::InvalidJson };
+        let code = if e.is_data() {
+            ErrorCode::InvalidMessage
+        } else {
+            ErrorCode::InvalidJson
+        };
         let message = match code {
-            ErrorCode::InvalidMessage => format!("request must be a JSON object with a \"type\": {e}"),
+            ErrorCode::InvalidMessage => {
+                format!("request must be a JSON object with a \"type\": {e}")
+            }
             _ => format!("invalid JSON: {e}"),
         };
-        RequestError { code, message, id: None }
+        RequestError {
+            code,
+            message,
+            id: None,
+        }
     })?;
     let id = fields.id;
     let fail = |code, message: String| RequestError { code, message, id };
     if let Some(raw) = id {
         let first = raw.get().as_bytes()[0];
         if !(first == b'"' || first == b'-' || first.is_ascii_digit()) {
-            return Err(RequestError { id: None, ..fail(ErrorCode::InvalidMessage, "\"id\" must be a number or a string".into()) });
+            return Err(RequestError {
+                id: None,
+                ..fail(
+                    ErrorCode::InvalidMessage,
+                    "\"id\" must be a number or a string".into(),
+                )
+            });
         }
     }
     let kind = match fields.kind {
-        None => return Err(fail(ErrorCode::InvalidMessage, "missing field \"type\"".into())),
-        Some(raw) => serde_json::from_str::<std::borrow::Cow<'_, str>>(raw.get())
-            .map_err(|_| fail(ErrorCode::InvalidMessage, "\"type\" must be a string".into()))?,
+        None => {
+            return Err(fail(
+                ErrorCode::InvalidMessage,
+                "missing field \"type\"".into(),
+            ))
+        }
+        Some(raw) => {
+            serde_json::from_str::<std::borrow::Cow<'_, str>>(raw.get()).map_err(|_| {
+                fail(
+                    ErrorCode::InvalidMessage,
+                    "\"type\" must be a string".into(),
+                )
+            })?
+        }
     };
     let channel = || channel_field(fields.channel).map_err(|(code, msg)| fail(code, msg));
     let command = match kind.as_ref() {
-        "subscribe" => Command::Subscribe { channel: channel()? },
-        "unsubscribe" => Command::Unsubscribe { channel: channel()? },
+        "subscribe" => Command::Subscribe {
+            channel: channel()?,
+        },
+        "unsubscribe" => Command::Unsubscribe {
+            channel: channel()?,
+        },
         "publish" => {
             let channel = channel()?;
             let data = fields
@@ -145,7 +182,9 @@ pub fn parse(text: &str) -> Result<Request<'_>, RequestError<'_>> {
             let shown: String = other.chars().take(64).collect();
             return Err(fail(
                 ErrorCode::UnknownMessageType,
-                format!("unknown type {shown:?}; expected subscribe, unsubscribe, publish or heartbeat"),
+                format!(
+                    "unknown type {shown:?}; expected subscribe, unsubscribe, publish or heartbeat"
+                ),
             ));
         }
     };
@@ -153,9 +192,16 @@ pub fn parse(text: &str) -> Result<Request<'_>, RequestError<'_>> {
 }
 
 fn channel_field(raw: Option<&RawValue>) -> Result<String, (ErrorCode, String)> {
-    let raw = raw.ok_or((ErrorCode::InvalidMessage, "missing field \"channel\"".to_string()))?;
-    let channel: String = serde_json::from_str(raw.get())
-        .map_err(|_| (ErrorCode::InvalidMessage, "\"channel\" must be a string".to_string()))?;
+    let raw = raw.ok_or((
+        ErrorCode::InvalidMessage,
+        "missing field \"channel\"".to_string(),
+    ))?;
+    let channel: String = serde_json::from_str(raw.get()).map_err(|_| {
+        (
+            ErrorCode::InvalidMessage,
+            "\"channel\" must be a string".to_string(),
+        )
+    })?;
     validate_channel(&channel).map_err(|msg| (ErrorCode::InvalidChannel, msg))?;
     Ok(channel)
 }
@@ -166,7 +212,10 @@ pub fn validate_channel(channel: &str) -> Result<(), String> {
         return Err("channel must not be empty".into());
     }
     if channel.len() > MAX_CHANNEL_BYTES {
-        return Err(format!("channel is {} bytes; the limit is {MAX_CHANNEL_BYTES}", channel.len()));
+        return Err(format!(
+            "channel is {} bytes; the limit is {MAX_CHANNEL_BYTES}",
+            channel.len()
+        ));
     }
     if channel.chars().any(char::is_control) {
         return Err("channel must not contain control characters".into());
@@ -177,7 +226,10 @@ pub fn validate_channel(channel: &str) -> Result<(), String> {
 /// `{"type":"connection_established","connection_id":ID,"shard":N}`
 pub fn connection_established(connection_id: &str, shard: usize) -> Bytes {
     reply(|s| {
-        let _ = write!(s, r#"{{"type":"connection_established","connection_id":"{connection_id}","shard":{shard}}}"#);
+        let _ = write!(
+            s,
+            r#"{{"type":"connection_established","connection_id":"{connection_id}","shard":{shard}}}"#
+        );
     })
 }
 
@@ -203,7 +255,11 @@ pub fn heartbeat(id: Option<&RawValue>) -> Bytes {
 /// `{"type":"error","code":CODE,"message":M[,"id":ID]}`
 pub fn error(err: &RequestError<'_>) -> Bytes {
     reply(|s| {
-        let _ = write!(s, r#"{{"type":"error","code":"{}","message":"#, err.code.as_str());
+        let _ = write!(
+            s,
+            r#"{{"type":"error","code":"{}","message":"#,
+            err.code.as_str()
+        );
         push_json_str(s, &err.message);
         push_id(s, err.id);
         s.push('}');
@@ -252,7 +308,8 @@ mod tests {
 
     #[test]
     fn parses_each_command_and_keeps_data_raw() {
-        let r = parse(r#"{"type":"publish","channel":"a\u0062","data":{"x": [1, 2.50]},"id":7}"#).unwrap();
+        let r = parse(r#"{"type":"publish","channel":"a\u0062","data":{"x": [1, 2.50]},"id":7}"#)
+            .unwrap();
         match r.command {
             Command::Publish { channel, data } => {
                 assert_eq!(channel, "ab");
@@ -261,20 +318,53 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         assert_eq!(r.id.map(|i| i.get()), Some("7"));
-        assert!(matches!(parse(r#"{"type":"heartbeat"}"#).unwrap().command, Command::Heartbeat));
+        assert!(matches!(
+            parse(r#"{"type":"heartbeat"}"#).unwrap().command,
+            Command::Heartbeat
+        ));
+        match parse(r#"{"type":"publish","channel":"c","data":null}"#)
+            .unwrap()
+            .command
+        {
+            Command::Publish { data, .. } => assert_eq!(data.get(), "null"),
+            other => panic!("unexpected {other:?}"),
+        }
     }
 
     #[test]
     fn each_error_code_has_its_cause() {
         assert_eq!(code_of("{nope"), ErrorCode::InvalidJson);
         assert_eq!(code_of("[1,2]"), ErrorCode::InvalidMessage);
-        assert_eq!(code_of(r#"{"type":"dance"}"#), ErrorCode::UnknownMessageType);
+        assert_eq!(
+            code_of(r#"{"type":"dance"}"#),
+            ErrorCode::UnknownMessageType
+        );
         assert_eq!(code_of(r#"{"type":5}"#), ErrorCode::InvalidMessage);
-        assert_eq!(code_of(r#"{"type":"subscribe"}"#), ErrorCode::InvalidMessage);
-        assert_eq!(code_of(r#"{"type":"subscribe","channel":3}"#), ErrorCode::InvalidMessage);
-        assert_eq!(code_of(r#"{"type":"publish","channel":"a"}"#), ErrorCode::InvalidMessage);
-        assert_eq!(code_of(r#"{"type":"subscribe","channel":""}"#), ErrorCode::InvalidChannel);
-        assert_eq!(code_of(r#"{"type":"subscribe","channel":"a\nb"}"#), ErrorCode::InvalidChannel);
+        assert_eq!(code_of(r#"{"type":null}"#), ErrorCode::InvalidMessage);
+        assert_eq!(
+            code_of(r#"{"type":"heartbeat","id":null}"#),
+            ErrorCode::InvalidMessage
+        );
+        assert_eq!(
+            code_of(r#"{"type":"subscribe"}"#),
+            ErrorCode::InvalidMessage
+        );
+        assert_eq!(
+            code_of(r#"{"type":"subscribe","channel":3}"#),
+            ErrorCode::InvalidMessage
+        );
+        assert_eq!(
+            code_of(r#"{"type":"publish","channel":"a"}"#),
+            ErrorCode::InvalidMessage
+        );
+        assert_eq!(
+            code_of(r#"{"type":"subscribe","channel":""}"#),
+            ErrorCode::InvalidChannel
+        );
+        assert_eq!(
+            code_of(r#"{"type":"subscribe","channel":"a\nb"}"#),
+            ErrorCode::InvalidChannel
+        );
         let long = format!(r#"{{"type":"subscribe","channel":"{}"}}"#, "x".repeat(256));
         assert_eq!(code_of(&long), ErrorCode::InvalidChannel);
         let max = format!(r#"{{"type":"subscribe","channel":"{}"}}"#, "x".repeat(255));

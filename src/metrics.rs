@@ -44,7 +44,10 @@ impl ShardMetrics {
     /// Counts a connection's end by its reason.
     pub fn on_close(&self, reason: CloseReason) {
         Self::inc(&self.closed);
-        if matches!(reason, CloseReason::Protocol(_) | CloseReason::InvalidUtf8 | CloseReason::TooBig) {
+        if matches!(
+            reason,
+            CloseReason::Protocol(_) | CloseReason::InvalidUtf8 | CloseReason::TooBig
+        ) {
             Self::inc(&self.protocol_closes);
         }
     }

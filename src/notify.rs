@@ -6,7 +6,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
-use std::task::{Poll, Waker};
+use std::task::{Context, Poll, Waker};
 
 /// Auto-resetting notification for a single waiting task.
 #[derive(Debug, Default)]
@@ -61,16 +61,18 @@ impl Latch {
 
     /// Waits until the latch is set.
     pub async fn wait(&self) {
-        poll_fn(|cx| {
-            if self.set.get() {
-                return Poll::Ready(());
-            }
-            let mut wakers = self.wakers.borrow_mut();
-            if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
-                wakers.push(cx.waker().clone());
-            }
-            Poll::Pending
-        })
-        .await
+        poll_fn(|cx| self.poll_wait(cx)).await
+    }
+
+    /// Ready once set; otherwise registers the task to be woken.
+    pub fn poll_wait(&self, cx: &Context<'_>) -> Poll<()> {
+        if self.set.get() {
+            return Poll::Ready(());
+        }
+        let mut wakers = self.wakers.borrow_mut();
+        if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+            wakers.push(cx.waker().clone());
+        }
+        Poll::Pending
     }
 }

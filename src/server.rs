@@ -41,20 +41,29 @@ struct ShardPlan {
 /// Runs the server until a shutdown signal has been handled.
 pub fn run(config: Config) -> Result<(), StartupError> {
     // Before any thread exists, so every thread inherits the blocked mask.
-    sys::block_shutdown_signals().map_err(|e| StartupError::Shard(format!("cannot block signals: {e}")))?;
+    sys::block_shutdown_signals()
+        .map_err(|e| StartupError::Shard(format!("cannot block signals: {e}")))?;
     let config = resolve(config)?;
     let cfg = &config.config;
     let n = config.cpus.len();
     let backlog = effective_backlog(cfg.backlog);
     let (sockets, port) = listener::bind_all(cfg.addr, cfg.port, n, backlog)?;
     let config = Arc::new(config);
-    let shared = Arc::new(Shared { n_shards: n, ..Shared::default() });
-    let mut meshes = if n > 1 { bus::mesh(n, config.config.bus_capacity) } else { bus::mesh(1, 1) };
+    let shared = Arc::new(Shared {
+        n_shards: n,
+        ..Shared::default()
+    });
+    let mut meshes = if n > 1 {
+        bus::mesh(n, config.config.bus_capacity)
+    } else {
+        bus::mesh(1, 1)
+    };
     let (ready_tx, ready_rx) = mpsc::channel();
     let mut controls = Vec::with_capacity(n);
     let mut threads = Vec::with_capacity(n);
     for (i, socket) in sockets.into_iter().enumerate() {
-        let (ours, theirs) = UnixStream::pair().map_err(|e| StartupError::Shard(format!("control socket: {e}")))?;
+        let (ours, theirs) =
+            UnixStream::pair().map_err(|e| StartupError::Shard(format!("control socket: {e}")))?;
         controls.push(ours);
         let plan = ShardPlan {
             id: ShardId(i as u16),
@@ -73,7 +82,11 @@ pub fn run(config: Config) -> Result<(), StartupError> {
         match ready_rx.recv() {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(e),
-            Err(_) => return Err(StartupError::Shard("a shard thread exited during startup".into())),
+            Err(_) => {
+                return Err(StartupError::Shard(
+                    "a shard thread exited during startup".into(),
+                ))
+            }
         }
     }
     let addr = SocketAddr::new(cfg_addr(&config), port);
@@ -101,11 +114,18 @@ fn cfg_addr(config: &Resolved) -> std::net::IpAddr {
 
 /// Raises limits, reads the CPU mask, and resolves defaults; logs the limits.
 fn resolve(config: Config) -> Result<Resolved, StartupError> {
-    let (before, nofile) = sys::raise_nofile().map_err(|e| StartupError::Config(format!("cannot read RLIMIT_NOFILE: {e}")))?;
-    let allowed: Vec<usize> = core_affinity::get_core_ids().unwrap_or_default().into_iter().map(|c| c.id).collect();
+    let (before, nofile) = sys::raise_nofile()
+        .map_err(|e| StartupError::Config(format!("cannot read RLIMIT_NOFILE: {e}")))?;
+    let allowed: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
     let resolved = config.resolve(&allowed, nofile.hard)?;
     if resolved.cpus.len() > MAX_SHARDS {
-        return Err(StartupError::Config(format!("at most {MAX_SHARDS} shards are supported")));
+        return Err(StartupError::Config(format!(
+            "at most {MAX_SHARDS} shards are supported"
+        )));
     }
     log::info!(
         "open files limit soft={} hard={} (soft was {}) max_connections={}",
@@ -122,9 +142,12 @@ fn resolve(config: Config) -> Result<Resolved, StartupError> {
             resolved.max_connections
         );
     }
-    let (_, memlock) = sys::raise_memlock().map_err(|e| StartupError::Config(format!("cannot read RLIMIT_MEMLOCK: {e}")))?;
+    let (_, memlock) = sys::raise_memlock()
+        .map_err(|e| StartupError::Config(format!("cannot read RLIMIT_MEMLOCK: {e}")))?;
     if memlock.soft < MIN_MEMLOCK {
-        return Err(StartupError::Memlock { limit: memlock.soft });
+        return Err(StartupError::Memlock {
+            limit: memlock.soft,
+        });
     }
     Ok(resolved)
 }
@@ -133,7 +156,9 @@ fn resolve(config: Config) -> Result<Resolved, StartupError> {
 fn effective_backlog(requested: u32) -> u32 {
     match sys::read_sysctl("/proc/sys/net/core/somaxconn") {
         Some(max) if (requested as u64) > max => {
-            log::info!("backlog {requested} capped to net.core.somaxconn={max} (raise it, see sysctl/)");
+            log::info!(
+                "backlog {requested} capped to net.core.somaxconn={max} (raise it, see sysctl/)"
+            );
             max as u32
         }
         _ => requested,
@@ -151,16 +176,22 @@ fn spawn_shard(plan: ShardPlan) -> Result<JoinHandle<()>, StartupError> {
 fn shard_thread(plan: ShardPlan) {
     let (id, cpu) = (plan.id, plan.cpu);
     if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
-        let _ = plan.ready.send(Err(StartupError::Shard(format!("cannot pin shard {} to CPU {cpu}", id.0))));
+        let _ = plan.ready.send(Err(StartupError::Shard(format!(
+            "cannot pin shard {} to CPU {cpu}",
+            id.0
+        ))));
         return;
     }
-    let builder = LocalExecutorBuilder::new(Placement::Unbound).io_memory(plan.config.config.io_memory);
+    let builder =
+        LocalExecutorBuilder::new(Placement::Unbound).io_memory(plan.config.config.io_memory);
     let executor = match builder.make() {
         Ok(executor) => executor,
         Err(e) => {
             let msg = e.to_string();
             let err = if msg.to_ascii_lowercase().contains("memlock") {
-                StartupError::Memlock { limit: sys::raise_memlock().map(|(_, l)| l.soft).unwrap_or(0) }
+                StartupError::Memlock {
+                    limit: sys::raise_memlock().map(|(_, l)| l.soft).unwrap_or(0),
+                }
             } else {
                 StartupError::IoUring(msg)
             };
@@ -187,18 +218,29 @@ async fn shard_main(plan: ShardPlan) {
     for peer in bus.peers() {
         glommio::spawn_local(bus.clone().forward(peer)).detach();
     }
-    glommio::spawn_local(shard.clone().tick_forever(tick_period(&shard.config.config))).detach();
+    glommio::spawn_local(
+        shard
+            .clone()
+            .tick_forever(tick_period(&shard.config.config)),
+    )
+    .detach();
     glommio::spawn_local(wait_for_control(shard.clone(), plan.control)).detach();
     glommio::spawn_local(listener::run(shard.clone(), plan.socket)).detach();
     let _ = plan.ready.send(Ok(()));
     shard.shutdown.wait().await;
     shard.drain().await;
-    log::debug!("shard exiting overflowed_bus_messages={}", bus.n_overflowed());
+    log::debug!(
+        "shard exiting overflowed_bus_messages={}",
+        bus.n_overflowed()
+    );
 }
 
 /// Fine enough to honour the shortest timer; coarse enough to cost nothing.
 fn tick_period(cfg: &Config) -> Duration {
-    let shortest = cfg.ping_interval.min(cfg.pong_timeout).min(cfg.close_timeout);
+    let shortest = cfg
+        .ping_interval
+        .min(cfg.pong_timeout)
+        .min(cfg.close_timeout);
     (shortest / 4).clamp(Duration::from_millis(5), Duration::from_secs(1))
 }
 

@@ -191,22 +191,37 @@ impl Shard {
             self.set_awaiting(key, true);
             return Subscription::Waiting;
         }
-        let has_local = self.topics.borrow().get(channel).is_some_and(|c| !c.local.is_empty());
+        let has_local = self
+            .topics
+            .borrow()
+            .get(channel)
+            .is_some_and(|c| !c.local.is_empty());
         if has_local || self.bus.n_peers() == 0 {
             let outcome = self.topics.borrow_mut().subscribe(channel, key);
             self.send_to(key, reply);
             return match outcome {
-                Subscribed::FirstOnShard(name) | Subscribed::Added(name) => Subscription::Active(name),
+                Subscribed::FirstOnShard(name) | Subscribed::Added(name) => {
+                    Subscription::Active(name)
+                }
                 Subscribed::Already => Subscription::Already,
             };
         }
         let n_peers = self.bus.n_peers();
-        let pending = PendingInterest { acks_left: n_peers, replies: vec![(key, seq, reply)] };
+        let pending = PendingInterest {
+            acks_left: n_peers,
+            replies: vec![(key, seq, reply)],
+        };
         self.pending.borrow_mut().insert(Rc::from(channel), pending);
         self.set_awaiting(key, true);
         let shared: Arc<str> = Arc::from(channel);
         for peer in self.bus.peers() {
-            self.bus.send(peer, BusMessage::InterestAdded { channel: shared.clone(), from: self.id });
+            self.bus.send(
+                peer,
+                BusMessage::InterestAdded {
+                    channel: shared.clone(),
+                    from: self.id,
+                },
+            );
         }
         Subscription::Waiting
     }
@@ -223,7 +238,13 @@ impl Shard {
         if last == Some(true) && self.bus.n_peers() > 0 {
             let shared: Arc<str> = Arc::from(channel);
             for peer in self.bus.peers() {
-                self.bus.send(peer, BusMessage::InterestRemoved { channel: shared.clone(), from: self.id });
+                self.bus.send(
+                    peer,
+                    BusMessage::InterestRemoved {
+                        channel: shared.clone(),
+                        from: self.id,
+                    },
+                );
             }
         }
     }
@@ -232,14 +253,22 @@ impl Shard {
     /// each other shard with subscribers. Returns how many shards it reached.
     pub fn publish(&self, channel: &str, frame: Bytes) -> usize {
         let topics = self.topics.borrow();
-        let Some(entry) = topics.get(channel) else { return 0 };
+        let Some(entry) = topics.get(channel) else {
+            return 0;
+        };
         ShardMetrics::inc(&self.metrics.published);
         let mut reached = usize::from(!entry.local.is_empty());
         self.fan_out_local(entry.local.iter().copied(), &frame);
         if !entry.remote.is_empty() {
             let shared: Arc<str> = Arc::from(channel);
             for shard in entry.remote.iter() {
-                self.bus.send(shard, BusMessage::Publish { channel: shared.clone(), frame: frame.clone() });
+                self.bus.send(
+                    shard,
+                    BusMessage::Publish {
+                        channel: shared.clone(),
+                        frame: frame.clone(),
+                    },
+                );
                 reached += 1;
             }
         }
@@ -257,7 +286,13 @@ impl Shard {
             }
             BusMessage::InterestAdded { channel, from } => {
                 self.topics.borrow_mut().set_remote(&channel, from, true);
-                self.bus.send(from, BusMessage::InterestAck { channel, from: self.id });
+                self.bus.send(
+                    from,
+                    BusMessage::InterestAck {
+                        channel,
+                        from: self.id,
+                    },
+                );
             }
             BusMessage::InterestRemoved { channel, from } => {
                 self.topics.borrow_mut().set_remote(&channel, from, false);
@@ -269,29 +304,46 @@ impl Shard {
     fn on_interest_ack(&self, channel: &str) {
         let waiters = {
             let mut pending = self.pending.borrow_mut();
-            let Some(entry) = pending.get_mut(channel) else { return };
+            let Some(entry) = pending.get_mut(channel) else {
+                return;
+            };
             entry.acks_left -= 1;
             if entry.acks_left > 0 {
                 return;
             }
-            pending.remove(channel).map(|p| p.replies).unwrap_or_default()
+            pending
+                .remove(channel)
+                .map(|p| p.replies)
+                .unwrap_or_default()
         };
         let now = self.now_ms();
         for (key, seq, reply) in waiters {
             let mut conns = self.conns.borrow_mut();
             // A key whose seq differs belongs to a newer connection: skip it.
-            let Some(conn) = conns.get_mut(key.0 as usize).filter(|c| c.seq == seq) else { continue };
+            let Some(conn) = conns.get_mut(key.0 as usize).filter(|c| c.seq == seq) else {
+                continue;
+            };
             conn.awaiting_ack = false;
             self.deliver(conn, reply, now);
             drop(conns);
             self.topics.borrow_mut().subscribe(channel, key);
         }
         // Every waiter left before the acks came back: withdraw the interest.
-        let has_local = self.topics.borrow().get(channel).is_some_and(|c| !c.local.is_empty());
+        let has_local = self
+            .topics
+            .borrow()
+            .get(channel)
+            .is_some_and(|c| !c.local.is_empty());
         if !has_local {
             let shared: Arc<str> = Arc::from(channel);
             for peer in self.bus.peers() {
-                self.bus.send(peer, BusMessage::InterestRemoved { channel: shared.clone(), from: self.id });
+                self.bus.send(
+                    peer,
+                    BusMessage::InterestRemoved {
+                        channel: shared.clone(),
+                        from: self.id,
+                    },
+                );
             }
         }
     }
@@ -319,8 +371,14 @@ impl Shard {
         let deadline = now + Self::ms(self.config.config.close_timeout);
         if conn.begin_close(CloseReason::SlowConsumer, deadline) {
             ShardMetrics::inc(&self.metrics.slow_consumers);
-            self.shared.slow_consumer_closes.fetch_add(1, Ordering::Relaxed);
-            log::debug!("slow consumer closed conn={}-{} limit={limit}", self.id.0, conn.seq);
+            self.shared
+                .slow_consumer_closes
+                .fetch_add(1, Ordering::Relaxed);
+            log::debug!(
+                "slow consumer closed conn={}-{} limit={limit}",
+                self.id.0,
+                conn.seq
+            );
         }
     }
 
@@ -329,13 +387,19 @@ impl Shard {
         loop {
             glommio::timer::sleep(period).await;
             let cfg = &self.config.config;
-            let (ping, pong, close) = (Self::ms(cfg.ping_interval), Self::ms(cfg.pong_timeout), Self::ms(cfg.close_timeout));
+            let (ping, pong, close) = (
+                Self::ms(cfg.ping_interval),
+                Self::ms(cfg.pong_timeout),
+                Self::ms(cfg.close_timeout),
+            );
             let now = self.now_ms();
             let mut timeouts = 0;
             for (_, conn) in self.conns.borrow_mut().iter_mut() {
                 timeouts += u64::from(conn.tick(now, ping, pong, now + close));
             }
-            self.metrics.heartbeat_timeouts.set(self.metrics.heartbeat_timeouts.get() + timeouts);
+            self.metrics
+                .heartbeat_timeouts
+                .set(self.metrics.heartbeat_timeouts.get() + timeouts);
         }
     }
 

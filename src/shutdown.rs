@@ -13,23 +13,25 @@ pub const FORCED_EXIT_STATUS: i32 = 130;
 
 /// Starts the thread that turns signals into shard shutdowns.
 pub fn spawn_signal_thread(controls: Vec<UnixStream>) {
-    let spawned = std::thread::Builder::new().name("signals".into()).spawn(move || {
-        let sig = match sys::wait_for_signal() {
-            Ok(sig) => sig,
-            Err(e) => {
-                log::error!("sigwait failed, signals will not be handled: {e}");
-                return;
+    let spawned = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let sig = match sys::wait_for_signal() {
+                Ok(sig) => sig,
+                Err(e) => {
+                    log::error!("sigwait failed, signals will not be handled: {e}");
+                    return;
+                }
+            };
+            log::info!("received {sig}, draining (send it again to exit at once)");
+            for mut control in &controls {
+                let _ = control.write_all(b"s");
             }
-        };
-        log::info!("received {sig}, draining (send it again to exit at once)");
-        for mut control in &controls {
-            let _ = control.write_all(b"s");
-        }
-        if let Ok(sig) = sys::wait_for_signal() {
-            log::warn!("received {sig} again, exiting without finishing the drain");
-        }
-        std::process::exit(FORCED_EXIT_STATUS);
-    });
+            if let Ok(sig) = sys::wait_for_signal() {
+                log::warn!("received {sig} again, exiting without finishing the drain");
+            }
+            std::process::exit(FORCED_EXIT_STATUS);
+        });
     if let Err(e) = spawned {
         log::error!("cannot start the signal thread, SIGTERM will not drain: {e}");
     }

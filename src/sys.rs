@@ -16,18 +16,27 @@ pub struct Limit {
 }
 
 fn getrlimit(resource: libc::__rlimit_resource_t) -> io::Result<Limit> {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: `lim` is a valid, writable rlimit for the duration of the call.
     if unsafe { libc::getrlimit(resource, &mut lim) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(Limit { soft: lim.rlim_cur, hard: lim.rlim_max })
+    Ok(Limit {
+        soft: lim.rlim_cur,
+        hard: lim.rlim_max,
+    })
 }
 
 fn raise_soft_to_hard(resource: libc::__rlimit_resource_t) -> io::Result<(Limit, Limit)> {
     let before = getrlimit(resource)?;
     if before.soft < before.hard {
-        let lim = libc::rlimit { rlim_cur: before.hard, rlim_max: before.hard };
+        let lim = libc::rlimit {
+            rlim_cur: before.hard,
+            rlim_max: before.hard,
+        };
         // SAFETY: `lim` is a valid rlimit; raising soft up to hard needs no privilege.
         if unsafe { libc::setrlimit(resource, &lim) } != 0 {
             return Err(io::Error::last_os_error());
@@ -68,7 +77,11 @@ pub fn wait_for_signal() -> io::Result<&'static str> {
     if rc != 0 {
         return Err(io::Error::from_raw_os_error(rc));
     }
-    Ok(if sig == libc::SIGINT { "SIGINT" } else { "SIGTERM" })
+    Ok(if sig == libc::SIGINT {
+        "SIGINT"
+    } else {
+        "SIGTERM"
+    })
 }
 
 fn shutdown_sigset() -> libc::sigset_t {
@@ -98,7 +111,20 @@ pub fn send_vectored(fd: RawFd, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
     Ok(rc as usize)
 }
 
+/// `shutdown(fd, SHUT_RD)` on a listening socket: pending and future
+/// accepts fail and queued connections are reset. Errors are ignored (the
+/// socket is being abandoned either way).
+pub fn shutdown_read(fd: RawFd) {
+    // SAFETY: shutdown(2) on a descriptor we own; no memory is involved.
+    unsafe { libc::shutdown(fd, libc::SHUT_RD) };
+}
+
 /// Reads one integer from a /proc/sys file, e.g. net.core.somaxconn.
 pub fn read_sysctl(path: &str) -> Option<u64> {
-    std::fs::read_to_string(path).ok()?.split_whitespace().next()?.parse().ok()
+    std::fs::read_to_string(path)
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }

@@ -37,7 +37,9 @@ impl ShardSet {
     /// The shards in the set, lowest first.
     pub fn iter(&self) -> impl Iterator<Item = ShardId> + '_ {
         self.0.iter().enumerate().flat_map(|(i, word)| {
-            (0..64).filter(move |b| word & (1 << b) != 0).map(move |b| ShardId((i * 64 + b) as u16))
+            (0..64)
+                .filter(move |b| word & (1 << b) != 0)
+                .map(move |b| ShardId((i * 64 + b) as u16))
         })
     }
 }
@@ -142,7 +144,10 @@ mod tests {
     #[test]
     fn first_and_last_local_subscriber_are_reported() {
         let mut r = TopicRouter::default();
-        assert!(matches!(r.subscribe("a", ConnKey(1)), Subscribed::FirstOnShard(_)));
+        assert!(matches!(
+            r.subscribe("a", ConnKey(1)),
+            Subscribed::FirstOnShard(_)
+        ));
         assert!(matches!(r.subscribe("a", ConnKey(2)), Subscribed::Added(_)));
         assert_eq!(r.subscribe("a", ConnKey(2)), Subscribed::Already);
         assert_eq!(r.unsubscribe("a", ConnKey(1)), Some(false));

@@ -105,7 +105,12 @@ impl Decoder {
         }
     }
 
-    fn check_header(&self, h: &FrameHeader, len: u64, max_message: usize) -> Result<(), CloseReason> {
+    fn check_header(
+        &self,
+        h: &FrameHeader,
+        len: u64,
+        max_message: usize,
+    ) -> Result<(), CloseReason> {
         if h.rsv1 || h.rsv2 || h.rsv3 {
             return Err(CloseReason::Protocol("reserved bits set"));
         }
@@ -113,10 +118,12 @@ impl Decoder {
             return Err(CloseReason::Protocol("client frame not masked"));
         }
         match h.opcode {
-            OpCode::Control(_) if !h.is_final => Err(CloseReason::Protocol("fragmented control frame")),
-            OpCode::Control(_) if len > MAX_CONTROL_PAYLOAD => {
-                Err(CloseReason::Protocol("control frame payload over 125 bytes"))
+            OpCode::Control(_) if !h.is_final => {
+                Err(CloseReason::Protocol("fragmented control frame"))
             }
+            OpCode::Control(_) if len > MAX_CONTROL_PAYLOAD => Err(CloseReason::Protocol(
+                "control frame payload over 125 bytes",
+            )),
             OpCode::Data(Data::Continue) if self.fragmented.is_none() => {
                 Err(CloseReason::Protocol("continuation without a message"))
             }
@@ -140,7 +147,9 @@ impl Decoder {
         let data = match h.opcode {
             OpCode::Control(Control::Ping) => return Ok(on_event(Event::Ping(payload))),
             OpCode::Control(Control::Pong) => return Ok(on_event(Event::Pong)),
-            OpCode::Control(Control::Close) => return Ok(on_event(Event::Close(close_code(payload)?))),
+            OpCode::Control(Control::Close) => {
+                return Ok(on_event(Event::Close(close_code(payload)?)))
+            }
             OpCode::Control(Control::Reserved(_)) | OpCode::Data(Data::Reserved(_)) => {
                 return Err(CloseReason::Protocol("reserved opcode"))
             }
@@ -254,12 +263,17 @@ pub fn encode_with(kind: Kind, size_hint: usize, write: impl FnOnce(&mut Vec<u8>
         Kind::Text => OpCode::Data(Data::Text),
         Kind::Binary => OpCode::Data(Data::Binary),
     };
-    let header = FrameHeader { opcode, ..FrameHeader::default() };
+    let header = FrameHeader {
+        opcode,
+        ..FrameHeader::default()
+    };
     let header_len = header.len(len);
     let start = MAX_SERVER_HEADER - header_len;
     let mut slot = &mut buf[start..MAX_SERVER_HEADER];
     // Writing into a slice sized by `header.len` cannot fail.
-    header.format(len, &mut slot).expect("header fits its computed length");
+    header
+        .format(len, &mut slot)
+        .expect("header fits its computed length");
     let mut bytes = Bytes::from(buf);
     let _ = bytes.split_to(start);
     bytes
@@ -354,8 +368,14 @@ mod tests {
 
     #[test]
     fn invalid_utf8_fails_in_the_first_fragment() {
-        let mut input = client_frame(0x01, &[0xce, 0xba, 0xe1, 0xbd, 0xb9, 0xce, 0xbc, 0xf4, 0x90]);
-        assert_eq!(decode_all(&mut input, 1024).0, Err(CloseReason::InvalidUtf8));
+        let mut input = client_frame(
+            0x01,
+            &[0xce, 0xba, 0xe1, 0xbd, 0xb9, 0xce, 0xbc, 0xf4, 0x90],
+        );
+        assert_eq!(
+            decode_all(&mut input, 1024).0,
+            Err(CloseReason::InvalidUtf8)
+        );
         // A code point cut at the fragment boundary is fine.
         let mut input = client_frame(0x01, &[0xce]);
         input.extend(client_frame(0x80, &[0xba]));
@@ -365,14 +385,38 @@ mod tests {
     #[test]
     fn rejects_what_rfc6455_forbids() {
         let cases: Vec<(Vec<u8>, CloseReason)> = vec![
-            (client_frame(0xC1, b"x"), CloseReason::Protocol("reserved bits set")),
-            (client_frame(0x83, b""), CloseReason::Protocol("reserved opcode")),
-            (client_frame(0x80, b"x"), CloseReason::Protocol("continuation without a message")),
-            (client_frame(0x09, b""), CloseReason::Protocol("fragmented control frame")),
-            (client_frame(0x89, &[0u8; 126]), CloseReason::Protocol("control frame payload over 125 bytes")),
-            (client_frame(0x88, &[3]), CloseReason::Protocol("close payload of one byte")),
-            (client_frame(0x88, &1005u16.to_be_bytes()), CloseReason::Protocol("invalid close code")),
-            (vec![0x81, 0x01, b'x'], CloseReason::Protocol("client frame not masked")),
+            (
+                client_frame(0xC1, b"x"),
+                CloseReason::Protocol("reserved bits set"),
+            ),
+            (
+                client_frame(0x83, b""),
+                CloseReason::Protocol("reserved opcode"),
+            ),
+            (
+                client_frame(0x80, b"x"),
+                CloseReason::Protocol("continuation without a message"),
+            ),
+            (
+                client_frame(0x09, b""),
+                CloseReason::Protocol("fragmented control frame"),
+            ),
+            (
+                client_frame(0x89, &[0u8; 126]),
+                CloseReason::Protocol("control frame payload over 125 bytes"),
+            ),
+            (
+                client_frame(0x88, &[3]),
+                CloseReason::Protocol("close payload of one byte"),
+            ),
+            (
+                client_frame(0x88, &1005u16.to_be_bytes()),
+                CloseReason::Protocol("invalid close code"),
+            ),
+            (
+                vec![0x81, 0x01, b'x'],
+                CloseReason::Protocol("client frame not masked"),
+            ),
         ];
         for (mut input, want) in cases {
             assert_eq!(decode_all(&mut input, 1024).0, Err(want));
@@ -383,7 +427,9 @@ mod tests {
     fn encodes_every_length_format() {
         for n in [0usize, 125, 126, 65535, 65536] {
             let frame = encode(Kind::Binary, &vec![9u8; n]);
-            let (h, len) = FrameHeader::parse(&mut Cursor::new(&frame[..])).unwrap().unwrap();
+            let (h, len) = FrameHeader::parse(&mut Cursor::new(&frame[..]))
+                .unwrap()
+                .unwrap();
             assert_eq!(len as usize, n);
             assert_eq!(frame.len(), h.len(len) + n);
         }

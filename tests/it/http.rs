@@ -1,0 +1,344 @@
+//! The HTTP side of the port: /health, every refusal status of the upgrade
+//! handshake, request-head limits, the handshake timeout, and the accept key.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+
+use serde_json::Value;
+
+use crate::harness::{TestServer, WAIT};
+
+/// A key from RFC 6455 section 1.3 and the accept value the RFC gives for it.
+const RFC_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+const RFC_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
+#[test]
+fn health_reports_status_shards_and_open_websockets() {
+    let server = TestServer::start(&["--shards", "1"]);
+    let resp = exchange(&server.addr(), "GET /health HTTP/1.1\r\nHost: test\r\n\r\n");
+    assert_eq!(resp.status, 200, "{resp:?}");
+    assert_eq!(
+        resp.header("content-type").as_deref(),
+        Some("application/json"),
+        "{resp:?}"
+    );
+    let health = resp.json();
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["shards"], 1, "{health}");
+    assert_eq!(health["connections"], 0, "{health}");
+
+    let (_a, _) = server.ws_client();
+    let (_b, _) = server.ws_client();
+    let health = server.health();
+    assert_eq!(health["connections"], 2, "{health}");
+}
+
+#[test]
+fn unknown_path_is_404() {
+    let server = TestServer::start(&["--shards", "1"]);
+    let resp = exchange(&server.addr(), "GET /nope HTTP/1.1\r\nHost: test\r\n\r\n");
+    assert_eq!(resp.status, 404, "{resp:?}");
+    assert_eq!(resp.json()["status"], 404, "{resp:?}");
+}
+
+#[test]
+fn post_to_ws_is_405_with_allow_get() {
+    let server = TestServer::start(&["--shards", "1"]);
+    let resp = exchange(
+        &server.addr(),
+        &upgrade_request("POST", &[KEY_LINE, "Content-Length: 0"]),
+    );
+    assert_eq!(resp.status, 405, "{resp:?}");
+    assert_eq!(resp.header("allow").as_deref(), Some("GET"), "{resp:?}");
+}
+
+#[test]
+fn plain_get_on_ws_without_upgrade_is_426() {
+    let server = TestServer::start(&["--shards", "1"]);
+    let resp = exchange(&server.addr(), "GET /ws HTTP/1.1\r\nHost: test\r\n\r\n");
+    assert_eq!(resp.status, 426, "{resp:?}");
+    assert_eq!(
+        resp.header("upgrade").as_deref(),
+        Some("websocket"),
+        "{resp:?}"
+    );
+}
+
+#[test]
+fn unsupported_websocket_version_is_426_naming_version_13() {
+    let server = TestServer::start(&["--shards", "1"]);
+    let req = raw_upgrade(&[
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        "Sec-WebSocket-Version: 8",
+        KEY_LINE,
+    ]);
+    let resp = exchange(&server.addr(), &req);
+    assert_eq!(resp.status, 426, "{resp:?}");
+    assert_eq!(
+        resp.header("sec-websocket-version").as_deref(),
+        Some("13"),
+        "{resp:?}"
+    );
+}
+
+#[test]
+fn missing_or_invalid_websocket_key_is_400() {
+    let server = TestServer::start(&["--shards", "1"]);
+    let bad_keys: [&[&str]; 4] = [
+        &[],
+        &["Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ"],
+        &["Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25j!!=="],
+        &["Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==dGhl"],
+    ];
+    for key in bad_keys {
+        let mut lines = vec![
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            "Sec-WebSocket-Version: 13",
+        ];
+        lines.extend_from_slice(key);
+        let resp = exchange(&server.addr(), &raw_upgrade(&lines));
+        assert_eq!(resp.status, 400, "key {key:?}: {resp:?}");
+    }
+}
+
+#[test]
+fn upgrade_without_connection_upgrade_is_400() {
+    let server = TestServer::start(&["--shards", "1"]);
+    let req = raw_upgrade(&[
+        "Upgrade: websocket",
+        "Connection: keep-alive",
+        "Sec-WebSocket-Version: 13",
+        KEY_LINE,
+    ]);
+    let resp = exchange(&server.addr(), &req);
+    assert_eq!(resp.status, 400, "{resp:?}");
+    let req = raw_upgrade(&["Upgrade: websocket", "Sec-WebSocket-Version: 13", KEY_LINE]);
+    let resp = exchange(&server.addr(), &req);
+    assert_eq!(resp.status, 400, "{resp:?}");
+}
+
+#[test]
+fn garbage_request_line_is_400() {
+    let server = TestServer::start(&["--shards", "1"]);
+    let resp = exchange(&server.addr(), "this is not http\r\n\r\n");
+    assert_eq!(resp.status, 400, "{resp:?}");
+    assert_eq!(resp.json()["status"], 400, "{resp:?}");
+}
+
+#[test]
+fn request_head_over_default_8kib_is_431() {
+    let server = TestServer::start(&["--shards", "1"]);
+    let under = exchange(&server.addr(), &get_with_padding("/nope", 7 * 1024));
+    assert_eq!(
+        under.status, 404,
+        "a 7 KiB head is within the default limit: {under:?}"
+    );
+    let over = exchange(&server.addr(), &get_with_padding("/nope", 9 * 1024));
+    assert_eq!(over.status, 431, "{over:?}");
+}
+
+#[test]
+fn request_head_over_configured_max_header_bytes_is_431() {
+    let server = TestServer::start(&["--shards", "1", "--max-header-bytes", "1KiB"]);
+    let under = exchange(&server.addr(), &get_with_padding("/nope", 900));
+    assert_eq!(
+        under.status, 404,
+        "a 900-byte head is within 1 KiB: {under:?}"
+    );
+    let over = exchange(&server.addr(), &get_with_padding("/nope", 2048));
+    assert_eq!(over.status, 431, "{over:?}");
+}
+
+#[test]
+fn more_than_64_headers_is_431() {
+    let server = TestServer::start(&["--shards", "1"]);
+    let headers = |n: usize| (0..n).map(|i| format!("X-H{i}: v\r\n")).collect::<String>();
+    // 63 extra headers plus Host make 64: still allowed.
+    let at_limit = exchange(
+        &server.addr(),
+        &format!("GET /nope HTTP/1.1\r\nHost: t\r\n{}\r\n", headers(63)),
+    );
+    assert_eq!(at_limit.status, 404, "{at_limit:?}");
+    let over = exchange(
+        &server.addr(),
+        &format!("GET /nope HTTP/1.1\r\nHost: t\r\n{}\r\n", headers(64)),
+    );
+    assert_eq!(over.status, 431, "{over:?}");
+}
+
+#[test]
+fn incomplete_handshake_is_dropped_after_handshake_timeout() {
+    let server = TestServer::start(&["--shards", "1", "--handshake-timeout", "300ms"]);
+    let mut s = TcpStream::connect(server.addr()).expect("tcp connect");
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(b"GET /ws HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\n")
+        .unwrap();
+    let mut buf = [0u8; 256];
+    match s.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+        Ok(n) => panic!(
+            "expected the connection to be dropped, got {:?}",
+            String::from_utf8_lossy(&buf[..n])
+        ),
+        Err(e) => panic!("server did not drop the connection within {WAIT:?}: {e}"),
+    }
+    assert!(
+        server
+            .wait_for_log("handshake dropped: handshake timeout", WAIT)
+            .is_some(),
+        "{}",
+        server.log_text()
+    );
+}
+
+#[test]
+fn successful_upgrade_returns_the_rfc_accept_key() {
+    let server = TestServer::start(&["--shards", "1"]);
+    let key = "x3JJHMbDL1EzLkh9GBhXDw==";
+    for (key, accept) in [(RFC_KEY, RFC_ACCEPT), (key, "HSmrc0sMlYUkAGmm5OPpG2HaGWk=")] {
+        assert_eq!(
+            tungstenite::handshake::derive_accept_key(key.as_bytes()),
+            accept
+        );
+        let mut s = TcpStream::connect(server.addr()).expect("tcp connect");
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        let key_line = format!("Sec-WebSocket-Key: {key}");
+        let req = raw_upgrade(&[
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            "Sec-WebSocket-Version: 13",
+            &key_line,
+        ]);
+        s.write_all(req.as_bytes()).unwrap();
+        let resp = read_head(&mut s);
+        assert_eq!(resp.status, 101, "{resp:?}");
+        assert_eq!(
+            resp.header("sec-websocket-accept").as_deref(),
+            Some(accept),
+            "{resp:?}"
+        );
+        assert_eq!(
+            resp.header("upgrade")
+                .map(|v| v.to_ascii_lowercase())
+                .as_deref(),
+            Some("websocket")
+        );
+        assert_eq!(
+            resp.header("connection")
+                .map(|v| v.to_ascii_lowercase())
+                .as_deref(),
+            Some("upgrade")
+        );
+    }
+}
+
+const KEY_LINE: &str = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==";
+
+/// One HTTP response: status, head (status line and headers) and body.
+#[derive(Debug)]
+struct Response {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+impl Response {
+    fn parse(text: &str) -> Response {
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text, ""));
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        Response {
+            status,
+            head: head.to_string(),
+            body: body.to_string(),
+        }
+    }
+
+    /// The value of header `name` (case-insensitive).
+    fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().skip(1).find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
+        })
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {self:?}"))
+    }
+}
+
+/// Sends `request` and reads the response until the server closes.
+fn exchange(addr: &str, request: &str) -> Response {
+    let mut s = TcpStream::connect(addr).expect("tcp connect");
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(request.as_bytes()).expect("write request");
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == ErrorKind::ConnectionReset && !out.is_empty() => break,
+            Err(e) => panic!("reading the response failed after {} bytes: {e}", out.len()),
+        }
+    }
+    Response::parse(&String::from_utf8_lossy(&out))
+}
+
+/// Reads a response head only (for a 101, after which the socket stays open).
+fn read_head(s: &mut TcpStream) -> Response {
+    let mut out = Vec::new();
+    let mut byte = [0u8; 1];
+    while !out.ends_with(b"\r\n\r\n") {
+        let n = s.read(&mut byte).expect("read response head");
+        assert_eq!(
+            n,
+            1,
+            "EOF inside the response head: {:?}",
+            String::from_utf8_lossy(&out)
+        );
+        out.push(byte[0]);
+    }
+    Response::parse(&String::from_utf8_lossy(&out))
+}
+
+/// `METHOD /ws` with a complete, valid set of upgrade headers plus `extra`.
+fn upgrade_request(method: &str, extra: &[&str]) -> String {
+    let mut req = format!(
+        "{method} /ws HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Version: 13\r\n"
+    );
+    for line in extra {
+        req.push_str(line);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    req
+}
+
+/// `GET /ws` with exactly the header lines given (plus Host).
+fn raw_upgrade(lines: &[&str]) -> String {
+    let mut req = "GET /ws HTTP/1.1\r\nHost: test\r\n".to_string();
+    for line in lines {
+        req.push_str(line);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    req
+}
+
+/// A GET whose head is about `size` bytes, padded with one long header.
+fn get_with_padding(path: &str, size: usize) -> String {
+    let start = format!("GET {path} HTTP/1.1\r\nHost: test\r\nX-Pad: ");
+    let pad = size.saturating_sub(start.len() + 4);
+    format!("{start}{}\r\n\r\n", "a".repeat(pad))
+}

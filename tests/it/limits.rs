@@ -1,0 +1,194 @@
+//! Resource limits: --max-connections, the slow-consumer cut-off
+//! (--max-outbound-bytes), and the heartbeat (--ping-interval/--pong-timeout).
+
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use socket2::{Domain, Protocol, Socket, Type};
+use tungstenite::protocol::CloseFrame;
+use tungstenite::{Message, WebSocket};
+
+use crate::harness::{http_raw, Client, RawClient, TestServer, WAIT};
+
+const UPGRADE: &str = "GET /ws HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                       Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+
+#[test]
+fn connection_over_max_connections_gets_503_until_one_closes() {
+    let server = TestServer::start(&["--shards", "1", "--max-connections", "2"]);
+    let (mut first, _) = server.ws_client();
+    let (_second, _) = server.ws_client();
+
+    let (status, body) = http_raw(&server.addr(), UPGRADE);
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("connection limit"), "{body}");
+    let health = server.health();
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["connections"], 2, "{health}");
+
+    first.ws.close(None).expect("send close");
+    assert_eq!(first.expect_close(), 1005);
+    assert!(
+        server.wait_for_log("closed conn=", WAIT).is_some(),
+        "{}",
+        server.log_text()
+    );
+    let (_third, hello) = server.ws_client();
+    assert_eq!(hello["type"], "connection_established");
+}
+
+#[test]
+fn slow_consumer_is_disconnected_while_others_get_every_message() {
+    let server = TestServer::start(&["--shards", "1", "--max-outbound-bytes", "64KiB"]);
+    let mut slow = connect_with_small_rcvbuf(&server.addr());
+    let hello = slow.recv_json();
+    assert_eq!(hello["type"], "connection_established", "{hello}");
+    slow.subscribe("firehose");
+    let (mut fast, _) = server.ws_client();
+    fast.subscribe("firehose");
+    let (mut publisher, _) = server.ws_client();
+
+    let filler = "x".repeat(16 * 1024);
+    const N: u64 = 400;
+    for seq in 0..N {
+        let msg = json!({"type":"publish","channel":"firehose","id":seq,"data":{"seq":seq,"fill":filler}});
+        publisher.send_json(&msg);
+        // The fast subscriber keeps up: it reads each message before the next is sent.
+        let got = fast.recv_json();
+        assert_eq!(got["type"], "message", "{got}");
+        assert_eq!(
+            got["data"]["seq"], seq,
+            "fast subscriber lost or reordered a message"
+        );
+        assert_eq!(
+            got["data"]["fill"].as_str().map(str::len),
+            Some(filler.len())
+        );
+    }
+    for seq in 0..N {
+        let ack = publisher.recv_json();
+        assert_eq!(
+            ack,
+            json!({"type":"published","channel":"firehose","id":seq}),
+            "publisher saw an error"
+        );
+    }
+
+    let cut = server.wait_for_log("slow consumer closed", WAIT);
+    assert!(
+        cut.is_some_and(|l| l.ends_with("limit=65536")),
+        "{}",
+        server.log_text()
+    );
+    let close = read_until_close(&mut slow.ws);
+    assert_eq!(
+        close.as_ref().map(|c| u16::from(c.code)),
+        Some(1008),
+        "{close:?}"
+    );
+    assert_eq!(
+        close.map(|c| c.reason.to_string()).as_deref(),
+        Some("slow consumer")
+    );
+    // Answer the close so the server can end the connection now.
+    slow.ws.flush().expect("send close reply");
+    let closed = server.wait_for_log("reason=slow_consumer", WAIT);
+    assert!(closed.is_some(), "{}", server.log_text());
+    let health = server.health();
+    assert!(
+        health["slow_consumer_closes"].as_u64() >= Some(1),
+        "{health}"
+    );
+    assert_eq!(
+        health["connections"], 2,
+        "only the slow consumer is gone: {health}"
+    );
+}
+
+#[test]
+fn silent_client_is_closed_after_pong_timeout() {
+    let server = TestServer::start(&[
+        "--shards",
+        "1",
+        "--ping-interval",
+        "100ms",
+        "--pong-timeout",
+        "300ms",
+    ]);
+    let mut silent = RawClient::connect(&server.addr(), "/echo");
+    let mut pings = 0;
+    let close = loop {
+        let frame = silent
+            .read_frame()
+            .expect("server closed TCP without a close frame");
+        match frame.opcode {
+            0x9 => pings += 1,
+            0x8 => break frame.payload,
+            other => panic!("unexpected opcode {other:#x}"),
+        }
+    };
+    assert!(pings >= 1, "no ping before the heartbeat close");
+    assert!(close.len() >= 2, "close without a code: {close:?}");
+    assert_eq!(u16::from_be_bytes([close[0], close[1]]), 1008);
+    assert_eq!(&close[2..], b"heartbeat timeout");
+}
+
+#[test]
+fn client_answering_pings_stays_open() {
+    let server = TestServer::start(&[
+        "--shards",
+        "1",
+        "--ping-interval",
+        "100ms",
+        "--pong-timeout",
+        "300ms",
+    ]);
+    let mut client = server.ws("/echo");
+    let start = Instant::now();
+    let mut pings = 0;
+    // Five pings span more than the pong timeout; tungstenite answers each.
+    while pings < 5 {
+        match client.ws.read().expect("connection stays open") {
+            Message::Ping(_) => {
+                pings += 1;
+                client.ws.flush().expect("send pong");
+            }
+            other => panic!("unexpected message {other:?}"),
+        }
+    }
+    assert!(
+        start.elapsed() > Duration::from_millis(300),
+        "pings came faster than the interval"
+    );
+    client.send_text("still here");
+    assert_eq!(client.recv(), Message::text("still here"));
+}
+
+/// A /ws client whose receive buffer is tiny, so the server's queue for it
+/// fills after a few frames instead of after megabytes of kernel buffers.
+fn connect_with_small_rcvbuf(addr: &str) -> Client {
+    let sa: SocketAddr = addr.parse().expect("socket address");
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    socket
+        .connect_timeout(&sa.into(), WAIT)
+        .expect("tcp connect");
+    let stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream.set_write_timeout(Some(WAIT)).unwrap();
+    let (ws, resp) =
+        tungstenite::client::client(format!("ws://{addr}/ws").as_str(), stream).expect("handshake");
+    assert_eq!(resp.status(), 101);
+    Client { ws }
+}
+
+/// Reads (data frames first) until the server's close frame.
+fn read_until_close(ws: &mut WebSocket<TcpStream>) -> Option<CloseFrame> {
+    loop {
+        match ws.read().expect("read until the close frame") {
+            Message::Close(frame) => return frame,
+            _ => continue,
+        }
+    }
+}

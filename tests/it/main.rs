@@ -1,0 +1,10 @@
+//! Integration tests: the real `corecast` binary, real sockets, real
+//! WebSocket clients. See harness.rs for how a server is started.
+
+mod cross_shard;
+mod harness;
+mod http;
+mod limits;
+mod pubsub;
+mod rfc6455;
+mod shutdown;

@@ -17,8 +17,9 @@ use crate::ws;
 
 /// Most headers one request may carry (431 above).
 const MAX_HEADERS: usize = 64;
-/// First read size for a request head; it grows up to `--max-header-bytes`.
-const INITIAL_HEAD_BYTES: usize = 1024;
+/// First read size for a request head (typical upgrades are 200-400 bytes);
+/// it doubles up to `--max-header-bytes`.
+const INITIAL_HEAD_BYTES: usize = 512;
 /// After an error response, how long the client has to stop sending before
 /// the socket is closed (reading its leftovers avoids a reset that could
 /// destroy the response in flight).
@@ -90,11 +91,7 @@ pub async fn handshake(shard: &Shard, stream: &mut TcpStream, admitted: bool) ->
             return None;
         }
     };
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    // read_head already parsed these bytes to completion.
-    let _ = req.parse(&buf[..head_len]);
-    match decide(shard, &req, admitted) {
+    match decide(shard, &buf[..head_len], admitted) {
         Err(response) => {
             respond(shard, stream, response).await;
             None
@@ -152,12 +149,15 @@ async fn read_head(stream: &mut TcpStream, max: usize) -> Result<(Vec<u8>, usize
     }
 }
 
-/// Picks the answer: an upgrade (route and accept key) or a response.
-fn decide(
-    shard: &Shard,
-    req: &httparse::Request<'_, '_>,
-    admitted: bool,
-) -> Result<(Route, String), Response> {
+/// Parses the complete head and picks the answer: an upgrade (route and
+/// accept key) or a response. Synchronous on purpose: the 64-entry header
+/// array lives on the stack here, not in every handshaking task.
+fn decide(shard: &Shard, head: &[u8], admitted: bool) -> Result<(Route, String), Response> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    // read_head already parsed these bytes to completion.
+    let _ = req.parse(head);
+    let req = &req;
     let path = req.path.unwrap_or("/");
     let path = path.split('?').next().unwrap_or(path);
     let route = match path {
@@ -299,7 +299,7 @@ async fn respond(shard: &Shard, stream: &mut TcpStream, r: Response) {
     if stream.write_all(&out).await.is_err() || stream.close().await.is_err() {
         return;
     }
-    let mut sink = [0u8; 512];
+    let mut sink = vec![0u8; 512]; // On the heap: only refused sockets pay for it.
     let _ = futures_lite::future::or(
         async {
             while let Ok(n) = stream.read(&mut sink).await {

@@ -142,6 +142,7 @@ fn resolve(config: Config) -> Result<Resolved, StartupError> {
             resolved.max_connections
         );
     }
+    sys::probe_io_uring().map_err(|e| StartupError::IoUring(e.to_string()))?;
     let (_, memlock) = sys::raise_memlock()
         .map_err(|e| StartupError::Config(format!("cannot read RLIMIT_MEMLOCK: {e}")))?;
     if memlock.soft < MIN_MEMLOCK {
@@ -184,7 +185,15 @@ fn shard_thread(plan: ShardPlan) {
     }
     let builder =
         LocalExecutorBuilder::new(Placement::Unbound).io_memory(plan.config.config.io_memory);
-    let executor = match builder.make() {
+    // glommio panics on some setup failures (e.g. a missing io_uring probe
+    // opcode); report those as startup errors too.
+    let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| builder.make()));
+    let made = made.unwrap_or_else(|_| {
+        Err(glommio::GlommioError::from(std::io::Error::other(
+            "glommio panicked creating the executor",
+        )))
+    });
+    let executor = match made {
         Ok(executor) => executor,
         Err(e) => {
             let msg = e.to_string();

@@ -119,6 +119,22 @@ pub fn shutdown_read(fd: RawFd) {
     unsafe { libc::shutdown(fd, libc::SHUT_RD) };
 }
 
+/// Creates and closes a tiny io_uring, so that a kernel without it (too
+/// old, `kernel.io_uring_disabled`, a seccomp filter) is reported clearly
+/// instead of panicking inside glommio.
+pub fn probe_io_uring() -> io::Result<()> {
+    // struct io_uring_params is 120 bytes; zeroed asks for defaults.
+    let mut params = [0u8; 120];
+    // SAFETY: io_uring_setup writes at most sizeof(io_uring_params) into `params`.
+    let fd = unsafe { libc::syscall(libc::SYS_io_uring_setup, 4u32, params.as_mut_ptr()) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned to us and is closed exactly once.
+    unsafe { libc::close(fd as RawFd) };
+    Ok(())
+}
+
 /// Reads one integer from a /proc/sys file, e.g. net.core.somaxconn.
 pub fn read_sysctl(path: &str) -> Option<u64> {
     std::fs::read_to_string(path)

@@ -6,6 +6,7 @@
 //! `Connection` is the task itself, owning the socket and decoder. Reads go
 //! into the shard's scratch buffer (lent only while a `recv` returns and its
 //! bytes are decoded), so an idle connection owns no buffer.
+//! `state.rs` holds `ConnState`, `session.rs` the protocol handling.
 
 use std::io::{self, IoSlice};
 use std::os::fd::AsRawFd;
@@ -13,130 +14,30 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
-use bytes::Bytes;
 use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
 
 use crate::error::CloseReason;
 use crate::http::{self, Route};
-use crate::message::{self, Command, ErrorCode, RequestError};
+use crate::message;
 use crate::metrics::ShardMetrics;
-use crate::outbox::{Outbox, MAX_IOVECS};
-use crate::shard::{ConnKey, Shard, Subscription};
+use crate::outbox::MAX_IOVECS;
+use crate::shard::Shard;
 use crate::sys;
-use crate::ws::{self, Decoder, Event, Kind};
+use crate::ws::Decoder;
+
+mod session;
+mod state;
+
+pub use state::ConnState;
+
+use session::Session;
 
 /// Sockets a shard may be refusing (503) at once; beyond this, excess
 /// connections are closed without a response so refusals cannot exhaust fds.
 const MAX_REFUSING: usize = 64;
 /// Read/flush rounds one poll may take before yielding to other connections.
 const MAX_ROUNDS: usize = 16;
-
-/// The half of a connection that the shard can reach: outbox, waker, timers.
-#[derive(Debug)]
-pub struct ConnState {
-    /// Frames waiting for the socket.
-    outbox: Outbox,
-    /// Wakes the connection's task when something is queued.
-    waker: Option<Waker>,
-    /// Per-shard sequence number; tells a reused key from its old owner.
-    pub(crate) seq: u64,
-    /// Last ping sent (shard ms).
-    last_ping_ms: u64,
-    /// First ping not yet followed by any received byte; 0 when none.
-    unanswered_ping_ms: u64,
-    /// When a closing connection is dropped regardless (shard ms).
-    close_deadline_ms: u64,
-    /// Set once the server has queued its close frame.
-    closing: Option<CloseReason>,
-    /// Reads paused until other shards acknowledge a subscribe.
-    pub(crate) awaiting_ack: bool,
-    /// Deadline passed: the task must end now.
-    dead: bool,
-}
-
-impl ConnState {
-    /// State of a connection opened at `now_ms`.
-    pub fn new(seq: u64, now_ms: u64) -> ConnState {
-        ConnState {
-            outbox: Outbox::default(),
-            waker: None,
-            seq,
-            last_ping_ms: now_ms,
-            unanswered_ping_ms: 0,
-            close_deadline_ms: 0,
-            closing: None,
-            awaiting_ack: false,
-            dead: false,
-        }
-    }
-
-    /// Queues a frame. Returns false when the outbox is over `limit`; the
-    /// caller then closes the connection as a slow consumer. A frame that
-    /// finds the outbox empty always fits, so a message of the largest
-    /// allowed size can be sent whatever the limit. Frames queued after the
-    /// server's close frame are dropped.
-    pub fn push(&mut self, frame: Bytes, limit: usize) -> bool {
-        if self.closing.is_some() {
-            return true;
-        }
-        let was_empty = self.outbox.is_empty();
-        let queued = self.outbox.push(frame);
-        self.wake();
-        was_empty || queued <= limit
-    }
-
-    /// Queues the close frame for `reason` (once); the connection must then be
-    /// gone by `deadline_ms`. Returns false if it was already closing.
-    pub fn begin_close(&mut self, reason: CloseReason, deadline_ms: u64) -> bool {
-        if self.closing.is_some() {
-            return false;
-        }
-        if matches!(
-            reason,
-            CloseReason::SlowConsumer | CloseReason::HeartbeatTimeout
-        ) {
-            self.outbox.discard_unstarted();
-        }
-        if reason != CloseReason::Abnormal {
-            self.outbox.push(ws::close(reason.code(), reason.text()));
-        }
-        self.closing = Some(reason);
-        self.close_deadline_ms = deadline_ms;
-        self.wake();
-        true
-    }
-
-    /// Periodic check: pings, the pong timeout and the close deadline.
-    /// Returns true when the connection was just closed for a missed pong.
-    pub fn tick(&mut self, now: u64, ping_ms: u64, pong_ms: u64, close_deadline: u64) -> bool {
-        if self.closing.is_some() {
-            if now >= self.close_deadline_ms && !self.dead {
-                self.dead = true;
-                self.wake();
-            }
-            return false;
-        }
-        if self.unanswered_ping_ms != 0 && now - self.unanswered_ping_ms >= pong_ms {
-            return self.begin_close(CloseReason::HeartbeatTimeout, close_deadline);
-        }
-        if now - self.last_ping_ms >= ping_ms {
-            self.last_ping_ms = now;
-            if self.unanswered_ping_ms == 0 {
-                self.unanswered_ping_ms = now;
-            }
-            self.outbox.push(ws::PING.clone());
-            self.wake();
-        }
-        false
-    }
-
-    fn wake(&self) {
-        if let Some(waker) = &self.waker {
-            waker.wake_by_ref();
-        }
-    }
-}
 
 /// Takes over an accepted socket: counts it, runs the HTTP handshake, and
 /// for an upgrade runs the connection until it ends.
@@ -225,15 +126,6 @@ struct Connection {
     shut_write: bool,
     /// `decoder.partial` may hold whole frames not yet decoded (reads paused).
     backlog: bool,
-}
-
-/// What the protocol layer needs to know about one connection.
-struct Session {
-    route: Route,
-    key: ConnKey,
-    seq: u64,
-    /// Channels this connection subscribed to (at most the per-connection limit).
-    channels: Vec<Rc<str>>,
 }
 
 impl Connection {
@@ -418,128 +310,5 @@ impl Connection {
                 0
             }
         }
-    }
-}
-
-impl Session {
-    /// Handles one decoded event; false stops decoding (a close arrived, or a
-    /// subscribe waits for other shards).
-    fn on_event(&mut self, shard: &Shard, event: Event<'_>, close_received: &mut bool) -> bool {
-        let closing = shard
-            .conns
-            .borrow()
-            .get(self.key.0 as usize)
-            .is_none_or(|s| s.closing.is_some());
-        match event {
-            Event::Close(code) => {
-                *close_received = true;
-                if !closing {
-                    let deadline = shard.now_ms() + Shard::ms(shard.config.config.close_timeout);
-                    if let Some(state) = shard.conns.borrow_mut().get_mut(self.key.0 as usize) {
-                        state.begin_close(CloseReason::ClientClosed(code), deadline);
-                    }
-                }
-                false
-            }
-            _ if closing => true, // After our close frame, data is read and dropped.
-            Event::Ping(payload) => {
-                shard.send_to(self.key, ws::pong(payload));
-                true
-            }
-            Event::Pong => true,
-            Event::Text(text) if self.route == Route::Echo => {
-                shard.send_to(self.key, ws::encode(Kind::Text, text.as_bytes()));
-                true
-            }
-            Event::Binary(data) if self.route == Route::Echo => {
-                shard.send_to(self.key, ws::encode(Kind::Binary, data));
-                true
-            }
-            Event::Text(text) => self.on_request(shard, text),
-            Event::Binary(_) => {
-                let message =
-                    "binary frames are not part of the /ws protocol; send JSON text".to_string();
-                self.reply_error(
-                    shard,
-                    RequestError {
-                        code: ErrorCode::BinaryNotSupported,
-                        message,
-                        id: None,
-                    },
-                );
-                true
-            }
-        }
-    }
-
-    fn on_request(&mut self, shard: &Shard, text: &str) -> bool {
-        let request = match message::parse(text) {
-            Ok(request) => request,
-            Err(err) => {
-                self.reply_error(shard, err);
-                return true;
-            }
-        };
-        let id = request.id;
-        match request.command {
-            Command::Subscribe { channel } => {
-                let reply = message::channel_reply("subscribed", &channel, id);
-                if self.channels.iter().any(|c| **c == *channel) {
-                    shard.send_to(self.key, reply);
-                    return true;
-                }
-                let limit = shard.config.config.max_channels_per_connection;
-                if self.channels.len() >= limit {
-                    let message =
-                        format!("this connection is subscribed to {limit} channels, the limit");
-                    self.reply_error(
-                        shard,
-                        RequestError {
-                            code: ErrorCode::TooManyChannels,
-                            message,
-                            id,
-                        },
-                    );
-                    return true;
-                }
-                match shard.subscribe(self.key, self.seq, &channel, reply) {
-                    Subscription::Active(name) => self.channels.push(name),
-                    Subscription::Waiting => {
-                        self.channels.push(Rc::from(channel.as_str()));
-                        return false;
-                    }
-                    Subscription::Already => {}
-                }
-            }
-            Command::Unsubscribe { channel } => {
-                if let Some(i) = self.channels.iter().position(|c| **c == *channel) {
-                    self.channels.swap_remove(i);
-                    shard.unsubscribe(self.key, &channel);
-                }
-                shard.send_to(
-                    self.key,
-                    message::channel_reply("unsubscribed", &channel, id),
-                );
-            }
-            Command::Publish { channel, data } => {
-                shard.publish(&channel, message::message_frame(&channel, data));
-                if id.is_some() {
-                    shard.send_to(self.key, message::channel_reply("published", &channel, id));
-                }
-            }
-            Command::Heartbeat => shard.send_to(self.key, message::heartbeat(id)),
-        }
-        true
-    }
-
-    fn reply_error(&self, shard: &Shard, err: RequestError<'_>) {
-        ShardMetrics::inc(&shard.metrics.request_errors);
-        log::debug!(
-            "request error conn={}-{} code={}",
-            shard.id.0,
-            self.seq,
-            err.code.as_str()
-        );
-        shard.send_to(self.key, message::error(&err));
     }
 }

@@ -57,8 +57,10 @@ impl TestServer {
 
     /// Starts a prepared command (for tests that need their own flags or limits).
     pub fn spawn(mut cmd: Command) -> Result<TestServer, (Option<ExitStatus>, String)> {
-        cmd.env("RUST_LOG", "corecast=debug")
-            .stdin(Stdio::null())
+        if !cmd.get_envs().any(|(key, _)| key == "RUST_LOG") {
+            cmd.env("RUST_LOG", "corecast=debug");
+        }
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn corecast");

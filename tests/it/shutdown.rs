@@ -171,6 +171,45 @@ fn low_memlock_limit_exits_1_explaining_how_to_raise_it() {
 }
 
 #[test]
+fn unprivileged_server_starts_two_shards_under_an_8_mib_memlock_limit() {
+    let mut cmd = local(&["--shards", "2"]);
+    // glommio only warns when it cannot lock its I/O memory; show its warnings.
+    cmd.env("RUST_LOG", "corecast=debug,glommio=warn");
+    // SAFETY: between fork and exec only setrlimit/setgid/setuid/geteuid
+    // run, all async-signal-safe; the closure allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 8 << 20,
+                rlim_max: 8 << 20,
+            };
+            if libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // As root, drop to nobody: root's CAP_IPC_LOCK would ignore the
+            // limit and hide a server that locks too much memory.
+            if libc::geteuid() == 0 && (libc::setgid(65534) != 0 || libc::setuid(65534) != 0) {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let server = match TestServer::spawn(cmd) {
+        Ok(server) => server,
+        Err((status, log)) => panic!("did not start unprivileged ({status:?}):\n{log}"),
+    };
+    assert_eq!(server.health()["shards"], 2);
+    assert!(
+        !server.log_text().contains("registering buffers"),
+        "{}",
+        server.log_text()
+    );
+    let mut echo = server.ws("/echo");
+    echo.send_text("still serving");
+    assert_eq!(echo.recv().into_text().unwrap().as_str(), "still serving");
+}
+
+#[test]
 fn unavailable_cpu_is_a_clear_error() {
     let (status, log) = start_failure(local(&["--cpus", "99"]));
     assert_eq!(status.code(), Some(1), "{log}");

@@ -34,6 +34,8 @@ pub struct TestServer {
     child: Child,
     /// The port the server bound.
     pub port: u16,
+    /// The admin listener's address, unless started with `--admin-addr none`.
+    pub admin: Option<String>,
     log: Arc<Log>,
 }
 
@@ -50,9 +52,7 @@ impl TestServer {
     /// Like [`TestServer::start`], but returns the exit status and output
     /// when the server exits instead of listening.
     pub fn try_start(args: &[&str]) -> Result<TestServer, (Option<ExitStatus>, String)> {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_corecast"));
-        cmd.args(["--addr", "127.0.0.1", "--port", "0"]).args(args);
-        Self::spawn(cmd)
+        Self::spawn(command(args))
     }
 
     /// Starts a prepared command (for tests that need their own flags or limits).
@@ -79,17 +79,22 @@ impl TestServer {
         let mut server = TestServer {
             child,
             port: 0,
+            admin: None,
             log,
         };
         match server.wait_for_log("listening addr=", WAIT) {
             Some(line) => {
-                let port = line
-                    .split("port=")
-                    .nth(1)
-                    .and_then(|s| s.split_whitespace().next());
-                server.port = port
+                let field = |name: &str| {
+                    line.split(name)
+                        .nth(1)
+                        .and_then(|s| s.split_whitespace().next())
+                };
+                server.port = field(" port=")
                     .and_then(|p| p.parse().ok())
                     .expect("port in listening line");
+                server.admin = field(" admin=")
+                    .filter(|a| *a != "none")
+                    .map(str::to_string);
                 Ok(server)
             }
             None => {
@@ -181,6 +186,19 @@ impl Drop for TestServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `corecast --addr 127.0.0.1 --port 0` plus `args`, with the admin
+/// listener on a free loopback port unless `args` choose one (tests run in
+/// parallel, so the default 9090 would collide).
+pub fn command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_corecast"));
+    cmd.args(["--addr", "127.0.0.1", "--port", "0"]);
+    if !args.contains(&"--admin-addr") {
+        cmd.args(["--admin-addr", "127.0.0.1:0"]);
+    }
+    cmd.args(args);
+    cmd
 }
 
 /// A blocking tungstenite client with read timeouts, so a bug fails the

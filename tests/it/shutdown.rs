@@ -225,11 +225,9 @@ fn command(args: &[&str]) -> Command {
     cmd
 }
 
-/// `corecast --addr 127.0.0.1 --port 0` plus `args`.
+/// `corecast --addr 127.0.0.1 --port 0 --admin-addr 127.0.0.1:0` plus `args`.
 fn local(args: &[&str]) -> Command {
-    let mut cmd = command(&["--addr", "127.0.0.1", "--port", "0"]);
-    cmd.args(args);
-    cmd
+    crate::harness::command(args)
 }
 
 /// Runs a command that must exit instead of listening; returns its status and output.

@@ -78,15 +78,20 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn metrics(shard: &Rc<Shard>) -> Response {
-    let reports = shard
+/// Every shard's counters and latency, without starting a new interval.
+async fn all_metrics(shard: &Rc<Shard>) -> Vec<crate::shard::ShardReport> {
+    shard
         .query(
             &shard.all_shards(),
             Query::Metrics {
                 reset_latency: false,
             },
         )
-        .await;
+        .await
+}
+
+async fn metrics(shard: &Rc<Shard>) -> Response {
+    let reports = all_metrics(shard).await;
     Response {
         status: 200,
         content_type: prom::CONTENT_TYPE,
@@ -128,14 +133,7 @@ async fn channels(shard: &Rc<Shard>) -> Response {
 }
 
 async fn stats(shard: &Rc<Shard>) -> Response {
-    let reports = shard
-        .query(
-            &shard.all_shards(),
-            Query::Metrics {
-                reset_latency: false,
-            },
-        )
-        .await;
+    let reports = all_metrics(shard).await;
     let shards: Vec<_> = reports
         .iter()
         .map(|r| {

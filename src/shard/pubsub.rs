@@ -47,16 +47,7 @@ impl Shard {
         };
         self.pending.borrow_mut().insert(Rc::from(channel), pending);
         self.set_awaiting(key, true);
-        let shared: Arc<str> = Arc::from(channel);
-        for peer in self.bus.peers() {
-            self.bus.send(
-                peer,
-                BusMessage::InterestAdded {
-                    channel: shared.clone(),
-                    from: self.id,
-                },
-            );
-        }
+        self.announce_interest(channel, true);
         Subscription::Waiting
     }
 
@@ -66,20 +57,26 @@ impl Shard {
         }
     }
 
+    /// Tells every other shard that this shard gained (`present`) or lost its
+    /// last subscriber for `channel`.
+    fn announce_interest(&self, channel: &str, present: bool) {
+        let shared: Arc<str> = Arc::from(channel);
+        for peer in self.bus.peers() {
+            let (channel, from) = (shared.clone(), self.id);
+            let msg = if present {
+                BusMessage::InterestAdded { channel, from }
+            } else {
+                BusMessage::InterestRemoved { channel, from }
+            };
+            self.bus.send(peer, msg);
+        }
+    }
+
     /// Unsubscribes `key`; tells other shards when the last local subscriber leaves.
     pub fn unsubscribe(&self, key: ConnKey, channel: &str) {
         let last = self.topics.borrow_mut().unsubscribe(channel, key);
         if last == Some(true) && self.bus.n_peers() > 0 {
-            let shared: Arc<str> = Arc::from(channel);
-            for peer in self.bus.peers() {
-                self.bus.send(
-                    peer,
-                    BusMessage::InterestRemoved {
-                        channel: shared.clone(),
-                        from: self.id,
-                    },
-                );
-            }
+            self.announce_interest(channel, false);
         }
     }
 
@@ -185,16 +182,7 @@ impl Shard {
             .get(channel)
             .is_some_and(|c| !c.local.is_empty());
         if !has_local {
-            let shared: Arc<str> = Arc::from(channel);
-            for peer in self.bus.peers() {
-                self.bus.send(
-                    peer,
-                    BusMessage::InterestRemoved {
-                        channel: shared.clone(),
-                        from: self.id,
-                    },
-                );
-            }
+            self.announce_interest(channel, false);
         }
     }
 

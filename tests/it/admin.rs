@@ -13,15 +13,14 @@
 
 use std::collections::BTreeMap;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
-use socket2::{Domain, Protocol, Socket, Type};
 use tungstenite::Message;
 
-use crate::harness::{http_get, Client, RawClient, TestServer, WAIT};
+use crate::harness::{http_get, Client, Pool, RawClient, TestServer, WAIT};
 
 /// Every metric family /metrics must expose, with its OpenMetrics type.
 const FAMILIES: [(&str, &str); 20] = [
@@ -246,7 +245,7 @@ fn metrics_count_invalid_json_as_protocol_error_and_public_404_as_handshake_fail
 #[test]
 fn metrics_count_a_slow_consumer_disconnect() {
     let server = TestServer::start(&["--shards", "1", "--max-outbound-bytes", "64KiB"]);
-    let mut slow = connect_with_small_rcvbuf(&server.addr());
+    let mut slow = Client::connect_small_rcvbuf(&server.addr());
     assert_eq!(slow.recv_json()["type"], "connection_established");
     slow.subscribe("firehose");
     let (mut publisher, _) = server.ws_client();
@@ -272,7 +271,7 @@ fn metrics_count_a_slow_consumer_disconnect() {
         "1000 x 16 KiB never overflowed 64 KiB:\n{}",
         server.log_text()
     );
-    let (code, reason) = read_close(&mut slow);
+    let (code, reason) = slow.read_close();
     assert_eq!((code, reason.as_str()), (1008, "slow consumer"));
     slow.ws.flush().expect("answer the close");
     assert!(
@@ -702,7 +701,7 @@ fn api_disconnect_closes_that_client_with_4000_on_either_shard() {
             response.json(),
             json!({"connection_id": id, "disconnected": true})
         );
-        let (code, reason) = read_close(&mut victim);
+        let (code, reason) = victim.read_close();
         assert_eq!(
             (code, reason.as_str()),
             (4000, "disconnected by server"),
@@ -998,56 +997,6 @@ fn echo_clients_on_both_shards(server: &TestServer) -> Vec<Client> {
     panic!("64 /echo connections never reached both shards");
 }
 
-/// /ws connections sorted by the shard their greeting names.
-struct Pool<'a> {
-    server: &'a TestServer,
-    spare: [Vec<Client>; 2],
-}
-
-impl<'a> Pool<'a> {
-    fn new(server: &'a TestServer) -> Pool<'a> {
-        Pool {
-            server,
-            spare: [Vec::new(), Vec::new()],
-        }
-    }
-
-    /// A fresh connection on `shard`; connections that land elsewhere wait
-    /// for a later call (they stay open but do nothing).
-    fn on_shard(&mut self, shard: usize) -> Client {
-        if let Some(c) = self.spare[shard].pop() {
-            return c;
-        }
-        for _ in 0..200 {
-            let (c, hello) = self.server.ws_client();
-            let landed = hello["shard"].as_u64().expect("shard in greeting") as usize;
-            if landed == shard {
-                return c;
-            }
-            self.spare[landed].push(c);
-        }
-        panic!("no connection landed on shard {shard} in 200 attempts");
-    }
-}
-
-/// A /ws client whose receive buffer is tiny, so the server's queue for it
-/// fills after a few frames instead of after megabytes of kernel buffers.
-fn connect_with_small_rcvbuf(addr: &str) -> Client {
-    let sa: SocketAddr = addr.parse().expect("socket address");
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).expect("socket");
-    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
-    socket
-        .connect_timeout(&sa.into(), WAIT)
-        .expect("tcp connect");
-    let stream: TcpStream = socket.into();
-    stream.set_read_timeout(Some(WAIT)).unwrap();
-    stream.set_write_timeout(Some(WAIT)).unwrap();
-    let url = format!("ws://{addr}/ws");
-    let (ws, resp) = tungstenite::client::client(url.as_str(), stream).expect("handshake");
-    assert_eq!(resp.status(), 101);
-    Client { ws }
-}
-
 /// Next data message as raw text.
 fn recv_text(c: &mut Client) -> String {
     match c.recv() {
@@ -1064,17 +1013,6 @@ fn assert_heartbeat_next(c: &mut Client) {
         json!({"type":"heartbeat","id":"probe"}),
         "something arrived before the heartbeat reply"
     );
-}
-
-/// Reads (skipping data) until the server's close frame; returns code and reason.
-fn read_close(client: &mut Client) -> (u16, String) {
-    loop {
-        match client.ws.read().expect("read until the close frame") {
-            Message::Close(Some(frame)) => return (frame.code.into(), frame.reason.to_string()),
-            Message::Close(None) => return (1005, String::new()),
-            _ => continue,
-        }
-    }
 }
 
 /// The `corecast: error:` line of a failed start (exactly one).

@@ -274,6 +274,88 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Connects to /ws with a 4 KiB receive buffer, so a client that stops
+    /// reading backs the server up quickly (slow-consumer tests).
+    pub fn connect_small_rcvbuf(addr: &str) -> Client {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let sa: std::net::SocketAddr = addr.parse().expect("socket address");
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).expect("socket");
+        socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+        socket
+            .connect_timeout(&sa.into(), WAIT)
+            .expect("tcp connect");
+        let stream: TcpStream = socket.into();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        stream.set_write_timeout(Some(WAIT)).unwrap();
+        let url = format!("ws://{addr}/ws");
+        let (ws, resp) = tungstenite::client::client(url.as_str(), stream).expect("handshake");
+        assert_eq!(resp.status(), 101);
+        Client { ws }
+    }
+
+    /// Reads until the server's close frame; returns its code and reason.
+    pub fn read_close(&mut self) -> (u16, String) {
+        loop {
+            match self.ws.read().expect("read until the close frame") {
+                Message::Close(Some(frame)) => {
+                    return (frame.code.into(), frame.reason.to_string())
+                }
+                Message::Close(None) => return (1005, String::new()),
+                _ => continue,
+            }
+        }
+    }
+}
+
+/// Opens /ws connections until one lands on the shard wanted (SO_REUSEPORT
+/// picks the shard); the others are kept for later calls.
+pub struct Pool<'a> {
+    server: &'a TestServer,
+    spare: [Vec<Client>; 2],
+}
+
+impl<'a> Pool<'a> {
+    /// Connections most tried per request before the test fails.
+    const MAX_ATTEMPTS: usize = 200;
+
+    /// A pool for a server with two shards.
+    pub fn new(server: &'a TestServer) -> Pool<'a> {
+        Pool {
+            server,
+            spare: [Vec::new(), Vec::new()],
+        }
+    }
+
+    /// A connection on `shard` (0 or 1), opening new ones as needed.
+    pub fn on_shard(&mut self, shard: usize) -> Client {
+        if let Some(c) = self.spare[shard].pop() {
+            return c;
+        }
+        for _ in 0..Self::MAX_ATTEMPTS {
+            let (c, hello) = self.server.ws_client();
+            let landed = hello["shard"].as_u64().expect("shard in greeting") as usize;
+            if landed == shard {
+                return c;
+            }
+            self.spare[landed].push(c);
+        }
+        panic!(
+            "no connection landed on shard {shard} in {} attempts",
+            Self::MAX_ATTEMPTS
+        );
+    }
+
+    /// Hands over every spare connection with its shard.
+    pub fn drain(&mut self) -> Vec<(usize, Client)> {
+        let mut out = Vec::new();
+        for (shard, spare) in self.spare.iter_mut().enumerate() {
+            out.extend(spare.drain(..).map(|c| (shard, c)));
+        }
+        out
+    }
+}
+
 /// One plain HTTP/1.1 GET; returns (status, body).
 pub fn http_get(addr: &str, path: &str) -> (u16, String) {
     http_raw(addr, &format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n"))

@@ -20,7 +20,7 @@ use glommio::channels::shared_channel::{
 use glommio::{GlommioError, ResourceType};
 
 use crate::notify::Notify;
-use crate::shard::ShardId;
+use crate::shard::{Query, ShardId, ShardReport};
 
 /// What shards tell each other.
 #[derive(Debug)]
@@ -31,6 +31,29 @@ pub enum BusMessage {
         channel: Arc<str>,
         /// The complete WebSocket frame, shared by every subscriber.
         frame: Bytes,
+        /// When the publish entered the server (`latency::now_ns`).
+        published_at: u64,
+    },
+    /// Send this frame to every local /ws client.
+    Broadcast {
+        /// The complete WebSocket frame.
+        frame: Bytes,
+    },
+    /// Answer `query` with a `Reply` to shard `from`.
+    Query {
+        /// The asking shard.
+        from: ShardId,
+        /// The asker's request id, echoed in the reply.
+        req: u64,
+        /// What is asked.
+        query: Query,
+    },
+    /// One shard's answer to a `Query`.
+    Reply {
+        /// The request id of the query.
+        req: u64,
+        /// The answer (boxed: it is large and rare).
+        report: Box<ShardReport>,
     },
     /// Shard `from` now has subscribers for `channel`; answer with `InterestAck`.
     InterestAdded {
@@ -103,6 +126,8 @@ pub struct Bus {
     waiters: RefCell<Vec<Waker>>,
     /// Messages that went through an overflow queue (for logs and metrics).
     n_overflowed: Cell<u64>,
+    /// Messages sent, all links.
+    n_sent: Cell<u64>,
 }
 
 impl Bus {
@@ -147,6 +172,7 @@ impl Bus {
             congested: Cell::new(0),
             waiters: RefCell::new(Vec::new()),
             n_overflowed: Cell::new(0),
+            n_sent: Cell::new(0),
         };
         (bus, rxs)
     }
@@ -176,6 +202,7 @@ impl Bus {
             log::error!("bus send to unknown shard={}", to.0);
             return;
         };
+        self.n_sent.set(self.n_sent.get() + 1);
         let msg = if link.queued.get() == 0 {
             match link.tx.try_send(msg) {
                 Ok(()) => return,
@@ -202,6 +229,16 @@ impl Bus {
     /// Registers a connection to be woken once congestion clears.
     pub fn wait_uncongested(&self, waker: &Waker) {
         self.waiters.borrow_mut().push(waker.clone());
+    }
+
+    /// Messages sent to other shards since start.
+    pub fn n_sent(&self) -> u64 {
+        self.n_sent.get()
+    }
+
+    /// Messages waiting in overflow queues now.
+    pub fn queued(&self) -> usize {
+        self.links.iter().flatten().map(|l| l.queued.get()).sum()
     }
 
     /// Messages that had to wait in an overflow queue since start.

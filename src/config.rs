@@ -22,7 +22,9 @@ use crate::error::StartupError;
     long_about = "Thread-per-core WebSocket pub/sub server.\n\n\
         One io_uring executor (shard) is pinned per CPU; every shard accepts on the same \
         SO_REUSEPORT port and owns its connections for their whole life.\n\n\
-        Endpoints: GET /ws (JSON pub/sub), GET /echo (echo), GET /health (JSON).\n\
+        Public port: GET /ws (JSON pub/sub), GET /echo (echo), GET /health (JSON).\n\
+        Admin port (--admin-addr): GET /metrics (Prometheus), /health, /latency (.hgrm), \
+        /api/publish, /api/broadcast, /api/channels, /api/stats, /api/disconnect.\n\
         Every flag can also be set through the CORECAST_* environment variable shown. \
         Durations take units (500ms, 10s, 2m); sizes take bytes or a K/M/G (binary) suffix.\n\
         Logging: RUST_LOG (default info)."
@@ -103,10 +105,57 @@ pub struct Config {
     #[arg(long, env = "CORECAST_BUS_CAPACITY", default_value_t = 4096)]
     pub bus_capacity: usize,
 
+    /// Admin listener (/metrics, /health, /latency, /api/*): an address or
+    /// "none". Keep it private: it is plain HTTP.
+    #[arg(long, env = "CORECAST_ADMIN_ADDR", default_value = "127.0.0.1:9090", value_parser = parse_admin_addr)]
+    pub admin_addr: AdminAddr,
+
+    /// Bearer token required on every /api route of the admin listener
+    /// (`Authorization: Bearer TOKEN`) [default: none; a warning at startup
+    /// when the admin address is not loopback].
+    #[arg(long, env = "CORECAST_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// Largest request body the admin API accepts (413 above it).
+    #[arg(long, env = "CORECAST_MAX_API_BODY", default_value = "1MiB", value_parser = parse_size)]
+    pub max_api_body: usize,
+
+    /// Log a fan-out latency summary (count, p50..max in µs) every interval;
+    /// 0 turns it off.
+    #[arg(long, env = "CORECAST_LATENCY_REPORT_INTERVAL", default_value = "60s", value_parser = parse_interval)]
+    pub latency_report_interval: Duration,
+
+    /// Also write each interval's latency distribution as an .hgrm file here.
+    #[arg(long, env = "CORECAST_LATENCY_REPORT_DIR")]
+    pub latency_report_dir: Option<std::path::PathBuf>,
+
     /// Memory glommio registers with io_uring per shard. corecast does no file I/O
     /// through it, so the 64 KiB minimum keeps startup under small memlock limits.
     #[arg(long, env = "CORECAST_IO_MEMORY", default_value = "64KiB", value_parser = parse_size)]
     pub io_memory: usize,
+}
+
+/// Where the admin listener binds, if anywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdminAddr(pub Option<std::net::SocketAddr>);
+
+/// Parses `--admin-addr`: "none" or an `IP:PORT`.
+pub fn parse_admin_addr(s: &str) -> Result<AdminAddr, String> {
+    if s.trim().eq_ignore_ascii_case("none") {
+        return Ok(AdminAddr(None));
+    }
+    s.trim()
+        .parse()
+        .map(|a| AdminAddr(Some(a)))
+        .map_err(|_| format!("not an address: {s:?} (use IP:PORT, e.g. 127.0.0.1:9090, or none)"))
+}
+
+/// Parses a duration where a bare "0" means off.
+pub fn parse_interval(s: &str) -> Result<Duration, String> {
+    if s.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    humantime::parse_duration(s.trim()).map_err(|e| format!("{e} (e.g. 60s, 5m, or 0 for off)"))
 }
 
 /// A CPU list as given to `--cpus`. A newtype, so clap parses the whole
@@ -314,6 +363,17 @@ mod tests {
         );
         assert_eq!(r.config.max_message_size, 1 << 20);
         assert_eq!(r.config.handshake_timeout, Duration::from_secs(10));
+        assert_eq!(
+            r.config.admin_addr,
+            AdminAddr(Some("127.0.0.1:9090".parse().unwrap()))
+        );
+        assert_eq!(r.config.latency_report_interval, Duration::from_secs(60));
+        assert_eq!(r.config.max_api_body, 1 << 20);
+        assert_eq!(cfg(&["--admin-addr", "none"]).admin_addr, AdminAddr(None));
+        assert_eq!(
+            cfg(&["--latency-report-interval", "0"]).latency_report_interval,
+            Duration::ZERO
+        );
     }
 
     #[test]

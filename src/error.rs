@@ -17,6 +17,8 @@ pub enum StartupError {
     Bind {
         /// What was being bound.
         addr: String,
+        /// The flag that chose it (`--port`, `--admin-addr`).
+        flag: &'static str,
         /// The OS error.
         source: io::Error,
     },
@@ -35,14 +37,14 @@ impl fmt::Display for StartupError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StartupError::Config(msg) => write!(f, "invalid configuration: {msg}"),
-            StartupError::Bind { addr, source } if source.kind() == io::ErrorKind::AddrInUse => {
-                write!(
+            StartupError::Bind { addr, flag, source } if source.kind() == io::ErrorKind::AddrInUse => write!(
                 f,
-                "cannot listen on {addr}: address already in use (another process holds the port \
-                 without SO_REUSEPORT, or another user's process shares it); pick another --port"
-            )
-            }
-            StartupError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+                "cannot listen on {addr}: address already in use (another process holds it{}); \
+                 pick another {flag}{}",
+                if *flag == "--port" { " without SO_REUSEPORT, or another user's process shares it" } else { "" },
+                if *flag == "--admin-addr" { " or --admin-addr none (each corecast process needs its own admin port)" } else { "" },
+            ),
+            StartupError::Bind { addr, flag, source } => write!(f, "cannot listen on {addr} ({flag}): {source}"),
             StartupError::IoUring(msg) => write!(
                 f,
                 "io_uring is unavailable: {msg} (corecast needs Linux 5.8 or later with io_uring \
@@ -51,7 +53,7 @@ impl fmt::Display for StartupError {
             StartupError::Memlock { limit } => write!(
                 f,
                 "RLIMIT_MEMLOCK is {} KiB, below the 512 KiB glommio needs for its io_uring rings; \
-                 raise it with `ulimit -l 8192`, LimitMEMLOCK=8M in the systemd unit, or a \
+                 raise it with `ulimit -l 8192`, LimitMEMLOCK=64M in the systemd unit (scripts/corecast.service), or a \
                  memlock line in /etc/security/limits.d (see scripts/)",
                 limit / 1024
             ),
@@ -79,6 +81,8 @@ pub enum CloseReason {
     SlowConsumer,
     /// Nothing was received within `--pong-timeout` of a ping (1008 "heartbeat timeout").
     HeartbeatTimeout,
+    /// An operator closed it through `POST /api/disconnect` (4000).
+    Disconnected,
     /// The TCP connection ended without a close handshake (no frame is sent).
     Abnormal,
 }
@@ -93,6 +97,7 @@ impl CloseReason {
             CloseReason::InvalidUtf8 => 1007,
             CloseReason::TooBig => 1009,
             CloseReason::SlowConsumer | CloseReason::HeartbeatTimeout => 1008,
+            CloseReason::Disconnected => 4000,
             CloseReason::Abnormal => 1006,
         }
     }
@@ -107,6 +112,7 @@ impl CloseReason {
             CloseReason::TooBig => "message too big",
             CloseReason::SlowConsumer => "slow consumer",
             CloseReason::HeartbeatTimeout => "heartbeat timeout",
+            CloseReason::Disconnected => "disconnected by server",
         }
     }
 
@@ -120,6 +126,7 @@ impl CloseReason {
             CloseReason::TooBig => "message_too_big",
             CloseReason::SlowConsumer => "slow_consumer",
             CloseReason::HeartbeatTimeout => "heartbeat_timeout",
+            CloseReason::Disconnected => "disconnected",
             CloseReason::Abnormal => "abnormal",
         }
     }

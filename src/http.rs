@@ -11,7 +11,6 @@ use std::time::Duration;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 
-use crate::metrics::ShardMetrics;
 use crate::shard::Shard;
 use crate::ws;
 
@@ -113,7 +112,7 @@ pub async fn handshake(shard: &Shard, stream: &mut TcpStream, admitted: bool) ->
 }
 
 fn fail(shard: &Shard, why: &str) -> Option<Upgrade> {
-    ShardMetrics::inc(&shard.metrics.handshake_failures);
+    shard.metrics.on_handshake_failure(None);
     log::debug!("handshake dropped: {why}");
     None
 }
@@ -232,7 +231,8 @@ fn decide(shard: &Shard, head: &[u8], admitted: bool) -> Result<(Route, String),
     }
 }
 
-fn header<'a>(req: &httparse::Request<'_, 'a>, name: &str) -> Option<&'a str> {
+/// A header's value by case-insensitive name, if present and UTF-8.
+pub(crate) fn header<'a>(req: &httparse::Request<'_, 'a>, name: &str) -> Option<&'a str> {
     req.headers
         .iter()
         .find(|h| h.name.eq_ignore_ascii_case(name))
@@ -250,24 +250,41 @@ fn is_valid_key(key: &str) -> bool {
 }
 
 fn health(shard: &Shard) -> Response {
-    let draining = shard.shutdown.is_set();
-    let body = serde_json::json!({
-        "status": if draining { "draining" } else { "ok" },
-        "shards": shard.shared.n_shards,
-        "connections": shard.shared.websockets.load(Ordering::Relaxed),
-        "slow_consumer_closes": shard.shared.slow_consumer_closes.load(Ordering::Relaxed),
-    });
-    let (status, reason) = if draining {
-        (503, "Service Unavailable")
+    let (status, body) = health_json(shard);
+    let reason = if status == 200 {
+        "OK"
     } else {
-        (200, "OK")
+        "Service Unavailable"
     };
     Response {
         status,
         reason,
         headers: "",
-        body: body.to_string(),
+        body,
     }
+}
+
+/// /health on either port: liveness and readiness. 200 once every shard
+/// accepts; 503 while starting or draining.
+pub fn health_json(shard: &Shard) -> (u16, String) {
+    let shared = &shard.shared;
+    let ready_shards = shared.ready_shards.load(Ordering::Relaxed);
+    let draining = shard.shutdown.is_set();
+    let ready = ready_shards >= shared.n_shards && !draining;
+    let status = match (draining, ready) {
+        (true, _) => "draining",
+        (false, true) => "ok",
+        (false, false) => "starting",
+    };
+    let body = serde_json::json!({
+        "status": status,
+        "ready": ready,
+        "shards": shared.n_shards,
+        "shards_ready": ready_shards,
+        "connections": shared.websockets.load(Ordering::Relaxed),
+        "slow_consumer_closes": shared.slow_consumer_closes.load(Ordering::Relaxed),
+    });
+    (if ready { 200 } else { 503 }, body.to_string())
 }
 
 fn error(status: u16, reason: &'static str, message: &str) -> Response {
@@ -284,7 +301,7 @@ fn error(status: u16, reason: &'static str, message: &str) -> Response {
 /// whatever the client still sends so the response is not lost to a reset.
 async fn respond(shard: &Shard, stream: &mut TcpStream, r: Response) {
     if r.status != 200 {
-        ShardMetrics::inc(&shard.metrics.handshake_failures);
+        shard.metrics.on_handshake_failure(Some(r.status));
         log::debug!("http response status={}", r.status);
     }
     let head = format!(

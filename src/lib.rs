@@ -14,16 +14,19 @@
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod admin;
 pub mod bus;
 pub mod config;
 pub mod connection;
 pub mod error;
 pub mod http;
+pub mod latency;
 pub mod listener;
 pub mod message;
 pub mod metrics;
 pub mod notify;
 pub mod outbox;
+pub mod prom;
 pub mod server;
 pub mod shard;
 pub mod shutdown;

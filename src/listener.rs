@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::connection;
 use crate::error::StartupError;
 use crate::shard::Shard;
 use crate::sys;
+use crate::{admin, connection};
 
 /// Longest pause after an accept error such as EMFILE.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
@@ -37,6 +37,7 @@ pub fn bind_all(
         let addr = SocketAddr::new(ip, port);
         let socket = bind_one(addr, backlog).map_err(|source| StartupError::Bind {
             addr: addr.to_string(),
+            flag: "--port",
             source,
         })?;
         if port == 0 {
@@ -47,6 +48,7 @@ pub fn bind_all(
                 .map(|a| a.port())
                 .ok_or_else(|| StartupError::Bind {
                     addr: addr.to_string(),
+                    flag: "--port",
                     source: std::io::Error::other("no local port"),
                 })?;
         }
@@ -71,10 +73,50 @@ fn bind_one(addr: SocketAddr, backlog: u32) -> std::io::Result<Socket> {
     Ok(socket)
 }
 
-/// Accepts connections on this shard's listener until shutdown, spawning a
-/// task for each. Accept errors (EMFILE and the like) back off instead of
-/// spinning.
-pub async fn run(shard: Rc<Shard>, socket: Socket) {
+/// What an accept loop serves, and whether it stops at shutdown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Port {
+    /// The public port: stops accepting when the drain starts.
+    Public,
+    /// The admin port: keeps serving during the drain (/health says so).
+    Admin,
+}
+
+/// Binds the admin address once, without SO_REUSEPORT (a second process
+/// must fail loudly rather than silently share it), and hands each shard
+/// its own duplicate of the socket. Returns the sockets and the real address.
+pub fn bind_admin(addr: SocketAddr, n: usize) -> Result<(Vec<Socket>, SocketAddr), StartupError> {
+    let err = |source| StartupError::Bind {
+        addr: addr.to_string(),
+        flag: "--admin-addr",
+        source,
+    };
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.nonblocking().cloexec(),
+        Some(Protocol::TCP),
+    )
+    .map_err(err)?;
+    socket.set_reuse_address(true).map_err(err)?;
+    socket.bind(&addr.into()).map_err(err)?;
+    socket.listen(1024).map_err(err)?;
+    let bound = socket
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .unwrap_or(addr);
+    let mut sockets = Vec::with_capacity(n);
+    for _ in 1..n {
+        sockets.push(socket.try_clone().map_err(err)?);
+    }
+    sockets.push(socket);
+    Ok((sockets, bound))
+}
+
+/// Accepts connections on this shard's listener, spawning a task for each,
+/// until shutdown (public port) or for the shard's life (admin port).
+/// Accept errors (EMFILE and the like) back off instead of spinning.
+pub async fn run(shard: Rc<Shard>, socket: Socket, port: Port) {
     let fd = socket.into_raw_fd();
     // SAFETY: `fd` is a bound, listening TCP socket we own; ownership passes
     // to glommio, which closes it on drop, so `fd` is valid while `listener` lives.
@@ -85,7 +127,8 @@ pub async fn run(shard: Rc<Shard>, socket: Socket) {
         let mut accept = pin!(listener.accept());
         let first = poll_fn(|cx| match accept.as_mut().poll(cx) {
             Poll::Ready(result) => Poll::Ready(Some(result)),
-            Poll::Pending => shard.shutdown.poll_wait(cx).map(|()| None),
+            Poll::Pending if port == Port::Public => shard.shutdown.poll_wait(cx).map(|()| None),
+            Poll::Pending => Poll::Pending,
         })
         .await;
         let result = match first {
@@ -98,7 +141,7 @@ pub async fn run(shard: Rc<Shard>, socket: Socket) {
                 sys::shutdown_read(fd);
                 while let Ok(stream) = accept.as_mut().await {
                     // Won the race: serve it (the handshake answers 503).
-                    glommio::spawn_local(connection::serve(shard.clone(), stream)).detach();
+                    spawn_serve(&shard, stream, port);
                     accept.set(listener.accept());
                 }
                 break;
@@ -107,7 +150,7 @@ pub async fn run(shard: Rc<Shard>, socket: Socket) {
         match result {
             Ok(stream) => {
                 backoff = Duration::ZERO;
-                glommio::spawn_local(connection::serve(shard.clone(), stream)).detach();
+                spawn_serve(&shard, stream, port);
             }
             Err(e) => {
                 let e: std::io::Error = e.into();
@@ -128,6 +171,13 @@ pub async fn run(shard: Rc<Shard>, socket: Socket) {
         }
     }
     log::debug!("listener closed");
+}
+
+fn spawn_serve(shard: &Rc<Shard>, stream: glommio::net::TcpStream, port: Port) {
+    match port {
+        Port::Public => glommio::spawn_local(connection::serve(shard.clone(), stream)).detach(),
+        Port::Admin => glommio::spawn_local(admin::serve(shard.clone(), stream)).detach(),
+    };
 }
 
 fn is_resource_error(e: &std::io::Error) -> bool {

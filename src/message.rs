@@ -52,6 +52,7 @@ pub struct Request<'a> {
 
 /// Error codes sent in `{"type":"error"}` replies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
 pub enum ErrorCode {
     /// The text is not JSON.
     InvalidJson,
@@ -68,6 +69,16 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in declaration order (`code as usize` indexes it).
+    pub const ALL: [ErrorCode; 6] = [
+        ErrorCode::InvalidJson,
+        ErrorCode::UnknownMessageType,
+        ErrorCode::InvalidMessage,
+        ErrorCode::InvalidChannel,
+        ErrorCode::TooManyChannels,
+        ErrorCode::BinaryNotSupported,
+    ];
+
     /// The code as sent on the wire.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -108,7 +119,10 @@ struct Fields<'a> {
     id: Option<&'a RawValue>,
 }
 
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+/// Deserializes a present field, `null` included, as `Some`.
+pub(crate) fn present<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<&'de RawValue>, D::Error> {
     <&RawValue>::deserialize(d).map(Some)
 }
 
@@ -240,6 +254,17 @@ pub fn channel_reply(kind: &str, channel: &str, id: Option<&RawValue>) -> Bytes 
         push_json_str(s, channel);
         push_id(s, id);
         s.push('}');
+    })
+}
+
+/// `{"type":"broadcast","data":ANY}`, sent by `POST /api/broadcast` to
+/// every /ws client, encoded once.
+pub fn broadcast_frame(data: &RawValue) -> Bytes {
+    let data = data.get();
+    ws::encode_with(Kind::Text, 28 + data.len(), |buf| {
+        buf.extend_from_slice(br#"{"type":"broadcast","data":"#);
+        buf.extend_from_slice(data.as_bytes());
+        buf.push(b'}');
     })
 }
 
@@ -379,6 +404,13 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(text).unwrap();
         assert_eq!(v["id"], "q1");
         assert_eq!(v["code"], "INVALID_MESSAGE");
+    }
+
+    #[test]
+    fn all_codes_index_themselves() {
+        for (i, code) in ErrorCode::ALL.iter().enumerate() {
+            assert_eq!(*code as usize, i);
+        }
     }
 
     #[test]

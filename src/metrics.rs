@@ -1,73 +1,193 @@
-//! `ShardMetrics`: plain `Cell` counters, one set per shard, written only
-//! by that shard's thread (no atomics on the message path).
-//!
-//! Today they feed the summary a shard logs when it stops; the Prometheus
-//! endpoint will gather them over the bus.
+//! `ShardMetrics`: one shard's counters, written only by that shard's
+//! thread (a `RefCell`, no atomics on the message path), and [`Counters`],
+//! the plain copy a scrape carries across the bus and merges.
 
-use std::cell::Cell;
+use std::cell::RefCell;
 
 use crate::error::CloseReason;
+use crate::message::ErrorCode;
+
+/// Close reasons as counted (index = position), also the `reason` label.
+pub const CLOSE_REASONS: [&str; 9] = [
+    "client_closed",
+    "shutdown",
+    "protocol_error",
+    "invalid_utf8",
+    "message_too_big",
+    "slow_consumer",
+    "heartbeat_timeout",
+    "disconnected",
+    "abnormal",
+];
+
+/// Handshake outcomes other than an upgrade, by HTTP status; "dropped" is a
+/// client that timed out or vanished before a full request.
+pub const HANDSHAKE_FAILURES: [&str; 7] = ["400", "404", "405", "426", "431", "503", "dropped"];
+
+/// JSON request error codes, in [`ErrorCode::ALL`] order.
+pub const N_ERROR_CODES: usize = ErrorCode::ALL.len();
 
 /// Counters of one shard since it started.
-#[derive(Debug, Default)]
-pub struct ShardMetrics {
-    /// TCP connections accepted.
-    pub accepted: Cell<u64>,
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Counters {
+    /// TCP connections accepted on the public port.
+    pub accepted: u64,
     /// Upgrades to /ws or /echo completed.
-    pub upgraded: Cell<u64>,
-    /// Requests answered with an HTTP error status or dropped mid-handshake.
-    pub handshake_failures: Cell<u64>,
+    pub upgraded: u64,
     /// Connections refused with 503 at `--max-connections`.
-    pub refused: Cell<u64>,
-    /// Publishes that found a channel with subscribers somewhere.
-    pub published: Cell<u64>,
-    /// Frames queued to local subscribers by fan-out.
-    pub delivered: Cell<u64>,
-    /// Client requests answered with a JSON error.
-    pub request_errors: Cell<u64>,
-    /// Connections cut off at `--max-outbound-bytes`.
-    pub slow_consumers: Cell<u64>,
-    /// Connections closed for not answering a ping.
-    pub heartbeat_timeouts: Cell<u64>,
-    /// Connections closed for an RFC 6455 violation (1002, 1007, 1009).
-    pub protocol_closes: Cell<u64>,
-    /// Connections ended, any reason.
-    pub closed: Cell<u64>,
+    pub refused: u64,
+    /// Non-upgrade answers and dropped handshakes, by [`HANDSHAKE_FAILURES`].
+    pub handshake_failures: [u64; HANDSHAKE_FAILURES.len()],
+    /// Connections ended, by [`CLOSE_REASONS`].
+    pub closed: [u64; CLOSE_REASONS.len()],
+    /// Data messages received from clients (/ws and /echo).
+    pub messages_received: u64,
+    /// Publishes accepted (client and API), whether or not anyone listened.
+    pub published: u64,
+    /// Frames queued to local subscribers by fan-out (publish and broadcast).
+    pub delivered: u64,
+    /// Bytes read from client sockets after the handshake.
+    pub bytes_in: u64,
+    /// Bytes written to client sockets after the handshake.
+    pub bytes_out: u64,
+    /// JSON request errors, by [`ErrorCode::ALL`].
+    pub request_errors: [u64; N_ERROR_CODES],
+    /// Messages sent to other shards.
+    pub bus_sent: u64,
+    /// Messages received from other shards.
+    pub bus_received: u64,
 }
 
-impl ShardMetrics {
-    /// Adds one to a counter.
-    pub fn inc(counter: &Cell<u64>) {
-        counter.set(counter.get() + 1);
+impl Counters {
+    /// Adds another shard's counters (for totals).
+    pub fn add(&mut self, o: &Counters) {
+        let add_all = |a: &mut [u64], b: &[u64]| a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+        self.accepted += o.accepted;
+        self.upgraded += o.upgraded;
+        self.refused += o.refused;
+        add_all(&mut self.handshake_failures, &o.handshake_failures);
+        add_all(&mut self.closed, &o.closed);
+        self.messages_received += o.messages_received;
+        self.published += o.published;
+        self.delivered += o.delivered;
+        self.bytes_in += o.bytes_in;
+        self.bytes_out += o.bytes_out;
+        add_all(&mut self.request_errors, &o.request_errors);
+        self.bus_sent += o.bus_sent;
+        self.bus_received += o.bus_received;
     }
 
-    /// Counts a connection's end by its reason.
+    /// Connections closed as slow consumers.
+    pub fn slow_consumers(&self) -> u64 {
+        self.closed[close_index(CloseReason::SlowConsumer)]
+    }
+}
+
+/// The counters of one shard.
+#[derive(Debug, Default)]
+pub struct ShardMetrics(RefCell<Counters>);
+
+impl ShardMetrics {
+    /// Updates the counters; `f` must not touch the metrics again.
+    pub fn bump(&self, f: impl FnOnce(&mut Counters)) {
+        f(&mut self.0.borrow_mut());
+    }
+
+    /// A copy of the counters.
+    pub fn snapshot(&self) -> Counters {
+        *self.0.borrow()
+    }
+
+    /// Counts a connection's end.
     pub fn on_close(&self, reason: CloseReason) {
-        Self::inc(&self.closed);
-        if matches!(
-            reason,
-            CloseReason::Protocol(_) | CloseReason::InvalidUtf8 | CloseReason::TooBig
-        ) {
-            Self::inc(&self.protocol_closes);
+        self.bump(|c| c.closed[close_index(reason)] += 1);
+    }
+
+    /// Counts a failed handshake by HTTP status (None: dropped without answer).
+    pub fn on_handshake_failure(&self, status: Option<u16>) {
+        let label = status.map(|s| s.to_string());
+        let i = HANDSHAKE_FAILURES
+            .iter()
+            .position(|l| Some(*l) == label.as_deref())
+            .unwrap_or(HANDSHAKE_FAILURES.len() - 1);
+        self.bump(|c| c.handshake_failures[i] += 1);
+    }
+
+    /// Counts a JSON request error.
+    pub fn on_request_error(&self, code: ErrorCode) {
+        self.bump(|c| c.request_errors[code as usize] += 1);
+    }
+
+    /// Logs the totals as one line (at shard exit).
+    pub fn log_summary(&self) {
+        let c = self.snapshot();
+        let closed: Vec<String> = CLOSE_REASONS
+            .iter()
+            .zip(c.closed)
+            .filter(|(_, n)| *n > 0)
+            .map(|(l, n)| format!("{l}:{n}"))
+            .collect();
+        log::info!(
+            "shard stats accepted={} upgraded={} refused={} published={} delivered={} messages_received={} \
+             bytes_in={} bytes_out={} slow_consumers={} closed=[{}]",
+            c.accepted,
+            c.upgraded,
+            c.refused,
+            c.published,
+            c.delivered,
+            c.messages_received,
+            c.bytes_in,
+            c.bytes_out,
+            c.slow_consumers(),
+            closed.join(" "),
+        );
+    }
+}
+
+/// Position of a close reason in [`CLOSE_REASONS`].
+pub fn close_index(reason: CloseReason) -> usize {
+    match reason {
+        CloseReason::ClientClosed(_) => 0,
+        CloseReason::GoingAway => 1,
+        CloseReason::Protocol(_) => 2,
+        CloseReason::InvalidUtf8 => 3,
+        CloseReason::TooBig => 4,
+        CloseReason::SlowConsumer => 5,
+        CloseReason::HeartbeatTimeout => 6,
+        CloseReason::Disconnected => 7,
+        CloseReason::Abnormal => 8,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_labels_match_reasons() {
+        for reason in [
+            CloseReason::ClientClosed(1000),
+            CloseReason::GoingAway,
+            CloseReason::Protocol("x"),
+            CloseReason::InvalidUtf8,
+            CloseReason::TooBig,
+            CloseReason::SlowConsumer,
+            CloseReason::HeartbeatTimeout,
+            CloseReason::Disconnected,
+            CloseReason::Abnormal,
+        ] {
+            assert_eq!(CLOSE_REASONS[close_index(reason)], reason.label());
         }
     }
 
-    /// Logs the counters as one line (at shard exit).
-    pub fn log_summary(&self) {
-        log::info!(
-            "shard stats accepted={} upgraded={} handshake_failures={} refused={} published={} \
-             delivered={} request_errors={} slow_consumers={} heartbeat_timeouts={} protocol_closes={} closed={}",
-            self.accepted.get(),
-            self.upgraded.get(),
-            self.handshake_failures.get(),
-            self.refused.get(),
-            self.published.get(),
-            self.delivered.get(),
-            self.request_errors.get(),
-            self.slow_consumers.get(),
-            self.heartbeat_timeouts.get(),
-            self.protocol_closes.get(),
-            self.closed.get(),
-        );
+    #[test]
+    fn handshake_failures_map_statuses() {
+        let m = ShardMetrics::default();
+        m.on_handshake_failure(Some(431));
+        m.on_handshake_failure(None);
+        m.on_handshake_failure(Some(599));
+        let c = m.snapshot();
+        assert_eq!(c.handshake_failures[4], 1);
+        assert_eq!(c.handshake_failures[6], 2);
     }
 }

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::os::unix::net::UnixStream;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -19,6 +20,7 @@ use socket2::Socket;
 use crate::bus::{self, Bus, MeshEnds};
 use crate::config::{format_cpus, Config, Resolved};
 use crate::error::StartupError;
+use crate::listener::Port;
 use crate::shard::{Shard, ShardId, Shared};
 use crate::topics::MAX_SHARDS;
 use crate::{listener, shutdown, sys};
@@ -33,6 +35,7 @@ struct ShardPlan {
     config: Arc<Resolved>,
     shared: Arc<Shared>,
     socket: Socket,
+    admin: Option<Socket>,
     mesh: MeshEnds,
     control: UnixStream,
     ready: mpsc::Sender<Result<(), StartupError>>,
@@ -48,6 +51,15 @@ pub fn run(config: Config) -> Result<(), StartupError> {
     let n = config.cpus.len();
     let backlog = effective_backlog(cfg.backlog);
     let (sockets, port) = listener::bind_all(cfg.addr, cfg.port, n, backlog)?;
+    let (mut admin_sockets, admin_addr) = match cfg.admin_addr.0 {
+        Some(addr) => {
+            let (sockets, bound) = listener::bind_admin(addr, n)?;
+            (sockets.into_iter().map(Some).collect(), Some(bound))
+        }
+        None => ((0..n).map(|_| None).collect::<Vec<_>>(), None),
+    };
+    check_admin_exposure(&config);
+    prepare_report_dir(&config)?;
     let config = Arc::new(config);
     let shared = Arc::new(Shared {
         n_shards: n,
@@ -71,6 +83,7 @@ pub fn run(config: Config) -> Result<(), StartupError> {
             config: config.clone(),
             shared: shared.clone(),
             socket,
+            admin: admin_sockets[i].take(),
             mesh: meshes.remove(0),
             control: theirs,
             ready: ready_tx.clone(),
@@ -90,9 +103,10 @@ pub fn run(config: Config) -> Result<(), StartupError> {
         }
     }
     let addr = SocketAddr::new(cfg_addr(&config), port);
+    let admin = admin_addr.map_or_else(|| "none".to_string(), |a| a.to_string());
     log::info!(
-        "listening addr={addr} port={port} shards={n} cpus={} max_connections={} max_message_size={} \
-         max_outbound_bytes={} backlog={backlog}",
+        "listening addr={addr} port={port} admin={admin} shards={n} cpus={} max_connections={} \
+         max_message_size={} max_outbound_bytes={} backlog={backlog}",
         format_cpus(&config.cpus),
         config.max_connections,
         config.config.max_message_size,
@@ -110,6 +124,29 @@ pub fn run(config: Config) -> Result<(), StartupError> {
 
 fn cfg_addr(config: &Resolved) -> std::net::IpAddr {
     config.config.addr
+}
+
+/// Warns when the admin API is reachable off this host without a token.
+fn check_admin_exposure(config: &Resolved) {
+    let cfg = &config.config;
+    if let Some(addr) = cfg.admin_addr.0 {
+        if !addr.ip().is_loopback() && cfg.admin_token.is_none() {
+            log::warn!(
+                "admin listener addr={addr} is not loopback and has no --admin-token: anyone who can \
+                 reach it can publish, broadcast and disconnect clients"
+            );
+        }
+    }
+}
+
+/// Creates `--latency-report-dir` up front, so a bad path fails at start.
+fn prepare_report_dir(config: &Resolved) -> Result<(), StartupError> {
+    if let Some(dir) = &config.config.latency_report_dir {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StartupError::Config(format!("--latency-report-dir {}: {e}", dir.display()))
+        })?;
+    }
+    Ok(())
 }
 
 /// Raises limits, reads the CPU mask, and resolves defaults; logs the limits.
@@ -234,7 +271,15 @@ async fn shard_main(plan: ShardPlan) {
     )
     .detach();
     glommio::spawn_local(wait_for_control(shard.clone(), plan.control)).detach();
-    glommio::spawn_local(listener::run(shard.clone(), plan.socket)).detach();
+    glommio::spawn_local(listener::run(shard.clone(), plan.socket, Port::Public)).detach();
+    if let Some(admin) = plan.admin {
+        glommio::spawn_local(listener::run(shard.clone(), admin, Port::Admin)).detach();
+    }
+    let interval = shard.config.config.latency_report_interval;
+    if shard.id == ShardId(0) && !interval.is_zero() {
+        glommio::spawn_local(crate::admin::report_latency_forever(shard.clone())).detach();
+    }
+    shard.shared.ready_shards.fetch_add(1, Ordering::Relaxed);
     let _ = plan.ready.send(Ok(()));
     shard.shutdown.wait().await;
     shard.drain().await;

@@ -131,6 +131,11 @@ impl TopicRouter {
         self.channels.get(channel)
     }
 
+    /// Every channel this shard knows, with its subscribers.
+    pub fn iter(&self) -> impl Iterator<Item = (&Rc<str>, &Channel)> {
+        self.channels.iter()
+    }
+
     /// Channels known to this shard (local or remote interest).
     pub fn n_channels(&self) -> usize {
         self.channels.len()

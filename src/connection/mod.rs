@@ -19,8 +19,8 @@ use glommio::net::TcpStream;
 
 use crate::error::CloseReason;
 use crate::http::{self, Route};
+use crate::latency::{self, Latency};
 use crate::message;
-use crate::metrics::ShardMetrics;
 use crate::outbox::MAX_IOVECS;
 use crate::shard::Shard;
 use crate::sys;
@@ -42,10 +42,10 @@ const MAX_ROUNDS: usize = 16;
 /// Takes over an accepted socket: counts it, runs the HTTP handshake, and
 /// for an upgrade runs the connection until it ends.
 pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
-    ShardMetrics::inc(&shard.metrics.accepted);
+    shard.metrics.bump(|c| c.accepted += 1);
     let admitted = shard.try_admit();
     if !admitted {
-        ShardMetrics::inc(&shard.metrics.refused);
+        shard.metrics.bump(|c| c.refused += 1);
         if shard.n_refusing.get() >= MAX_REFUSING {
             return; // Dropping the socket is the only answer left that costs nothing.
         }
@@ -67,8 +67,8 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
 }
 
 async fn run(shard: Rc<Shard>, stream: TcpStream, upgrade: http::Upgrade) {
-    let (key, seq) = shard.register();
-    ShardMetrics::inc(&shard.metrics.upgraded);
+    let (key, seq) = shard.register(upgrade.route == Route::Ws);
+    shard.metrics.bump(|c| c.upgraded += 1);
     if upgrade.route == Route::Ws {
         let id = format!("{}-{seq}", shard.id.0);
         shard.send_to(
@@ -220,7 +220,15 @@ impl Connection {
                     Err(e) => return Err(e),
                 }
             };
-            state.outbox.advance(written);
+            let latency = &self.shard.latency;
+            let mut now_ns = 0;
+            state.outbox.advance(written, |stamp| {
+                if now_ns == 0 {
+                    now_ns = latency::now_ns();
+                }
+                Latency::record(&mut latency.borrow_mut().fanout, stamp, now_ns);
+            });
+            self.shard.metrics.bump(|c| c.bytes_out += written as u64);
         }
     }
 
@@ -247,6 +255,7 @@ impl Connection {
     }
 
     fn on_bytes(&mut self, data: &mut [u8]) {
+        self.shard.metrics.bump(|c| c.bytes_in += data.len() as u64);
         if let Some(state) = self
             .shard
             .conns

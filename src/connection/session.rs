@@ -6,7 +6,6 @@ use std::rc::Rc;
 use crate::error::CloseReason;
 use crate::http::Route;
 use crate::message::{self, Command, ErrorCode, RequestError};
-use crate::metrics::ShardMetrics;
 use crate::shard::{ConnKey, Shard, Subscription};
 use crate::ws::{self, Event, Kind};
 
@@ -33,6 +32,9 @@ impl Session {
             .borrow()
             .get(self.key.0 as usize)
             .is_none_or(|s| s.closing.is_some());
+        if matches!(event, Event::Text(_) | Event::Binary(_)) {
+            shard.metrics.bump(|c| c.messages_received += 1);
+        }
         match event {
             Event::Close(code) => {
                 *close_received = true;
@@ -136,7 +138,7 @@ impl Session {
     }
 
     fn reply_error(&self, shard: &Shard, err: RequestError<'_>) {
-        ShardMetrics::inc(&shard.metrics.request_errors);
+        shard.metrics.on_request_error(err.code);
         log::debug!(
             "request error conn={}-{} code={}",
             shard.id.0,

@@ -31,11 +31,13 @@ pub struct ConnState {
     pub(crate) awaiting_ack: bool,
     /// Deadline passed: the task must end now.
     pub(super) dead: bool,
+    /// A /ws (pub/sub) connection, as opposed to /echo; broadcasts reach only these.
+    pubsub: bool,
 }
 
 impl ConnState {
     /// State of a connection opened at `now_ms`.
-    pub fn new(seq: u64, now_ms: u64) -> ConnState {
+    pub fn new(seq: u64, now_ms: u64, pubsub: bool) -> ConnState {
         ConnState {
             outbox: Outbox::default(),
             waker: None,
@@ -46,7 +48,18 @@ impl ConnState {
             closing: None,
             awaiting_ack: false,
             dead: false,
+            pubsub,
         }
+    }
+
+    /// True for /ws connections.
+    pub fn is_pubsub(&self) -> bool {
+        self.pubsub
+    }
+
+    /// Bytes waiting to be written.
+    pub fn queued_bytes(&self) -> usize {
+        self.outbox.queued()
     }
 
     /// Queues a frame. Returns false when the outbox is over `limit`; the
@@ -54,12 +67,12 @@ impl ConnState {
     /// finds the outbox empty always fits, so a message of the largest
     /// allowed size can be sent whatever the limit. Frames queued after the
     /// server's close frame are dropped.
-    pub fn push(&mut self, frame: Bytes, limit: usize) -> bool {
+    pub fn push(&mut self, frame: Bytes, stamp: u64, limit: usize) -> bool {
         if self.closing.is_some() {
             return true;
         }
         let was_empty = self.outbox.is_empty();
-        let queued = self.outbox.push(frame);
+        let queued = self.outbox.push(frame, stamp);
         self.wake();
         was_empty || queued <= limit
     }
@@ -77,7 +90,7 @@ impl ConnState {
             self.outbox.discard_unstarted();
         }
         if reason != CloseReason::Abnormal {
-            self.outbox.push(ws::close(reason.code(), reason.text()));
+            self.outbox.push(ws::close(reason.code(), reason.text()), 0);
         }
         self.closing = Some(reason);
         self.close_deadline_ms = deadline_ms;
@@ -103,7 +116,7 @@ impl ConnState {
             if self.unanswered_ping_ms == 0 {
                 self.unanswered_ping_ms = now;
             }
-            self.outbox.push(ws::PING.clone());
+            self.outbox.push(ws::PING.clone(), 0);
             self.wake();
         }
         false

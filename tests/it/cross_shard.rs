@@ -8,11 +8,10 @@ use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
 
-use crate::harness::{Client, TestServer, WAIT};
+use crate::harness::{Client, Pool, TestServer, WAIT};
 use crate::pubsub::{ask, assert_heartbeat_next, publish, publish_acked};
 
 /// Connections opened per request before giving up on reaching a shard.
-const MAX_ATTEMPTS: usize = 200;
 
 #[test]
 fn every_subscriber_on_every_shard_gets_each_message_once_in_order() {
@@ -288,46 +287,5 @@ fn each_channel_reaches_only_its_subscribers_across_shards() {
             "shard {shard}: each joined channel's messages exactly once"
         );
         assert_heartbeat_next(sub);
-    }
-}
-
-/// /ws connections sorted by the shard their greeting names; extras opened
-/// while looking for one shard wait here for a later request.
-struct Pool<'a> {
-    server: &'a TestServer,
-    spare: [Vec<Client>; 2],
-}
-
-impl<'a> Pool<'a> {
-    fn new(server: &'a TestServer) -> Pool<'a> {
-        Pool {
-            server,
-            spare: [Vec::new(), Vec::new()],
-        }
-    }
-
-    /// A fresh connection on `shard`, opening new ones as needed.
-    fn on_shard(&mut self, shard: usize) -> Client {
-        if let Some(c) = self.spare[shard].pop() {
-            return c;
-        }
-        for _ in 0..MAX_ATTEMPTS {
-            let (c, hello) = self.server.ws_client();
-            let landed = hello["shard"].as_u64().expect("shard in greeting") as usize;
-            if landed == shard {
-                return c;
-            }
-            self.spare[landed].push(c);
-        }
-        panic!("no connection landed on shard {shard} in {MAX_ATTEMPTS} attempts");
-    }
-
-    /// Hands over every spare connection with its shard.
-    fn drain(&mut self) -> Vec<(usize, Client)> {
-        let mut out = Vec::new();
-        for (shard, spare) in self.spare.iter_mut().enumerate() {
-            out.extend(spare.drain(..).map(|c| (shard, c)));
-        }
-        out
     }
 }

@@ -34,6 +34,8 @@ pub struct TestServer {
     child: Child,
     /// The port the server bound.
     pub port: u16,
+    /// The admin listener's address, unless started with `--admin-addr none`.
+    pub admin: Option<String>,
     log: Arc<Log>,
 }
 
@@ -50,9 +52,7 @@ impl TestServer {
     /// Like [`TestServer::start`], but returns the exit status and output
     /// when the server exits instead of listening.
     pub fn try_start(args: &[&str]) -> Result<TestServer, (Option<ExitStatus>, String)> {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_corecast"));
-        cmd.args(["--addr", "127.0.0.1", "--port", "0"]).args(args);
-        Self::spawn(cmd)
+        Self::spawn(command(args))
     }
 
     /// Starts a prepared command (for tests that need their own flags or limits).
@@ -79,17 +79,22 @@ impl TestServer {
         let mut server = TestServer {
             child,
             port: 0,
+            admin: None,
             log,
         };
         match server.wait_for_log("listening addr=", WAIT) {
             Some(line) => {
-                let port = line
-                    .split("port=")
-                    .nth(1)
-                    .and_then(|s| s.split_whitespace().next());
-                server.port = port
+                let field = |name: &str| {
+                    line.split(name)
+                        .nth(1)
+                        .and_then(|s| s.split_whitespace().next())
+                };
+                server.port = field(" port=")
                     .and_then(|p| p.parse().ok())
                     .expect("port in listening line");
+                server.admin = field(" admin=")
+                    .filter(|a| *a != "none")
+                    .map(str::to_string);
                 Ok(server)
             }
             None => {
@@ -183,6 +188,19 @@ impl Drop for TestServer {
     }
 }
 
+/// `corecast --addr 127.0.0.1 --port 0` plus `args`, with the admin
+/// listener on a free loopback port unless `args` choose one (tests run in
+/// parallel, so the default 9090 would collide).
+pub fn command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_corecast"));
+    cmd.args(["--addr", "127.0.0.1", "--port", "0"]);
+    if !args.contains(&"--admin-addr") {
+        cmd.args(["--admin-addr", "127.0.0.1:0"]);
+    }
+    cmd.args(args);
+    cmd
+}
+
 /// A blocking tungstenite client with read timeouts, so a bug fails the
 /// test instead of hanging it.
 pub struct Client {
@@ -253,6 +271,88 @@ impl Client {
                 Err(e) => panic!("connection ended without a close frame: {e}"),
             }
         }
+    }
+}
+
+impl Client {
+    /// Connects to /ws with a 4 KiB receive buffer, so a client that stops
+    /// reading backs the server up quickly (slow-consumer tests).
+    pub fn connect_small_rcvbuf(addr: &str) -> Client {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let sa: std::net::SocketAddr = addr.parse().expect("socket address");
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).expect("socket");
+        socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+        socket
+            .connect_timeout(&sa.into(), WAIT)
+            .expect("tcp connect");
+        let stream: TcpStream = socket.into();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        stream.set_write_timeout(Some(WAIT)).unwrap();
+        let url = format!("ws://{addr}/ws");
+        let (ws, resp) = tungstenite::client::client(url.as_str(), stream).expect("handshake");
+        assert_eq!(resp.status(), 101);
+        Client { ws }
+    }
+
+    /// Reads until the server's close frame; returns its code and reason.
+    pub fn read_close(&mut self) -> (u16, String) {
+        loop {
+            match self.ws.read().expect("read until the close frame") {
+                Message::Close(Some(frame)) => {
+                    return (frame.code.into(), frame.reason.to_string())
+                }
+                Message::Close(None) => return (1005, String::new()),
+                _ => continue,
+            }
+        }
+    }
+}
+
+/// Opens /ws connections until one lands on the shard wanted (SO_REUSEPORT
+/// picks the shard); the others are kept for later calls.
+pub struct Pool<'a> {
+    server: &'a TestServer,
+    spare: [Vec<Client>; 2],
+}
+
+impl<'a> Pool<'a> {
+    /// Connections most tried per request before the test fails.
+    const MAX_ATTEMPTS: usize = 200;
+
+    /// A pool for a server with two shards.
+    pub fn new(server: &'a TestServer) -> Pool<'a> {
+        Pool {
+            server,
+            spare: [Vec::new(), Vec::new()],
+        }
+    }
+
+    /// A connection on `shard` (0 or 1), opening new ones as needed.
+    pub fn on_shard(&mut self, shard: usize) -> Client {
+        if let Some(c) = self.spare[shard].pop() {
+            return c;
+        }
+        for _ in 0..Self::MAX_ATTEMPTS {
+            let (c, hello) = self.server.ws_client();
+            let landed = hello["shard"].as_u64().expect("shard in greeting") as usize;
+            if landed == shard {
+                return c;
+            }
+            self.spare[landed].push(c);
+        }
+        panic!(
+            "no connection landed on shard {shard} in {} attempts",
+            Self::MAX_ATTEMPTS
+        );
+    }
+
+    /// Hands over every spare connection with its shard.
+    pub fn drain(&mut self) -> Vec<(usize, Client)> {
+        let mut out = Vec::new();
+        for (shard, spare) in self.spare.iter_mut().enumerate() {
+            out.extend(spare.drain(..).map(|c| (shard, c)));
+        }
+        out
     }
 }
 

@@ -1,11 +1,10 @@
 //! Resource limits: --max-connections, the slow-consumer cut-off
 //! (--max-outbound-bytes), and the heartbeat (--ping-interval/--pong-timeout).
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use socket2::{Domain, Protocol, Socket, Type};
 use tungstenite::protocol::CloseFrame;
 use tungstenite::{Message, WebSocket};
 
@@ -41,7 +40,7 @@ fn connection_over_max_connections_gets_503_until_one_closes() {
 #[test]
 fn slow_consumer_is_disconnected_while_others_get_every_message() {
     let server = TestServer::start(&["--shards", "1", "--max-outbound-bytes", "64KiB"]);
-    let mut slow = connect_with_small_rcvbuf(&server.addr());
+    let mut slow = Client::connect_small_rcvbuf(&server.addr());
     let hello = slow.recv_json();
     assert_eq!(hello["type"], "connection_established", "{hello}");
     slow.subscribe("firehose");
@@ -163,24 +162,6 @@ fn client_answering_pings_stays_open() {
     );
     client.send_text("still here");
     assert_eq!(client.recv(), Message::text("still here"));
-}
-
-/// A /ws client whose receive buffer is tiny, so the server's queue for it
-/// fills after a few frames instead of after megabytes of kernel buffers.
-fn connect_with_small_rcvbuf(addr: &str) -> Client {
-    let sa: SocketAddr = addr.parse().expect("socket address");
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).expect("socket");
-    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
-    socket
-        .connect_timeout(&sa.into(), WAIT)
-        .expect("tcp connect");
-    let stream: TcpStream = socket.into();
-    stream.set_read_timeout(Some(WAIT)).unwrap();
-    stream.set_write_timeout(Some(WAIT)).unwrap();
-    let (ws, resp) =
-        tungstenite::client::client(format!("ws://{addr}/ws").as_str(), stream).expect("handshake");
-    assert_eq!(resp.status(), 101);
-    Client { ws }
 }
 
 /// Reads (data frames first) until the server's close frame.

@@ -1,6 +1,7 @@
 //! Integration tests: the real `corecast` binary, real sockets, real
 //! WebSocket clients. See harness.rs for how a server is started.
 
+mod admin;
 mod cross_shard;
 mod harness;
 mod http;

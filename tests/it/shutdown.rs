@@ -8,7 +8,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-use tungstenite::{Error, Message};
+use tungstenite::Error;
 
 use crate::harness::{Client, RawClient, TestServer, WAIT};
 
@@ -19,7 +19,7 @@ fn sigterm_closes_clients_on_every_shard_with_1001_and_exits_0() {
 
     server.signal(libc::SIGTERM);
     for client in &mut clients {
-        let (code, reason) = read_close(client);
+        let (code, reason) = client.read_close();
         assert_eq!((code, reason.as_str()), (1001, "server shutting down"));
         finish_close(client);
     }
@@ -225,11 +225,9 @@ fn command(args: &[&str]) -> Command {
     cmd
 }
 
-/// `corecast --addr 127.0.0.1 --port 0` plus `args`.
+/// `corecast --addr 127.0.0.1 --port 0 --admin-addr 127.0.0.1:0` plus `args`.
 fn local(args: &[&str]) -> Command {
-    let mut cmd = command(&["--addr", "127.0.0.1", "--port", "0"]);
-    cmd.args(args);
-    cmd
+    crate::harness::command(args)
 }
 
 /// Runs a command that must exit instead of listening; returns its status and output.
@@ -264,17 +262,6 @@ fn clients_on_both_shards(server: &TestServer, n: usize) -> Vec<Client> {
         }
     }
     panic!("64 connections never reached both shards");
-}
-
-/// Reads until the server's close frame; returns its code and reason.
-fn read_close(client: &mut Client) -> (u16, String) {
-    loop {
-        match client.ws.read().expect("read until the close frame") {
-            Message::Close(Some(frame)) => return (frame.code.into(), frame.reason.to_string()),
-            Message::Close(None) => return (1005, String::new()),
-            _ => continue,
-        }
-    }
 }
 
 /// Sends tungstenite's queued close reply and waits for the server to end TCP.

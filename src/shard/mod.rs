@@ -16,13 +16,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use slab::Slab;
 
-use crate::bus::{Bus, BusMessage};
+use crate::bus::Bus;
 use crate::config::Resolved;
 use crate::connection::ConnState;
 use crate::error::CloseReason;
+use crate::latency::Latency;
 use crate::metrics::ShardMetrics;
 use crate::notify::{Latch, Notify};
-use crate::topics::{Subscribed, TopicRouter};
+use crate::topics::TopicRouter;
 
 /// Index of a shard, 0-based; also its position in the bus mesh.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -50,6 +51,8 @@ pub struct Shared {
     pub slow_consumer_closes: AtomicU64,
     /// Shard count, for /health.
     pub n_shards: usize,
+    /// Shards whose listeners are accepting; ready when it equals `n_shards`.
+    pub ready_shards: AtomicUsize,
 }
 
 /// What [`Shard::subscribe`] did.
@@ -70,6 +73,11 @@ struct PendingInterest {
     acks_left: usize,
     replies: Vec<(ConnKey, u64, Bytes)>,
 }
+
+mod pubsub;
+mod query;
+
+pub use query::{merge_channels, Query, ShardReport};
 
 /// Everything one core owns. Not `Send`: it never leaves its executor thread.
 pub struct Shard {
@@ -96,6 +104,13 @@ pub struct Shard {
     pub(crate) drained: Notify,
     /// Sockets currently being refused with 503 (bounded).
     pub(crate) n_refusing: Cell<usize>,
+    /// Admin connections open on this shard (bounded).
+    pub(crate) n_admin: Cell<usize>,
+    /// Fan-out and bus-hop latency of this shard, since the last reset.
+    pub(crate) latency: RefCell<Latency>,
+    /// Cross-shard queries this shard is waiting on, by request id.
+    queries: RefCell<HashMap<u64, query::PendingQuery>>,
+    next_req: Cell<u64>,
     epoch: Instant,
     next_seq: Cell<u64>,
 }
@@ -116,6 +131,10 @@ impl Shard {
             shutdown: Latch::default(),
             drained: Notify::default(),
             n_refusing: Cell::new(0),
+            n_admin: Cell::new(0),
+            latency: RefCell::new(Latency::default()),
+            queries: RefCell::new(HashMap::new()),
+            next_req: Cell::new(0),
             epoch: Instant::now(),
             next_seq: Cell::new(0),
         }
@@ -147,11 +166,14 @@ impl Shard {
     }
 
     /// Registers a new upgraded connection; returns its key and sequence number.
-    pub fn register(&self) -> (ConnKey, u64) {
+    pub fn register(&self, pubsub: bool) -> (ConnKey, u64) {
         let seq = self.next_seq.get();
         self.next_seq.set(seq + 1);
         let now = self.now_ms();
-        let key = self.conns.borrow_mut().insert(ConnState::new(seq, now));
+        let key = self
+            .conns
+            .borrow_mut()
+            .insert(ConnState::new(seq, now, pubsub));
         self.shared.websockets.fetch_add(1, Ordering::Relaxed);
         (ConnKey(key as u32), seq)
     }
@@ -174,203 +196,20 @@ impl Shard {
     pub fn send_to(&self, key: ConnKey, frame: Bytes) {
         let now = self.now_ms();
         if let Some(conn) = self.conns.borrow_mut().get_mut(key.0 as usize) {
-            self.deliver(conn, frame, now);
+            self.deliver(conn, frame, 0, now);
         }
     }
 
-    /// Subscribes `key` to `channel` and queues `reply` ("subscribed").
-    ///
-    /// When this shard has no subscriber for the channel yet, the other
-    /// shards must learn of it first: the subscription and its reply wait
-    /// for every shard's `InterestAck`, and the connection pauses its reads
-    /// meanwhile. So once a client sees "subscribed", every later publish,
-    /// from any shard, reaches it; and no reply overtakes another.
-    pub fn subscribe(&self, key: ConnKey, seq: u64, channel: &str, reply: Bytes) -> Subscription {
-        if let Some(pending) = self.pending.borrow_mut().get_mut(channel) {
-            pending.replies.push((key, seq, reply));
-            self.set_awaiting(key, true);
-            return Subscription::Waiting;
-        }
-        let has_local = self
-            .topics
-            .borrow()
-            .get(channel)
-            .is_some_and(|c| !c.local.is_empty());
-        if has_local || self.bus.n_peers() == 0 {
-            let outcome = self.topics.borrow_mut().subscribe(channel, key);
-            self.send_to(key, reply);
-            return match outcome {
-                Subscribed::FirstOnShard(name) | Subscribed::Added(name) => {
-                    Subscription::Active(name)
-                }
-                Subscribed::Already => Subscription::Already,
-            };
-        }
-        let n_peers = self.bus.n_peers();
-        let pending = PendingInterest {
-            acks_left: n_peers,
-            replies: vec![(key, seq, reply)],
-        };
-        self.pending.borrow_mut().insert(Rc::from(channel), pending);
-        self.set_awaiting(key, true);
-        let shared: Arc<str> = Arc::from(channel);
-        for peer in self.bus.peers() {
-            self.bus.send(
-                peer,
-                BusMessage::InterestAdded {
-                    channel: shared.clone(),
-                    from: self.id,
-                },
-            );
-        }
-        Subscription::Waiting
-    }
-
-    fn set_awaiting(&self, key: ConnKey, awaiting: bool) {
-        if let Some(conn) = self.conns.borrow_mut().get_mut(key.0 as usize) {
-            conn.awaiting_ack = awaiting;
-        }
-    }
-
-    /// Unsubscribes `key`; tells other shards when the last local subscriber leaves.
-    pub fn unsubscribe(&self, key: ConnKey, channel: &str) {
-        let last = self.topics.borrow_mut().unsubscribe(channel, key);
-        if last == Some(true) && self.bus.n_peers() > 0 {
-            let shared: Arc<str> = Arc::from(channel);
-            for peer in self.bus.peers() {
-                self.bus.send(
-                    peer,
-                    BusMessage::InterestRemoved {
-                        channel: shared.clone(),
-                        from: self.id,
-                    },
-                );
-            }
-        }
-    }
-
-    /// Publishes an encoded frame: fans out locally, then sends it once to
-    /// each other shard with subscribers. Returns how many shards it reached.
-    pub fn publish(&self, channel: &str, frame: Bytes) -> usize {
-        let topics = self.topics.borrow();
-        let Some(entry) = topics.get(channel) else {
-            return 0;
-        };
-        ShardMetrics::inc(&self.metrics.published);
-        let mut reached = usize::from(!entry.local.is_empty());
-        self.fan_out_local(entry.local.iter().copied(), &frame);
-        if !entry.remote.is_empty() {
-            let shared: Arc<str> = Arc::from(channel);
-            for shard in entry.remote.iter() {
-                self.bus.send(
-                    shard,
-                    BusMessage::Publish {
-                        channel: shared.clone(),
-                        frame: frame.clone(),
-                    },
-                );
-                reached += 1;
-            }
-        }
-        reached
-    }
-
-    /// Handles one message from another shard.
-    pub fn on_bus_message(&self, msg: BusMessage) {
-        match msg {
-            BusMessage::Publish { channel, frame } => {
-                let topics = self.topics.borrow();
-                if let Some(entry) = topics.get(&channel) {
-                    self.fan_out_local(entry.local.iter().copied(), &frame);
-                }
-            }
-            BusMessage::InterestAdded { channel, from } => {
-                self.topics.borrow_mut().set_remote(&channel, from, true);
-                self.bus.send(
-                    from,
-                    BusMessage::InterestAck {
-                        channel,
-                        from: self.id,
-                    },
-                );
-            }
-            BusMessage::InterestRemoved { channel, from } => {
-                self.topics.borrow_mut().set_remote(&channel, from, false);
-            }
-            BusMessage::InterestAck { channel, .. } => self.on_interest_ack(&channel),
-        }
-    }
-
-    fn on_interest_ack(&self, channel: &str) {
-        let waiters = {
-            let mut pending = self.pending.borrow_mut();
-            let Some(entry) = pending.get_mut(channel) else {
-                return;
-            };
-            entry.acks_left -= 1;
-            if entry.acks_left > 0 {
-                return;
-            }
-            pending
-                .remove(channel)
-                .map(|p| p.replies)
-                .unwrap_or_default()
-        };
-        let now = self.now_ms();
-        for (key, seq, reply) in waiters {
-            let mut conns = self.conns.borrow_mut();
-            // A key whose seq differs belongs to a newer connection: skip it.
-            let Some(conn) = conns.get_mut(key.0 as usize).filter(|c| c.seq == seq) else {
-                continue;
-            };
-            conn.awaiting_ack = false;
-            self.deliver(conn, reply, now);
-            drop(conns);
-            self.topics.borrow_mut().subscribe(channel, key);
-        }
-        // Every waiter left before the acks came back: withdraw the interest.
-        let has_local = self
-            .topics
-            .borrow()
-            .get(channel)
-            .is_some_and(|c| !c.local.is_empty());
-        if !has_local {
-            let shared: Arc<str> = Arc::from(channel);
-            for peer in self.bus.peers() {
-                self.bus.send(
-                    peer,
-                    BusMessage::InterestRemoved {
-                        channel: shared.clone(),
-                        from: self.id,
-                    },
-                );
-            }
-        }
-    }
-
-    /// Pushes `frame` to each connection in `keys`: a refcount bump each, no copy.
-    fn fan_out_local(&self, keys: impl Iterator<Item = ConnKey>, frame: &Bytes) {
-        let now = self.now_ms();
-        let mut conns = self.conns.borrow_mut();
-        let mut n = 0;
-        for key in keys {
-            if let Some(conn) = conns.get_mut(key.0 as usize) {
-                self.deliver(conn, frame.clone(), now);
-                n += 1;
-            }
-        }
-        self.metrics.delivered.set(self.metrics.delivered.get() + n);
-    }
-
-    fn deliver(&self, conn: &mut ConnState, frame: Bytes, now: u64) {
+    /// Queues `frame` (publish stamp `stamp`, 0 for none) for one
+    /// connection, closing it as a slow consumer when over the limit.
+    pub(crate) fn deliver(&self, conn: &mut ConnState, frame: Bytes, stamp: u64, now: u64) {
         let limit = self.config.config.max_outbound_bytes;
-        if conn.push(frame, limit) {
+        if conn.push(frame, stamp, limit) {
             return;
         }
         // Over the limit: cut this subscriber off; the publisher never waits.
         let deadline = now + Self::ms(self.config.config.close_timeout);
         if conn.begin_close(CloseReason::SlowConsumer, deadline) {
-            ShardMetrics::inc(&self.metrics.slow_consumers);
             self.shared
                 .slow_consumer_closes
                 .fetch_add(1, Ordering::Relaxed);
@@ -393,13 +232,9 @@ impl Shard {
                 Self::ms(cfg.close_timeout),
             );
             let now = self.now_ms();
-            let mut timeouts = 0;
             for (_, conn) in self.conns.borrow_mut().iter_mut() {
-                timeouts += u64::from(conn.tick(now, ping, pong, now + close));
+                conn.tick(now, ping, pong, now + close);
             }
-            self.metrics
-                .heartbeat_timeouts
-                .set(self.metrics.heartbeat_timeouts.get() + timeouts);
         }
     }
 

@@ -1,0 +1,256 @@
+//! Admin routes: `/metrics`, `/health`, `/latency`, and the server API for
+//! backends (`/api/publish`, `/api/broadcast`, `/api/channels`,
+//! `/api/stats`, `/api/disconnect`). docs/operations.md documents each.
+
+use std::rc::Rc;
+
+use serde::Deserialize;
+use serde_json::json;
+use serde_json::value::RawValue;
+
+use super::report::merged_fanout;
+use super::{Request, Response};
+use crate::shard::{merge_channels, Query, Shard, ShardId};
+use crate::{latency, message, prom};
+
+/// Answers one admin request.
+pub async fn route(shard: &Rc<Shard>, req: &Request) -> Response {
+    let allowed: &[&str] = match req.path.as_str() {
+        "/metrics" | "/health" | "/latency" | "/api/channels" | "/api/stats" => &["GET"],
+        "/api/publish" | "/api/broadcast" | "/api/disconnect" => &["POST"],
+        path => return Response::error(404, &format!("no admin route {path}")),
+    };
+    if req.path.starts_with("/api/") {
+        if let Err(response) = authorize(shard, req) {
+            return response;
+        }
+    }
+    if !allowed.contains(&req.method.as_str()) {
+        let mut r = Response::error(405, &format!("{} takes {}", req.path, allowed.join(", ")));
+        r.headers = format!("Allow: {}\r\n", allowed.join(", "));
+        return r;
+    }
+    match req.path.as_str() {
+        "/metrics" => metrics(shard).await,
+        "/health" => {
+            let (status, body) = crate::http::health_json(shard);
+            Response {
+                status,
+                content_type: "application/json",
+                headers: String::new(),
+                body,
+            }
+        }
+        "/latency" => latency_hgrm(shard, req).await,
+        "/api/channels" => channels(shard).await,
+        "/api/stats" => stats(shard).await,
+        "/api/publish" => publish(shard, req),
+        "/api/broadcast" => broadcast(shard, req),
+        _ => disconnect(shard, req).await,
+    }
+}
+
+fn authorize(shard: &Shard, req: &Request) -> Result<(), Response> {
+    let Some(token) = &shard.config.config.admin_token else {
+        return Ok(());
+    };
+    let given = req
+        .authorization
+        .as_deref()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match given {
+        Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) => Ok(()),
+        _ => {
+            let mut r = Response::error(
+                401,
+                "missing or wrong bearer token (Authorization: Bearer ...)",
+            );
+            r.headers = "WWW-Authenticate: Bearer\r\n".into();
+            Err(r)
+        }
+    }
+}
+
+/// Compares without an early exit, so the time taken does not reveal how
+/// much of a guessed token was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Every shard's counters and latency, without starting a new interval.
+async fn all_metrics(shard: &Rc<Shard>) -> Vec<crate::shard::ShardReport> {
+    shard
+        .query(
+            &shard.all_shards(),
+            Query::Metrics {
+                reset_latency: false,
+            },
+        )
+        .await
+}
+
+async fn metrics(shard: &Rc<Shard>) -> Response {
+    let reports = all_metrics(shard).await;
+    Response {
+        status: 200,
+        content_type: prom::CONTENT_TYPE,
+        headers: String::new(),
+        body: prom::encode(reports),
+    }
+}
+
+async fn latency_hgrm(shard: &Rc<Shard>, req: &Request) -> Response {
+    let reset = req
+        .query
+        .split('&')
+        .any(|kv| kv == "reset=true" || kv == "reset=1");
+    let reports = shard
+        .query(
+            &shard.all_shards(),
+            Query::Metrics {
+                reset_latency: reset,
+            },
+        )
+        .await;
+    let merged = merged_fanout(&reports);
+    Response {
+        status: 200,
+        content_type: "text/plain; charset=utf-8",
+        headers: String::new(),
+        body: latency::hgrm(&merged),
+    }
+}
+
+async fn channels(shard: &Rc<Shard>) -> Response {
+    let reports = shard.query(&shard.all_shards(), Query::Channels).await;
+    let merged = merge_channels(&reports);
+    let list: Vec<_> = merged
+        .iter()
+        .map(|(c, n)| json!({"channel": c, "subscribers": n}))
+        .collect();
+    Response::json(200, json!({ "channels": list }))
+}
+
+async fn stats(shard: &Rc<Shard>) -> Response {
+    let reports = all_metrics(shard).await;
+    let shards: Vec<_> = reports
+        .iter()
+        .map(|r| {
+            let c = &r.counters;
+            let per_sec = |n: u64| (n as f64 / r.uptime_secs.max(0.001) * 10.0).round() / 10.0;
+            json!({
+                "shard": r.shard.0,
+                "connections": r.connections,
+                "subscriptions": r.subscriptions,
+                "channels": r.channels,
+                "outbox_bytes": r.outbox_bytes,
+                "bus_queue_depth": r.bus_queued,
+                "messages_received": c.messages_received,
+                "messages_published": c.published,
+                "messages_delivered": c.delivered,
+                "bytes_received": c.bytes_in,
+                "bytes_sent": c.bytes_out,
+                "slow_consumer_disconnects": c.slow_consumers(),
+                "received_per_second": per_sec(c.messages_received),
+                "published_per_second": per_sec(c.published),
+                "delivered_per_second": per_sec(c.delivered),
+                "uptime_seconds": r.uptime_secs.round(),
+            })
+        })
+        .collect();
+    let connections: u64 = reports.iter().map(|r| r.connections).sum();
+    Response::json(
+        200,
+        json!({ "rss_bytes": rss_bytes(), "connections": connections, "shards": shards }),
+    )
+}
+
+/// Resident memory of the whole process (shards share one address space).
+fn rss_bytes() -> u64 {
+    let pages = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// Body fields of the API; `present` keeps `"data":null` as a value.
+#[derive(Deserialize)]
+struct Body<'a> {
+    channel: Option<String>,
+    #[serde(borrow, default, deserialize_with = "message::present")]
+    data: Option<&'a RawValue>,
+    connection_id: Option<String>,
+}
+
+fn parse_body(req: &Request) -> Result<Body<'_>, Response> {
+    let text =
+        std::str::from_utf8(&req.body).map_err(|_| Response::error(400, "body is not UTF-8"))?;
+    serde_json::from_str(text)
+        .map_err(|e| Response::error(400, &format!("body must be a JSON object: {e}")))
+}
+
+fn publish(shard: &Shard, req: &Request) -> Response {
+    let body = match parse_body(req) {
+        Ok(body) => body,
+        Err(r) => return r,
+    };
+    let Some(channel) = body.channel else {
+        return Response::error(400, "missing field \"channel\"");
+    };
+    if let Err(msg) = message::validate_channel(&channel) {
+        return Response::error(400, &msg);
+    }
+    let Some(data) = body.data else {
+        return Response::error(400, "missing field \"data\"");
+    };
+    let reached = shard.publish(&channel, message::message_frame(&channel, data));
+    Response::json(200, json!({ "channel": channel, "shards": reached }))
+}
+
+fn broadcast(shard: &Shard, req: &Request) -> Response {
+    let body = match parse_body(req) {
+        Ok(body) => body,
+        Err(r) => return r,
+    };
+    let Some(data) = body.data else {
+        return Response::error(400, "missing field \"data\"");
+    };
+    shard.broadcast(message::broadcast_frame(data));
+    Response::json(200, json!({ "shards": shard.shared.n_shards }))
+}
+
+async fn disconnect(shard: &Rc<Shard>, req: &Request) -> Response {
+    let body = match parse_body(req) {
+        Ok(body) => body,
+        Err(r) => return r,
+    };
+    let Some(id) = body.connection_id else {
+        return Response::error(400, "missing field \"connection_id\"");
+    };
+    let parsed = id
+        .split_once('-')
+        .and_then(|(s, q)| Some((s.parse::<u16>().ok()?, q.parse::<u64>().ok()?)));
+    let Some((shard_idx, seq)) = parsed else {
+        return Response::error(
+            400,
+            "connection_id must look like \"<shard>-<sequence>\", e.g. \"0-17\"",
+        );
+    };
+    if shard_idx as usize >= shard.shared.n_shards {
+        return Response::error(404, &format!("no connection {id}"));
+    }
+    let reports = shard
+        .query(&[ShardId(shard_idx)], Query::Disconnect { seq })
+        .await;
+    if reports.iter().any(|r| r.found) {
+        Response::json(200, json!({ "connection_id": id, "disconnected": true }))
+    } else {
+        Response::error(404, &format!("no connection {id}"))
+    }
+}

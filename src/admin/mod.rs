@@ -1,0 +1,243 @@
+//! The admin listener: plain HTTP/1.1 with keep-alive, served by the shards
+//! themselves (no extra runtime). `/metrics`, `/health`, `/latency`, and the
+//! server API under `/api/` (see `api.rs`); `report.rs` logs latency
+//! intervals.
+//!
+//! Requests are parsed by httparse; bodies need a Content-Length and are
+//! bounded by `--max-api-body`. Every answer is JSON except /metrics
+//! (OpenMetrics) and /latency (.hgrm text).
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+
+use crate::shard::Shard;
+
+mod api;
+mod report;
+
+pub use report::report_latency_forever;
+
+/// Admin connections one shard serves at once; more are closed unanswered.
+const MAX_ADMIN_CONNECTIONS: usize = 256;
+/// Most headers in an admin request.
+const MAX_HEADERS: usize = 32;
+/// Largest admin request head.
+const MAX_HEAD_BYTES: usize = 16 * 1024;
+
+/// One parsed admin request.
+#[derive(Debug)]
+pub struct Request {
+    /// Method, e.g. "GET".
+    pub method: String,
+    /// Path without the query string.
+    pub path: String,
+    /// The query string (after '?'), possibly empty.
+    pub query: String,
+    /// The `Authorization` header, if any.
+    pub authorization: Option<String>,
+    /// The body (Content-Length bytes).
+    pub body: Vec<u8>,
+    /// False when the client asked to close after this request.
+    keep_alive: bool,
+}
+
+/// An admin answer.
+#[derive(Debug)]
+pub struct Response {
+    /// HTTP status.
+    pub status: u16,
+    /// Content-Type.
+    pub content_type: &'static str,
+    /// Extra header lines, each ending in "\r\n".
+    pub headers: String,
+    /// The body.
+    pub body: String,
+}
+
+impl Response {
+    /// A JSON answer.
+    pub fn json(status: u16, body: serde_json::Value) -> Response {
+        Response {
+            status,
+            content_type: "application/json",
+            headers: String::new(),
+            body: body.to_string(),
+        }
+    }
+
+    /// A JSON error: `{"status":S,"error":REASON,"message":M}`.
+    pub fn error(status: u16, message: &str) -> Response {
+        Response::json(
+            status,
+            serde_json::json!({"status": status, "error": reason(status), "message": message}),
+        )
+    }
+}
+
+/// Serves one admin connection until it closes, errs, idles past the
+/// handshake timeout, or asks to close.
+pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
+    if shard.n_admin.get() >= MAX_ADMIN_CONNECTIONS {
+        log::debug!("admin connection refused: {MAX_ADMIN_CONNECTIONS} already open on this shard");
+        return;
+    }
+    shard.n_admin.set(shard.n_admin.get() + 1);
+    let idle = shard.config.config.handshake_timeout;
+    let mut buf = Vec::new();
+    loop {
+        let read = read_request(&mut stream, &mut buf, shard.config.config.max_api_body);
+        let Some(request) = with_timeout(idle, read).await else {
+            break;
+        };
+        let (response, keep_alive) = match request {
+            Ok(request) => (api::route(&shard, &request).await, request.keep_alive),
+            Err(Some(response)) => (response, false),
+            Err(None) => break,
+        };
+        if write_response(&mut stream, &response, keep_alive)
+            .await
+            .is_err()
+            || !keep_alive
+        {
+            break;
+        }
+    }
+    shard.n_admin.set(shard.n_admin.get() - 1);
+}
+
+async fn with_timeout<T>(limit: Duration, f: impl std::future::Future<Output = T>) -> Option<T> {
+    futures_lite::future::or(async { Some(f.await) }, async {
+        glommio::timer::sleep(limit).await;
+        None
+    })
+    .await
+}
+
+/// Reads one request (head and body) from `buf` plus the socket. Err(Some)
+/// is an answer to send before closing; Err(None) means the peer is gone.
+async fn read_request(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    max_body: usize,
+) -> Result<Request, Option<Response>> {
+    loop {
+        if let Some((head_len, mut request, content_length)) = parse_head(buf, max_body)? {
+            while buf.len() < head_len + content_length {
+                fill(stream, buf).await?;
+            }
+            request.body = buf[head_len..head_len + content_length].to_vec();
+            buf.drain(..head_len + content_length);
+            return Ok(request);
+        }
+        if buf.len() >= MAX_HEAD_BYTES {
+            return Err(Some(Response::error(431, "request head too large")));
+        }
+        fill(stream, buf).await?;
+    }
+}
+
+async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(), Option<Response>> {
+    let mut chunk = [0u8; 4096];
+    match stream.read(&mut chunk).await {
+        Ok(0) | Err(_) => Err(None),
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            Ok(())
+        }
+    }
+}
+
+/// Ok(None) while the head is incomplete; Ok(Some(head length, request
+/// without body, body length)) once it is whole.
+fn parse_head(
+    buf: &[u8],
+    max_body: usize,
+) -> Result<Option<(usize, Request, usize)>, Option<Response>> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let head_len = match req.parse(buf) {
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Ok(httparse::Status::Complete(n)) => n,
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(Some(Response::error(431, "too many headers")))
+        }
+        Err(e) => {
+            return Err(Some(Response::error(
+                400,
+                &format!("malformed HTTP request: {e}"),
+            )))
+        }
+    };
+    let header = |name: &str| crate::http::header(&req, name).map(str::trim);
+    if header("transfer-encoding").is_some() {
+        return Err(Some(Response::error(
+            411,
+            "send the body with a Content-Length",
+        )));
+    }
+    let content_length = match header("content-length") {
+        None => 0,
+        Some(v) => v
+            .parse::<usize>()
+            .map_err(|_| Some(Response::error(400, "invalid Content-Length")))?,
+    };
+    if content_length > max_body {
+        return Err(Some(Response::error(
+            413,
+            &format!("body of {content_length} bytes exceeds --max-api-body {max_body}"),
+        )));
+    }
+    let target = req.path.unwrap_or("/");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let close = header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+    let request = Request {
+        method: req.method.unwrap_or("").to_string(),
+        path: path.to_string(),
+        query: query.to_string(),
+        authorization: header("authorization").map(str::to_string),
+        body: Vec::new(),
+        keep_alive: req.version == Some(1) && !close,
+    };
+    Ok(Some((head_len, request, content_length)))
+}
+
+async fn write_response(
+    stream: &mut TcpStream,
+    r: &Response,
+    keep_alive: bool,
+) -> std::io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: {}\r\n{}\r\n",
+        r.status,
+        reason(r.status),
+        r.content_type,
+        r.body.len(),
+        if keep_alive { "keep-alive" } else { "close" },
+        r.headers
+    );
+    let mut out = head.into_bytes();
+    out.extend_from_slice(r.body.as_bytes());
+    stream.write_all(&out).await?;
+    if !keep_alive {
+        stream.close().await?;
+    }
+    Ok(())
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        _ => "Error",
+    }
+}

@@ -1,0 +1,284 @@
+//! `/metrics`: every shard's report encoded in the OpenMetrics text format
+//! (which Prometheus scrapes) by prometheus-client, labelled by shard.
+//!
+//! Nothing here is kept between scrapes: each scrape gathers fresh reports
+//! over the bus and encodes them through a one-off `Collector`.
+
+use std::fmt;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use crate::latency;
+use crate::message::ErrorCode;
+use crate::metrics::{Counters, CLOSE_REASONS, HANDSHAKE_FAILURES};
+use crate::shard::ShardReport;
+
+/// Content type of the OpenMetrics text format.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Encodes the reports as OpenMetrics text.
+pub fn encode(reports: Vec<ShardReport>) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Scrape(reports)));
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    prometheus_client::encoding::text::encode(&mut out, &registry).expect("encode to string");
+    out
+}
+
+#[derive(Debug)]
+struct Scrape(Vec<ShardReport>);
+
+type Labels = Vec<(&'static str, String)>;
+
+impl Collector for Scrape {
+    fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
+        let shard = |r: &ShardReport| -> Labels { vec![("shard", r.shard.0.to_string())] };
+        let counter =
+            |enc: &mut DescriptorEncoder, name: &str, help: &str, get: fn(&Counters) -> u64| {
+                family(
+                    enc,
+                    name,
+                    help,
+                    MetricType::Counter,
+                    self.0
+                        .iter()
+                        .map(|r| (shard(r), Value::Counter(get(&r.counters)))),
+                )
+            };
+        let gauge =
+            |enc: &mut DescriptorEncoder, name: &str, help: &str, get: fn(&ShardReport) -> u64| {
+                family(
+                    enc,
+                    name,
+                    help,
+                    MetricType::Gauge,
+                    self.0.iter().map(|r| (shard(r), Value::Gauge(get(r)))),
+                )
+            };
+        gauge(
+            &mut enc,
+            "corecast_connections_open",
+            "Open WebSocket connections.",
+            |r| r.connections,
+        )?;
+        counter(
+            &mut enc,
+            "corecast_connections_accepted",
+            "TCP connections accepted on the public port.",
+            |c| c.accepted,
+        )?;
+        counter(
+            &mut enc,
+            "corecast_connections_refused",
+            "Connections refused with 503 at --max-connections.",
+            |c| c.refused,
+        )?;
+        let closed = self.0.iter().flat_map(|r| {
+            CLOSE_REASONS
+                .iter()
+                .zip(r.counters.closed)
+                .map(move |(reason, n)| {
+                    (
+                        vec![
+                            ("shard", r.shard.0.to_string()),
+                            ("reason", reason.to_string()),
+                        ],
+                        Value::Counter(n),
+                    )
+                })
+        });
+        family(
+            &mut enc,
+            "corecast_connections_closed",
+            "WebSocket connections ended, by reason.",
+            MetricType::Counter,
+            closed,
+        )?;
+        let failures = self.0.iter().flat_map(|r| {
+            HANDSHAKE_FAILURES
+                .iter()
+                .zip(r.counters.handshake_failures)
+                .map(move |(status, n)| {
+                    (
+                        vec![
+                            ("shard", r.shard.0.to_string()),
+                            ("status", status.to_string()),
+                        ],
+                        Value::Counter(n),
+                    )
+                })
+        });
+        family(
+            &mut enc,
+            "corecast_handshake_failures",
+            "Requests on the public port not upgraded, by HTTP status (dropped: no complete request).",
+            MetricType::Counter,
+            failures,
+        )?;
+        counter(
+            &mut enc,
+            "corecast_messages_received",
+            "Data messages received from clients.",
+            |c| c.messages_received,
+        )?;
+        counter(
+            &mut enc,
+            "corecast_messages_published",
+            "Publishes accepted (client and API).",
+            |c| c.published,
+        )?;
+        counter(
+            &mut enc,
+            "corecast_messages_delivered",
+            "Frames queued to subscribers by fan-out and broadcast.",
+            |c| c.delivered,
+        )?;
+        counter(
+            &mut enc,
+            "corecast_bytes_received",
+            "Bytes read from WebSocket clients.",
+            |c| c.bytes_in,
+        )?;
+        counter(
+            &mut enc,
+            "corecast_bytes_sent",
+            "Bytes written to WebSocket clients.",
+            |c| c.bytes_out,
+        )?;
+        counter(
+            &mut enc,
+            "corecast_slow_consumer_disconnects",
+            "Connections closed for exceeding --max-outbound-bytes.",
+            |c| c.slow_consumers(),
+        )?;
+        let errors = self.0.iter().flat_map(|r| {
+            ErrorCode::ALL
+                .iter()
+                .zip(r.counters.request_errors)
+                .map(move |(code, n)| {
+                    (
+                        vec![
+                            ("shard", r.shard.0.to_string()),
+                            ("code", code.as_str().to_string()),
+                        ],
+                        Value::Counter(n),
+                    )
+                })
+        });
+        family(
+            &mut enc,
+            "corecast_protocol_errors",
+            "JSON requests answered with an error, by code.",
+            MetricType::Counter,
+            errors,
+        )?;
+        gauge(
+            &mut enc,
+            "corecast_subscriptions",
+            "Subscriptions held by local connections.",
+            |r| r.subscriptions,
+        )?;
+        gauge(
+            &mut enc,
+            "corecast_channels",
+            "Channels with at least one local subscriber.",
+            |r| r.channels,
+        )?;
+        gauge(
+            &mut enc,
+            "corecast_outbox_bytes",
+            "Bytes queued for clients, not yet written.",
+            |r| r.outbox_bytes,
+        )?;
+        counter(
+            &mut enc,
+            "corecast_bus_messages_sent",
+            "Messages sent to other shards.",
+            |c| c.bus_sent,
+        )?;
+        counter(
+            &mut enc,
+            "corecast_bus_messages_received",
+            "Messages received from other shards.",
+            |c| c.bus_received,
+        )?;
+        gauge(
+            &mut enc,
+            "corecast_bus_queue_depth",
+            "Cross-shard messages waiting for room in a full channel.",
+            |r| r.bus_queued,
+        )?;
+        let hist =
+            |enc: &mut DescriptorEncoder,
+             name: &str,
+             help: &str,
+             pick: fn(&latency::LatencySnapshot) -> &hdrhistogram::Histogram<u64>| {
+                let rows = self.0.iter().filter_map(|r| {
+                    r.latency
+                        .as_ref()
+                        .map(|l| (shard(r), Value::Histogram(latency::prom_buckets(pick(l)))))
+                });
+                family(enc, name, help, MetricType::Histogram, rows)
+            };
+        hist(
+            &mut enc,
+            "corecast_fanout_latency_seconds",
+            "Publish entering the server to its frame handed to the kernel, per subscriber.",
+            |l| &l.fanout,
+        )?;
+        hist(
+            &mut enc,
+            "corecast_bus_hop_latency_seconds",
+            "Publish entering the server to its arrival on another shard.",
+            |l| &l.bus_hop,
+        )?;
+        Ok(())
+    }
+}
+
+enum Value {
+    Counter(u64),
+    Gauge(u64),
+    Histogram((f64, u64, Vec<(f64, u64)>)),
+}
+
+fn family(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    rows: impl Iterator<Item = (Labels, Value)>,
+) -> fmt::Result {
+    let mut metric = enc.encode_descriptor(name, help, None, kind)?;
+    for (labels, value) in rows {
+        let one = metric.encode_family(&labels)?;
+        Sample(value).encode(one)?;
+    }
+    Ok(())
+}
+
+struct Sample(Value);
+
+impl EncodeMetric for Sample {
+    fn encode(&self, mut enc: MetricEncoder) -> fmt::Result {
+        match &self.0 {
+            Value::Counter(v) => enc.encode_counter::<NoLabelSet, _, u64>(v, None),
+            Value::Gauge(v) => enc.encode_gauge(&(*v as i64)),
+            Value::Histogram((sum, count, buckets)) => {
+                enc.encode_histogram::<NoLabelSet>(*sum, *count, buckets, None)
+            }
+        }
+    }
+
+    fn metric_type(&self) -> MetricType {
+        match self.0 {
+            Value::Counter(_) => MetricType::Counter,
+            Value::Gauge(_) => MetricType::Gauge,
+            Value::Histogram(_) => MetricType::Histogram,
+        }
+    }
+}

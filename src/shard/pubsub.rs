@@ -1,0 +1,209 @@
+//! The publish path through a shard: subscribe and unsubscribe (with the
+//! cross-shard interest protocol), publish, fan-out, and bus messages.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::{ConnKey, PendingInterest, Shard, Subscription};
+use crate::bus::BusMessage;
+use crate::latency::{self, Latency};
+use crate::topics::Subscribed;
+
+impl Shard {
+    /// Subscribes `key` to `channel` and queues `reply` ("subscribed").
+    ///
+    /// When this shard has no subscriber for the channel yet, the other
+    /// shards must learn of it first: the subscription and its reply wait
+    /// for every shard's `InterestAck`, and the connection pauses its reads
+    /// meanwhile. So once a client sees "subscribed", every later publish,
+    /// from any shard, reaches it; and no reply overtakes another.
+    pub fn subscribe(&self, key: ConnKey, seq: u64, channel: &str, reply: Bytes) -> Subscription {
+        if let Some(pending) = self.pending.borrow_mut().get_mut(channel) {
+            pending.replies.push((key, seq, reply));
+            self.set_awaiting(key, true);
+            return Subscription::Waiting;
+        }
+        let has_local = self
+            .topics
+            .borrow()
+            .get(channel)
+            .is_some_and(|c| !c.local.is_empty());
+        if has_local || self.bus.n_peers() == 0 {
+            let outcome = self.topics.borrow_mut().subscribe(channel, key);
+            self.send_to(key, reply);
+            return match outcome {
+                Subscribed::FirstOnShard(name) | Subscribed::Added(name) => {
+                    Subscription::Active(name)
+                }
+                Subscribed::Already => Subscription::Already,
+            };
+        }
+        let n_peers = self.bus.n_peers();
+        let pending = PendingInterest {
+            acks_left: n_peers,
+            replies: vec![(key, seq, reply)],
+        };
+        self.pending.borrow_mut().insert(Rc::from(channel), pending);
+        self.set_awaiting(key, true);
+        self.announce_interest(channel, true);
+        Subscription::Waiting
+    }
+
+    pub(super) fn set_awaiting(&self, key: ConnKey, awaiting: bool) {
+        if let Some(conn) = self.conns.borrow_mut().get_mut(key.0 as usize) {
+            conn.awaiting_ack = awaiting;
+        }
+    }
+
+    /// Tells every other shard that this shard gained (`present`) or lost its
+    /// last subscriber for `channel`.
+    fn announce_interest(&self, channel: &str, present: bool) {
+        let shared: Arc<str> = Arc::from(channel);
+        for peer in self.bus.peers() {
+            let (channel, from) = (shared.clone(), self.id);
+            let msg = if present {
+                BusMessage::InterestAdded { channel, from }
+            } else {
+                BusMessage::InterestRemoved { channel, from }
+            };
+            self.bus.send(peer, msg);
+        }
+    }
+
+    /// Unsubscribes `key`; tells other shards when the last local subscriber leaves.
+    pub fn unsubscribe(&self, key: ConnKey, channel: &str) {
+        let last = self.topics.borrow_mut().unsubscribe(channel, key);
+        if last == Some(true) && self.bus.n_peers() > 0 {
+            self.announce_interest(channel, false);
+        }
+    }
+
+    /// Publishes an encoded frame: fans out locally, then sends it once to
+    /// each other shard with subscribers. Returns how many shards it reached.
+    pub fn publish(&self, channel: &str, frame: Bytes) -> usize {
+        let stamp = latency::now_ns();
+        self.metrics.bump(|c| c.published += 1);
+        let topics = self.topics.borrow();
+        let Some(entry) = topics.get(channel) else {
+            return 0;
+        };
+        let mut reached = usize::from(!entry.local.is_empty());
+        self.fan_out_local(entry.local.iter().copied(), &frame, stamp);
+        if !entry.remote.is_empty() {
+            let shared: Arc<str> = Arc::from(channel);
+            for shard in entry.remote.iter() {
+                self.bus.send(
+                    shard,
+                    BusMessage::Publish {
+                        channel: shared.clone(),
+                        frame: frame.clone(),
+                        published_at: stamp,
+                    },
+                );
+                reached += 1;
+            }
+        }
+        reached
+    }
+
+    /// Handles one message from another shard.
+    pub fn on_bus_message(&self, msg: BusMessage) {
+        self.metrics.bump(|c| c.bus_received += 1);
+        match msg {
+            BusMessage::Publish {
+                channel,
+                frame,
+                published_at,
+            } => {
+                let mut latency = self.latency.borrow_mut();
+                Latency::record(&mut latency.bus_hop, published_at, latency::now_ns());
+                drop(latency);
+                let topics = self.topics.borrow();
+                if let Some(entry) = topics.get(&channel) {
+                    self.fan_out_local(entry.local.iter().copied(), &frame, published_at);
+                }
+            }
+            BusMessage::Broadcast { frame } => self.broadcast_local(&frame),
+            BusMessage::Query { from, req, query } => {
+                let report = Box::new(self.answer(&query));
+                self.bus.send(from, BusMessage::Reply { req, report });
+            }
+            BusMessage::Reply { req, report } => self.on_reply(req, *report),
+            BusMessage::InterestAdded { channel, from } => {
+                self.topics.borrow_mut().set_remote(&channel, from, true);
+                self.bus.send(
+                    from,
+                    BusMessage::InterestAck {
+                        channel,
+                        from: self.id,
+                    },
+                );
+            }
+            BusMessage::InterestRemoved { channel, from } => {
+                self.topics.borrow_mut().set_remote(&channel, from, false);
+            }
+            BusMessage::InterestAck { channel, .. } => self.on_interest_ack(&channel),
+        }
+    }
+
+    fn on_interest_ack(&self, channel: &str) {
+        let waiters = {
+            let mut pending = self.pending.borrow_mut();
+            let Some(entry) = pending.get_mut(channel) else {
+                return;
+            };
+            entry.acks_left -= 1;
+            if entry.acks_left > 0 {
+                return;
+            }
+            pending
+                .remove(channel)
+                .map(|p| p.replies)
+                .unwrap_or_default()
+        };
+        let now = self.now_ms();
+        for (key, seq, reply) in waiters {
+            let mut conns = self.conns.borrow_mut();
+            // A key whose seq differs belongs to a newer connection: skip it.
+            let Some(conn) = conns.get_mut(key.0 as usize).filter(|c| c.seq == seq) else {
+                continue;
+            };
+            conn.awaiting_ack = false;
+            self.deliver(conn, reply, 0, now);
+            drop(conns);
+            self.topics.borrow_mut().subscribe(channel, key);
+        }
+        // Every waiter left before the acks came back: withdraw the interest.
+        let has_local = self
+            .topics
+            .borrow()
+            .get(channel)
+            .is_some_and(|c| !c.local.is_empty());
+        if !has_local {
+            self.announce_interest(channel, false);
+        }
+    }
+
+    /// Pushes `frame` to each connection in `keys`: a refcount bump each, no
+    /// copy. `stamp` is when the publish entered the server.
+    pub(super) fn fan_out_local(
+        &self,
+        keys: impl Iterator<Item = ConnKey>,
+        frame: &Bytes,
+        stamp: u64,
+    ) {
+        let now = self.now_ms();
+        let mut conns = self.conns.borrow_mut();
+        let mut n = 0;
+        for key in keys {
+            if let Some(conn) = conns.get_mut(key.0 as usize) {
+                self.deliver(conn, frame.clone(), stamp, now);
+                n += 1;
+            }
+        }
+        drop(conns);
+        self.metrics.bump(|c| c.delivered += n);
+    }
+}

@@ -1,0 +1,260 @@
+//! Questions one shard asks the others for the admin side: metrics,
+//! channel lists, a disconnect by id. A [`Query`] goes out over the bus, each
+//! shard answers with its own [`ShardReport`], and the asker merges them;
+//! no state is shared. Broadcasts to every /ws client live here too.
+
+use std::collections::HashMap;
+use std::future::poll_fn;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::{Shard, ShardId};
+use crate::bus::BusMessage;
+use crate::error::CloseReason;
+use crate::latency::LatencySnapshot;
+use crate::metrics::Counters;
+
+/// How long a query waits for other shards before answering with what it
+/// has (a shard that has exited during shutdown never replies).
+const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What a shard is asked for.
+#[derive(Debug, Clone)]
+pub enum Query {
+    /// Counters, gauges and latency; `reset_latency` starts a new interval.
+    Metrics {
+        /// Reset the latency histograms after reading them.
+        reset_latency: bool,
+    },
+    /// Local subscriber count of every channel.
+    Channels,
+    /// Close the connection with this sequence number (4000).
+    Disconnect {
+        /// The `<seq>` part of a connection id.
+        seq: u64,
+    },
+}
+
+/// One shard's answer.
+#[derive(Debug)]
+pub struct ShardReport {
+    /// Who answered.
+    pub shard: ShardId,
+    /// Counters since start.
+    pub counters: Counters,
+    /// Open WebSocket connections.
+    pub connections: u64,
+    /// Subscriptions held by local connections.
+    pub subscriptions: u64,
+    /// Channels with at least one local subscriber.
+    pub channels: u64,
+    /// Bytes waiting in local outboxes.
+    pub outbox_bytes: u64,
+    /// Bus messages waiting in overflow queues.
+    pub bus_queued: u64,
+    /// Seconds since the shard started.
+    pub uptime_secs: f64,
+    /// Latency since the last reset (only for `Query::Metrics`).
+    pub latency: Option<Box<LatencySnapshot>>,
+    /// Local subscriber count by channel (only for `Query::Channels`).
+    pub channel_counts: Vec<(String, u64)>,
+    /// Whether a `Query::Disconnect` found its connection.
+    pub found: bool,
+}
+
+/// A query waiting for replies.
+#[derive(Debug, Default)]
+pub(super) struct PendingQuery {
+    left: usize,
+    reports: Vec<ShardReport>,
+    waker: Option<Waker>,
+}
+
+impl Shard {
+    /// Asks `targets` (this shard included, if listed) and returns their
+    /// reports; after [`QUERY_TIMEOUT`], whatever has arrived.
+    pub async fn query(self: &Rc<Self>, targets: &[ShardId], query: Query) -> Vec<ShardReport> {
+        let mut reports = Vec::with_capacity(targets.len());
+        if targets.contains(&self.id) {
+            reports.push(self.answer(&query));
+        }
+        let remote: Vec<ShardId> = targets.iter().copied().filter(|t| *t != self.id).collect();
+        if remote.is_empty() {
+            return reports;
+        }
+        let req = self.next_req.get();
+        self.next_req.set(req + 1);
+        let pending = PendingQuery {
+            left: remote.len(),
+            ..PendingQuery::default()
+        };
+        self.queries.borrow_mut().insert(req, pending);
+        for to in remote {
+            let query = query.clone();
+            self.bus.send(
+                to,
+                BusMessage::Query {
+                    from: self.id,
+                    req,
+                    query,
+                },
+            );
+        }
+        let replies = poll_fn(|cx| {
+            let mut queries = self.queries.borrow_mut();
+            let Some(p) = queries.get_mut(&req) else {
+                return Poll::Ready(());
+            };
+            if p.left == 0 {
+                return Poll::Ready(());
+            }
+            p.waker = Some(cx.waker().clone());
+            Poll::Pending
+        });
+        let timed_out = futures_lite::future::or(
+            async {
+                replies.await;
+                false
+            },
+            async {
+                glommio::timer::sleep(QUERY_TIMEOUT).await;
+                true
+            },
+        )
+        .await;
+        let done = self.queries.borrow_mut().remove(&req).unwrap_or_default();
+        if timed_out {
+            log::warn!("query timed out waiting for shards missing={}", done.left);
+        }
+        reports.extend(done.reports);
+        reports.sort_by_key(|r| r.shard);
+        reports
+    }
+
+    /// Every shard's id.
+    pub fn all_shards(&self) -> Vec<ShardId> {
+        (0..self.shared.n_shards)
+            .map(|i| ShardId(i as u16))
+            .collect()
+    }
+
+    pub(super) fn on_reply(&self, req: u64, report: ShardReport) {
+        let mut queries = self.queries.borrow_mut();
+        let Some(p) = queries.get_mut(&req) else {
+            return;
+        }; // Timed out already.
+        p.reports.push(report);
+        p.left = p.left.saturating_sub(1);
+        if p.left == 0 {
+            if let Some(waker) = p.waker.take() {
+                waker.wake();
+            }
+        }
+    }
+
+    /// This shard's answer to `query`.
+    pub(super) fn answer(&self, query: &Query) -> ShardReport {
+        let mut report = self.report_base();
+        match query {
+            Query::Metrics { reset_latency } => {
+                let mut latency = self.latency.borrow_mut();
+                report.latency = Some(Box::new(latency.snapshot()));
+                if *reset_latency {
+                    latency.mark();
+                }
+            }
+            Query::Channels => {
+                let topics = self.topics.borrow();
+                report.channel_counts = topics
+                    .iter()
+                    .filter(|(_, c)| !c.local.is_empty())
+                    .map(|(name, c)| (name.to_string(), c.local.len() as u64))
+                    .collect();
+            }
+            Query::Disconnect { seq } => report.found = self.disconnect_local(*seq),
+        }
+        report
+    }
+
+    fn report_base(&self) -> ShardReport {
+        let conns = self.conns.borrow();
+        let topics = self.topics.borrow();
+        let (mut subscriptions, mut channels) = (0u64, 0u64);
+        for (_, c) in topics.iter().filter(|(_, c)| !c.local.is_empty()) {
+            subscriptions += c.local.len() as u64;
+            channels += 1;
+        }
+        let mut counters = self.metrics.snapshot();
+        counters.bus_sent = self.bus.n_sent();
+        ShardReport {
+            shard: self.id,
+            counters,
+            connections: conns.len() as u64,
+            subscriptions,
+            channels,
+            outbox_bytes: conns.iter().map(|(_, c)| c.queued_bytes() as u64).sum(),
+            bus_queued: self.bus.queued() as u64,
+            uptime_secs: self.now_ms() as f64 / 1000.0,
+            latency: None,
+            channel_counts: Vec::new(),
+            found: false,
+        }
+    }
+
+    fn disconnect_local(&self, seq: u64) -> bool {
+        let deadline = self.now_ms() + Self::ms(self.config.config.close_timeout);
+        let mut conns = self.conns.borrow_mut();
+        match conns.iter_mut().find(|(_, c)| c.seq == seq) {
+            Some((_, conn)) => {
+                conn.begin_close(CloseReason::Disconnected, deadline);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Sends `frame` to every /ws client on every shard.
+    pub fn broadcast(&self, frame: Bytes) {
+        for peer in self.bus.peers() {
+            self.bus.send(
+                peer,
+                BusMessage::Broadcast {
+                    frame: frame.clone(),
+                },
+            );
+        }
+        self.broadcast_local(&frame);
+    }
+
+    /// Sends `frame` to every /ws client of this shard.
+    pub(super) fn broadcast_local(&self, frame: &Bytes) {
+        let now = self.now_ms();
+        let mut conns = self.conns.borrow_mut();
+        let mut n = 0;
+        for (_, conn) in conns.iter_mut().filter(|(_, c)| c.is_pubsub()) {
+            self.deliver(conn, frame.clone(), 0, now);
+            n += 1;
+        }
+        drop(conns);
+        self.metrics.bump(|c| c.delivered += n);
+    }
+}
+
+/// Merges reports' channel counts into (channel, subscribers), by name.
+pub fn merge_channels(reports: &[ShardReport]) -> Vec<(String, u64)> {
+    let mut merged: HashMap<&str, u64> = HashMap::new();
+    for r in reports {
+        for (name, n) in &r.channel_counts {
+            *merged.entry(name).or_default() += n;
+        }
+    }
+    let mut out: Vec<(String, u64)> = merged
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    out.sort();
+    out
+}

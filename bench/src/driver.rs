@@ -1,0 +1,539 @@
+//! The per-thread event loop: one mio `Poll` owns every connection the
+//! thread opened, drives connect → upgrade → frames, and hands text
+//! messages to a [`Workload`]. Threads share nothing on the message path
+//! but a few atomics in [`Shared`]; each returns its own stats on exit.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::{Events, Interest, Poll, Token};
+
+use crate::net;
+use crate::ws;
+
+/// Phase of a run, set by the main thread and read by every loop.
+pub mod phase {
+    /// Opening connections (and subscribing).
+    pub const RAMP: u8 = 0;
+    /// Measuring.
+    pub const RUN: u8 = 1;
+    /// No new messages; in-flight ones may still arrive.
+    pub const DRAIN: u8 = 2;
+    /// Threads close everything and return.
+    pub const STOP: u8 = 3;
+}
+
+/// Counters every thread adds to, read by the main thread for progress and phases.
+#[derive(Default)]
+pub struct Shared {
+    /// Current [`phase`].
+    pub phase: AtomicU8,
+    /// Upgrades completed.
+    pub opened: AtomicU64,
+    /// Connections that failed before the upgrade completed.
+    pub failed: AtomicU64,
+    /// Open connections that later closed or broke.
+    pub lost: AtomicU64,
+    /// Connections ready for the run (workload-defined: open, or subscribed).
+    pub ready: AtomicU64,
+}
+
+impl Shared {
+    /// The current phase.
+    pub fn phase(&self) -> u8 {
+        self.phase.load(Ordering::Relaxed)
+    }
+}
+
+/// Where one connection goes: the URL index and the source address.
+#[derive(Debug, Clone, Copy)]
+pub struct Target {
+    /// Index into the URL list.
+    pub url: usize,
+    /// Source address to bind, if any.
+    pub src: Option<Ipv4Addr>,
+}
+
+/// Lifecycle of one connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// SYN sent, waiting for writability.
+    Connecting,
+    /// Upgrade request sent, waiting for the 101.
+    Upgrading,
+    /// WebSocket open.
+    Open,
+    /// Gone; the slot is never reused.
+    Closed,
+}
+
+/// One client connection and its buffers.
+pub struct Conn {
+    stream: Option<mio::net::TcpStream>,
+    /// Lifecycle state.
+    pub state: State,
+    /// Bytes received and not yet decoded.
+    rbuf: Vec<u8>,
+    /// Bytes queued and not yet written (from `wpos`).
+    wbuf: Vec<u8>,
+    wpos: usize,
+    /// When the connect started (for timeouts and connect latency).
+    pub started: Instant,
+    /// Set by a failed write; the loop closes the connection with this cause.
+    error: Option<String>,
+    /// xorshift state for frame masks.
+    rng: u32,
+}
+
+/// Largest write backlog one connection may build before sends are refused.
+/// Bounds the bench's memory when a server stops reading.
+pub const MAX_BACKLOG: usize = 16 << 20;
+
+impl Conn {
+    /// Queues a masked text frame and tries to write it right away.
+    /// Returns false (and counts nothing) if the backlog is full.
+    pub fn send_text(&mut self, payload: &[u8]) -> bool {
+        self.send(ws::OP_TEXT, payload)
+    }
+
+    fn send(&mut self, opcode: u8, payload: &[u8]) -> bool {
+        if self.wbuf.len() - self.wpos > MAX_BACKLOG || self.stream.is_none() {
+            return false;
+        }
+        let mask = self.next_mask();
+        let was_empty = self.wpos == self.wbuf.len();
+        ws::encode(&mut self.wbuf, opcode, payload, mask);
+        if was_empty {
+            if let Err(e) = self.flush() {
+                self.error
+                    .get_or_insert(format!("write: {}", net::errno_name(&e)));
+            }
+        }
+        true
+    }
+
+    fn next_mask(&mut self) -> [u8; 4] {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.rng = x;
+        x.to_ne_bytes()
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let Some(stream) = self.stream.as_mut() else {
+            return Ok(());
+        };
+        while self.wpos < self.wbuf.len() {
+            match stream.write(&self.wbuf[self.wpos..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.wpos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if self.wpos == self.wbuf.len() {
+            self.wpos = 0;
+            self.wbuf.clear();
+            if self.wbuf.capacity() > 64 * 1024 {
+                self.wbuf = Vec::new();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a run does with its connections. One value per thread.
+pub trait Workload {
+    /// The upgrade completed on connection `id`.
+    fn on_open(&mut self, id: usize, conn: &mut Conn, now: Instant);
+    /// A complete text (or binary) message arrived.
+    fn on_text(&mut self, id: usize, conn: &mut Conn, text: &[u8], now: Instant);
+    /// Connection `id` ended; `was_open` says whether it had been upgraded.
+    fn on_closed(&mut self, id: usize, was_open: bool);
+    /// Called on every loop turn; sends scheduled messages. Returns how soon it wants
+    /// to run again (`None`: only when events arrive).
+    fn tick(&mut self, conns: &mut [Conn], phase: u8, now: Instant) -> Option<Duration>;
+}
+
+/// Per-thread limits of the loop.
+#[derive(Debug, Clone)]
+pub struct LoopConfig {
+    /// Connections this thread may have connecting or upgrading at once.
+    pub max_connecting: usize,
+    /// A connect or upgrade that takes longer fails as a timeout.
+    pub connect_timeout: Duration,
+    /// The loop returns at this instant whatever the phase (global deadline).
+    pub deadline: Instant,
+}
+
+/// What one thread saw, merged by the caller.
+#[derive(Debug, Default)]
+pub struct LoopStats {
+    /// Failures and closes, by cause.
+    pub errors: BTreeMap<String, u64>,
+    /// Close frames received from the server, by "code reason".
+    pub close_codes: BTreeMap<String, u64>,
+    /// Connections still open when the loop stopped.
+    pub open_at_end: u64,
+}
+
+const TIMEOUT_SCAN: Duration = Duration::from_millis(250);
+/// Longest poll wait, so phase changes are seen promptly.
+const MAX_WAIT: Duration = Duration::from_millis(20);
+
+/// Runs one thread's loop until the STOP phase or the deadline.
+pub fn run_loop<W: Workload>(
+    urls: &[net::Url],
+    targets: &[Target],
+    workload: &mut W,
+    shared: &Shared,
+    cfg: &LoopConfig,
+    seed: u32,
+) -> io::Result<LoopStats> {
+    let mut poll = Poll::new()?;
+    let mut events = Events::with_capacity(1024);
+    let mut conns: Vec<Conn> = Vec::with_capacity(targets.len());
+    let mut stats = LoopStats::default();
+    let mut scratch = vec![0u8; 64 * 1024];
+    let mut connecting = 0usize;
+    let mut next_scan = Instant::now() + TIMEOUT_SCAN;
+    loop {
+        let now = Instant::now();
+        let phase = shared.phase();
+        if phase == phase::STOP || now >= cfg.deadline {
+            break;
+        }
+        while connecting < cfg.max_connecting && conns.len() < targets.len() {
+            let id = conns.len();
+            let t = targets[id];
+            let mut conn = Conn {
+                stream: None,
+                state: State::Closed,
+                rbuf: Vec::new(),
+                wbuf: Vec::new(),
+                wpos: 0,
+                started: now,
+                error: None,
+                rng: seed.wrapping_add(id as u32).wrapping_mul(2_654_435_761) | 1,
+            };
+            match net::start_connect(urls[t.url].addr, t.src) {
+                Ok(mut stream) => {
+                    poll.registry().register(
+                        &mut stream,
+                        Token(id),
+                        Interest::READABLE | Interest::WRITABLE,
+                    )?;
+                    conn.stream = Some(stream);
+                    conn.state = State::Connecting;
+                    connecting += 1;
+                    conns.push(conn);
+                }
+                Err(e) => {
+                    conns.push(conn);
+                    count(
+                        &mut stats.errors,
+                        format!("connect: {}", net::errno_name(&e)),
+                    );
+                    shared.failed.fetch_add(1, Ordering::Relaxed);
+                    workload.on_closed(id, false);
+                }
+            }
+        }
+        if now >= next_scan {
+            next_scan = now + TIMEOUT_SCAN;
+            for (id, c) in conns.iter_mut().enumerate() {
+                if matches!(c.state, State::Connecting | State::Upgrading)
+                    && now.duration_since(c.started) > cfg.connect_timeout
+                {
+                    let cause = match c.state {
+                        State::Connecting => "timeout: connect",
+                        _ => "timeout: upgrade",
+                    };
+                    c.error = Some(cause.into());
+                    finish(id, c, &mut connecting, &mut stats, shared, workload);
+                }
+            }
+        }
+        let want = workload.tick(&mut conns, phase, now);
+        for (id, c) in conns.iter_mut().enumerate() {
+            if c.error.is_some() && c.state != State::Closed {
+                finish(id, c, &mut connecting, &mut stats, shared, workload);
+            }
+        }
+        let wait = want.map_or(MAX_WAIT, |w| w.min(MAX_WAIT));
+        match poll.poll(&mut events, Some(wait)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        for ev in events.iter() {
+            let id = ev.token().0;
+            let c = &mut conns[id];
+            if c.state == State::Closed {
+                continue;
+            }
+            if c.state == State::Connecting {
+                connected(c, &urls[targets[id].url].request);
+                if c.state == State::Connecting && c.error.is_none() {
+                    continue;
+                }
+            }
+            if c.error.is_none() && ev.is_writable() {
+                if let Err(e) = c.flush() {
+                    c.error = Some(format!("write: {}", net::errno_name(&e)));
+                }
+            }
+            if c.error.is_none() && (ev.is_readable() || ev.is_read_closed()) {
+                read_ready(
+                    id,
+                    c,
+                    &mut scratch,
+                    workload,
+                    &mut stats,
+                    shared,
+                    &mut connecting,
+                );
+            }
+            if c.error.is_some() {
+                finish(id, c, &mut connecting, &mut stats, shared, workload);
+            }
+        }
+    }
+    stats.open_at_end = conns.iter().filter(|c| c.state == State::Open).count() as u64;
+    Ok(stats)
+}
+
+/// Adds one to `cause` in `map`.
+pub fn count(map: &mut BTreeMap<String, u64>, cause: String) {
+    *map.entry(cause).or_default() += 1;
+}
+
+/// Checks a connect's outcome on writability and, once connected, sends the upgrade.
+fn connected(c: &mut Conn, request: &[u8]) {
+    let Some(stream) = c.stream.as_ref() else {
+        return;
+    };
+    match stream.take_error() {
+        Ok(Some(e)) | Err(e) => {
+            c.error = Some(format!("connect: {}", net::errno_name(&e)));
+            return;
+        }
+        Ok(None) => {}
+    }
+    match stream.peer_addr() {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+        Err(e) => {
+            c.error = Some(format!("connect: {}", net::errno_name(&e)));
+            return;
+        }
+    }
+    c.state = State::Upgrading;
+    c.wbuf.extend_from_slice(request);
+    if let Err(e) = c.flush() {
+        c.error = Some(format!("upgrade write: {}", net::errno_name(&e)));
+    }
+}
+
+/// Reads until WouldBlock, decoding the upgrade answer and then frames.
+#[allow(clippy::too_many_arguments)] // the loop's own state, split out only for length
+fn read_ready<W: Workload>(
+    id: usize,
+    c: &mut Conn,
+    scratch: &mut [u8],
+    workload: &mut W,
+    stats: &mut LoopStats,
+    shared: &Shared,
+    connecting: &mut usize,
+) {
+    loop {
+        let Some(stream) = c.stream.as_mut() else {
+            return;
+        };
+        let n = match stream.read(scratch) {
+            Ok(0) => {
+                let cause = match c.state {
+                    State::Open => "closed by server without close frame (EOF)",
+                    _ => "upgrade: EOF before response",
+                };
+                c.error.get_or_insert(cause.into());
+                return;
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                c.error
+                    .get_or_insert(format!("read: {}", net::errno_name(&e)));
+                return;
+            }
+        };
+        // Stamp each read, not the poll wakeup: this loop keeps reading one socket,
+        // and a reply to a message sent a moment ago must not get the old time.
+        let now = Instant::now();
+        c.rbuf.extend_from_slice(&scratch[..n]);
+        let mut buf = std::mem::take(&mut c.rbuf);
+        let used = decode_all(id, c, &buf, workload, stats, shared, connecting, now);
+        buf.drain(..used);
+        if buf.is_empty() && buf.capacity() > 64 * 1024 {
+            buf = Vec::new();
+        }
+        c.rbuf = buf;
+        if c.error.is_some() || c.state == State::Closed {
+            return;
+        }
+    }
+}
+
+/// Decodes what `buf` holds; returns the bytes consumed.
+#[allow(clippy::too_many_arguments)] // see read_ready
+fn decode_all<W: Workload>(
+    id: usize,
+    c: &mut Conn,
+    buf: &[u8],
+    workload: &mut W,
+    stats: &mut LoopStats,
+    shared: &Shared,
+    connecting: &mut usize,
+    now: Instant,
+) -> usize {
+    let mut at = 0;
+    if c.state == State::Upgrading {
+        match ws::parse_upgrade_response(buf) {
+            Ok(None) => return 0,
+            Ok(Some((101, head))) => {
+                at = head;
+                c.state = State::Open;
+                *connecting -= 1;
+                shared.opened.fetch_add(1, Ordering::Relaxed);
+                workload.on_open(id, c, now);
+            }
+            Ok(Some((status, _))) => {
+                c.error = Some(format!("upgrade: HTTP {status}"));
+                return buf.len();
+            }
+            Err(e) => {
+                c.error = Some(format!("upgrade: {e}"));
+                return buf.len();
+            }
+        }
+    }
+    while c.state == State::Open && c.error.is_none() {
+        let (frame, used) = match ws::decode(&buf[at..]) {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => {
+                c.error = Some(format!("protocol: {e}"));
+                break;
+            }
+        };
+        at += used;
+        if !frame.fin || frame.opcode == 0 {
+            c.error = Some("protocol: fragmented message (unsupported by the bench)".into());
+            break;
+        }
+        match frame.opcode {
+            ws::OP_TEXT | ws::OP_BINARY => workload.on_text(id, c, frame.payload, now),
+            ws::OP_PING => {
+                c.send(ws::OP_PONG, frame.payload);
+            }
+            ws::OP_PONG => {}
+            ws::OP_CLOSE => {
+                let (code, reason) = ws::close_code(frame.payload);
+                count(
+                    &mut stats.close_codes,
+                    format!("{code} {reason}").trim().to_string(),
+                );
+                c.send(ws::OP_CLOSE, &frame.payload[..frame.payload.len().min(2)]);
+                c.error = Some(
+                    format!("closed by server: {code} {reason}")
+                        .trim()
+                        .to_string(),
+                );
+            }
+            op => c.error = Some(format!("protocol: unknown opcode {op}")),
+        }
+    }
+    at
+}
+
+/// Closes `c` and records why.
+fn finish<W: Workload>(
+    id: usize,
+    c: &mut Conn,
+    connecting: &mut usize,
+    stats: &mut LoopStats,
+    shared: &Shared,
+    workload: &mut W,
+) {
+    let was_open = c.state == State::Open;
+    if matches!(c.state, State::Connecting | State::Upgrading) {
+        *connecting -= 1;
+        shared.failed.fetch_add(1, Ordering::Relaxed);
+    } else if was_open {
+        shared.lost.fetch_add(1, Ordering::Relaxed);
+    }
+    let cause = c.error.take().unwrap_or_else(|| "closed".into());
+    let cause = if was_open {
+        format!("after open: {cause}")
+    } else {
+        cause
+    };
+    count(&mut stats.errors, cause);
+    c.state = State::Closed;
+    c.stream = None;
+    c.rbuf = Vec::new();
+    c.wbuf = Vec::new();
+    workload.on_closed(id, was_open);
+}
+
+/// Spawns `n` pinned threads, each running `body(thread_idx)`, and returns their results in order.
+pub fn spawn_pinned<T, F>(n: usize, cpus: &[usize], body: F) -> Vec<std::thread::JoinHandle<T>>
+where
+    T: Send + 'static,
+    F: Fn(usize) -> T + Send + Sync + 'static,
+{
+    let body = Arc::new(body);
+    let cpus = cpus.to_vec();
+    (0..n)
+        .map(|i| {
+            let body = Arc::clone(&body);
+            let cpu = (!cpus.is_empty()).then(|| cpus[i % cpus.len()]);
+            std::thread::Builder::new()
+                .name(format!("bench-{i}"))
+                .spawn(move || {
+                    if let Some(cpu) = cpu {
+                        core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
+                    }
+                    body(i)
+                })
+                .expect("spawn bench thread")
+        })
+        .collect()
+}
+
+/// Splits `n` connections over `threads`: connection `i` goes to thread `i % threads`,
+/// to URL `i % urls` and to source address `i % sources`.
+pub fn plan(
+    n: usize,
+    threads: usize,
+    n_urls: usize,
+    sources: &[Ipv4Addr],
+) -> Vec<Vec<(usize, Target)>> {
+    let mut out = vec![Vec::new(); threads];
+    for i in 0..n {
+        let t = Target {
+            url: i % n_urls,
+            src: (!sources.is_empty()).then(|| sources[i % sources.len()]),
+        };
+        out[i % threads].push((i, t));
+    }
+    out
+}

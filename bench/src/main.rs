@@ -1,0 +1,78 @@
+//! corecast-bench: load generator for corecast.
+//!
+//! Codemap: `run` (shared options, threads, phases) drives `driver` (one
+//! mio loop per pinned thread, connect → upgrade → frames over `ws`, the
+//! client codec) with one workload per subcommand: `conns`, `echo`,
+//! `fanout`. `seq` counts lost/duplicated/reordered deliveries, `procfs`
+//! reads server RSS and kernel socket memory, `report` prints the table,
+//! the JSON line and `.hgrm` files, and `plot` draws the percentile chart.
+
+mod conns;
+mod driver;
+mod echo;
+mod fanout;
+mod net;
+mod plot;
+mod procfs;
+mod report;
+mod run;
+mod seq;
+mod ws;
+
+use clap::{Parser, Subcommand};
+
+/// Load generator for corecast (WebSocket pub/sub).
+#[derive(Debug, Parser)]
+#[command(name = "corecast-bench", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Open N idle /ws connections, hold them, report connect rate, failures and memory.
+    Conns(conns::ConnsArgs),
+    /// Round trips on /echo: closed loop, or fixed rate with --rate.
+    Echo(echo::EchoArgs),
+    /// Pub/sub fan-out: delivery rate, end-to-end latency, loss/dup/reorder checks.
+    Fanout(fanout::FanoutArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    run::epoch();
+    let result = match cli.cmd {
+        Cmd::Conns(a) => conns::run(a),
+        Cmd::Echo(a) => echo::run(a),
+        Cmd::Fanout(a) => fanout::run(a),
+    };
+    match result {
+        Ok((json, ok)) => {
+            println!("{json}");
+            std::process::exit(if ok { 0 } else { 2 });
+        }
+        Err(e) => {
+            eprintln!("corecast-bench: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+        let cli = <super::Cli as clap::Parser>::try_parse_from([
+            "corecast-bench",
+            "echo",
+            "--url",
+            "ws://127.0.0.1:1/echo",
+            "--cpus",
+            "0-1",
+        ]);
+        assert!(cli.is_ok(), "{cli:?}");
+    }
+}

@@ -1,0 +1,263 @@
+//! Running a workload: options every subcommand shares, spawning the pinned
+//! loop threads, the ramp with its progress bar, and phase changes. The
+//! main thread only watches counters and flips phases; it never touches a
+//! connection.
+
+use std::io::IsTerminal;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::driver::{self, phase, LoopConfig, LoopStats, Shared, Target, Workload};
+use crate::net;
+
+/// Options of every subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct Common {
+    /// Server URL, ws://HOST:PORT/PATH; repeat to spread connections round-robin
+    /// over several servers or ports.
+    #[arg(long = "url", required = true)]
+    pub urls: Vec<String>,
+    /// Event-loop threads, each pinned to one CPU of --cpus.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// CPUs to pin the threads to, e.g. "1" or "2-3" [default: the affinity mask, in order].
+    #[arg(long, value_parser = parse_cpu_list)]
+    pub cpus: Option<CpuList>,
+    /// Source addresses to bind, spread round-robin, e.g. 127.0.0.2-127.0.0.250
+    /// (loopback only; needed past ~28k connections to one server port).
+    #[arg(long)]
+    pub source_ips: Option<String>,
+    /// Connections each thread may have connecting or upgrading at once.
+    #[arg(long, default_value_t = 256)]
+    pub max_connecting: usize,
+    /// Seconds a connect plus upgrade may take before it fails as a timeout.
+    #[arg(long, default_value_t = 10.0)]
+    pub connect_timeout: f64,
+    /// Seconds the ramp (all connections open, and subscribed) may take.
+    #[arg(long, default_value_t = 120.0)]
+    pub ramp_timeout: f64,
+    /// Write the latency distribution (microseconds) in HdrHistogram .hgrm format.
+    #[arg(long)]
+    pub hgrm: Option<String>,
+    /// Write a latency-by-percentile chart (.svg or .png).
+    #[arg(long)]
+    pub plot: Option<String>,
+    /// Free-form label copied into the JSON line.
+    #[arg(long)]
+    pub label: Option<String>,
+}
+
+/// Process-wide time origin; message stamps are nanoseconds since it.
+pub fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// Nanoseconds from the epoch to `t`.
+pub fn ns_since_epoch(t: Instant) -> u64 {
+    t.saturating_duration_since(epoch()).as_nanos() as u64
+}
+
+/// A CPU list; a newtype so clap takes "0-3,6" as one value.
+#[derive(Debug, Clone)]
+pub struct CpuList(pub Vec<usize>);
+
+/// Parses "0-3,6" into CPU numbers.
+pub fn parse_cpu_list(s: &str) -> Result<CpuList, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let num = |x: &str| {
+            x.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("not a CPU: {x:?}"))
+        };
+        match part.split_once('-') {
+            Some((a, b)) => out.extend(num(a)?..=num(b)?),
+            None => out.push(num(part)?),
+        }
+    }
+    if out.is_empty() {
+        return Err("empty CPU list".into());
+    }
+    Ok(CpuList(out))
+}
+
+/// Threads running one workload, and the counters they share.
+pub struct Running<W> {
+    /// Counters and phase.
+    pub shared: Arc<Shared>,
+    handles: Vec<std::thread::JoinHandle<Result<(W, LoopStats), String>>>,
+    /// Hard stop for every thread.
+    pub deadline: Instant,
+    /// When the threads were started.
+    pub started: Instant,
+}
+
+/// Starts `common.threads` loops over `n` connections. `make` builds each thread's
+/// workload from the global indexes of the connections it owns and the shared counters.
+pub fn start<W, F>(
+    common: &Common,
+    n: usize,
+    budget: Duration,
+    make: F,
+) -> Result<Running<W>, String>
+where
+    W: Workload + Send + 'static,
+    F: Fn(&[usize], &Arc<Shared>) -> W + Send + Sync + 'static,
+{
+    let urls: Vec<net::Url> = common
+        .urls
+        .iter()
+        .map(|u| net::parse_url(u))
+        .collect::<Result<_, _>>()?;
+    for u in &urls {
+        if !u.addr.ip().is_loopback() {
+            eprintln!(
+                "warning: {} is not a loopback address; it was given explicitly",
+                u.text
+            );
+        }
+    }
+    let sources = match &common.source_ips {
+        Some(spec) => net::parse_source_ips(spec)?,
+        None => Vec::new(),
+    };
+    let threads = common.threads.max(1);
+    let cpus = common.cpus.clone().map(|c| c.0).unwrap_or_else(|| {
+        core_affinity::get_core_ids()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| c.id)
+            .collect()
+    });
+    let plan = Arc::new(driver::plan(n, threads, urls.len(), &sources));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(common.ramp_timeout) + budget;
+    let shared = Arc::new(Shared::default());
+    let cfg = LoopConfig {
+        max_connecting: common.max_connecting.max(1),
+        connect_timeout: Duration::from_secs_f64(common.connect_timeout),
+        deadline,
+    };
+    let urls = Arc::new(urls);
+    let sh = Arc::clone(&shared);
+    let handles = driver::spawn_pinned(threads, &cpus, move |t| {
+        let ids: Vec<usize> = plan[t].iter().map(|(i, _)| *i).collect();
+        let targets: Vec<Target> = plan[t].iter().map(|(_, t)| *t).collect();
+        let mut w = make(&ids, &sh);
+        let stats = driver::run_loop(&urls, &targets, &mut w, &sh, &cfg, t as u32 + 1)
+            .map_err(|e| format!("event loop: {e}"))?;
+        Ok((w, stats))
+    });
+    Ok(Running {
+        shared,
+        handles,
+        deadline,
+        started,
+    })
+}
+
+impl<W> Running<W> {
+    /// Waits until `expected` connections are ready or failed (or the ramp times out),
+    /// with a progress bar on a terminal. Returns the ramp's duration.
+    pub fn ramp(&self, expected: u64, ramp_timeout: f64, what: &str) -> Duration {
+        let bar = progress_bar(expected, what);
+        let limit = self.started + Duration::from_secs_f64(ramp_timeout);
+        loop {
+            let ready = self.shared.ready.load(Ordering::Relaxed);
+            let failed = self.shared.failed.load(Ordering::Relaxed)
+                + self.shared.lost.load(Ordering::Relaxed);
+            bar.set_position(ready);
+            bar.set_message(format!("failed {failed}"));
+            if ready + failed >= expected || Instant::now() >= limit || self.finished() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bar.finish_and_clear();
+        self.started.elapsed()
+    }
+
+    /// True once every thread has returned.
+    pub fn finished(&self) -> bool {
+        self.handles.iter().all(|h| h.is_finished())
+    }
+
+    /// Sets the phase.
+    pub fn set_phase(&self, p: u8) {
+        self.shared.phase.store(p, Ordering::Relaxed);
+    }
+
+    /// Sleeps up to `d`, waking early past the deadline or when every thread has ended.
+    pub fn sleep(&self, d: Duration) {
+        let until = (Instant::now() + d).min(self.deadline);
+        while Instant::now() < until && !self.finished() {
+            std::thread::sleep((until - Instant::now()).min(Duration::from_millis(100)));
+        }
+    }
+
+    /// Stops every thread and collects their workloads and stats.
+    pub fn join(self) -> Result<(Vec<W>, LoopStats), String> {
+        self.set_phase(phase::STOP);
+        let mut ws = Vec::new();
+        let mut all = LoopStats::default();
+        for h in self.handles {
+            let (w, s) = h
+                .join()
+                .map_err(|_| "bench thread panicked".to_string())??;
+            for (k, v) in s.errors {
+                *all.errors.entry(k).or_default() += v;
+            }
+            for (k, v) in s.close_codes {
+                *all.close_codes.entry(k).or_default() += v;
+            }
+            all.open_at_end += s.open_at_end;
+            ws.push(w);
+        }
+        Ok((ws, all))
+    }
+}
+
+/// A bar on stderr when it is a terminal, hidden otherwise.
+fn progress_bar(total: u64, what: &str) -> ProgressBar {
+    let target = if std::io::stderr().is_terminal() {
+        ProgressDrawTarget::stderr_with_hz(10)
+    } else {
+        ProgressDrawTarget::hidden()
+    };
+    let bar = ProgressBar::with_draw_target(Some(total), target);
+    let style = ProgressStyle::with_template(&format!(
+        "{what} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} ({{per_sec}}) {{msg}}"
+    ))
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
+}
+
+/// Writes the .hgrm file and the plot a run asked for; failures become report rows.
+pub fn save_outputs(
+    common: &Common,
+    title: &str,
+    h: &hdrhistogram::Histogram<u64>,
+) -> Vec<(String, String)> {
+    let mut rows = Vec::new();
+    if let Some(path) = &common.hgrm {
+        let r = crate::report::save_hgrm(path, h).map_err(|e| e.to_string());
+        rows.push((
+            "hgrm".into(),
+            r.map_or_else(|e| format!("FAILED {path}: {e}"), |_| path.clone()),
+        ));
+    }
+    if let Some(path) = &common.plot {
+        let r = crate::plot::save_plot(path, title, h);
+        rows.push((
+            "plot".into(),
+            r.map_or_else(|e| format!("FAILED {path}: {e}"), |_| path.clone()),
+        ));
+    }
+    rows
+}

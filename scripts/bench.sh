@@ -1,0 +1,194 @@
+#!/usr/bin/env bash
+# bench.sh: the standard corecast benchmark set in one command, against a
+# freshly started release server, with the machine, kernel, applied sysctl
+# values, git sha and date stored next to every result.
+#
+#   scripts/bench.sh [--quick] [--big] [--out DIR]
+#
+#   (default)  conns 19,000 idle held 60 s; echo 100 conns x 64 B closed loop
+#              and fixed rate; fan-out 5,000 subs/1 channel and 1,000 subs/
+#              100 channels, each at max rate and at a fixed rate.  ~4 min.
+#   --quick    same set, 2,000 conns held 5 s and 5 s runs.       ~1 min.
+#   --big-only only the 105,000-connection run below.
+#   --big      also 105,000 connections: 6 servers on one SO_REUSEPORT port,
+#              6 bench processes of 17,500 each, held 80 s (>= 60 s all at once). +~3 min.
+#
+# Server shards are pinned to CPU 0 and bench threads to CPU 1 when the
+# machine has two or more CPUs. Needs root for the sysctls (it sets only
+# ceilings, with `sysctl -w`). Every step is bounded by `timeout`; the whole
+# run stays under 10 minutes. Results: DIR/*.json, *.hgrm, *.svg, meta.txt,
+# summary.txt (default DIR: target/bench-results/DATE).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+QUICK=0 BIG=0 STANDARD=1 OUT=""
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        --quick) QUICK=1 ;;
+        --big) BIG=1 ;;
+        --big-only) BIG=1 STANDARD=0 ;;
+        --out) OUT=$2; shift ;;
+        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+OUT=${OUT:-$ROOT/target/bench-results/$(date -u +%Y%m%dT%H%M%SZ)}
+mkdir -p "$OUT"
+BIN=$ROOT/target/release
+PORT=${BENCH_PORT:-18080}
+SRV_CPU=0 BENCH_CPU=1
+[[ $(nproc) -lt 2 ]] && BENCH_CPU=0
+SERVER_PIDS=()
+
+cleanup() {
+    for pid in "${SERVER_PIDS[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
+    for pid in "${SERVER_PIDS[@]}"; do
+        timeout 15 tail --pid="$pid" -f /dev/null 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+    done
+    SERVER_PIDS=()
+}
+trap cleanup EXIT
+
+# Starts one server with the given extra flags and waits until it answers /health.
+# Servers that have an admin listener get none: several share one port here.
+start_server() {
+    local extra=()
+    "$BIN/corecast" --help | grep -q -- --admin-addr && extra=(--admin-addr none)
+    RUST_LOG=warn "$BIN/corecast" --port "$PORT" --cpus "$SRV_CPU" "${extra[@]}" "$@" \
+        >>"$OUT/server.log" 2>&1 &
+    local pid=$!
+    SERVER_PIDS+=("$pid")
+    for _ in $(seq 100); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "bench.sh: server exited at startup, see $OUT/server.log" >&2
+            tail -3 "$OUT/server.log" >&2
+            exit 1
+        fi
+        curl -sf "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    echo "bench.sh: server did not come up on port $PORT" >&2
+    exit 1
+}
+
+# Summed VmRSS of the running servers, in KiB.
+servers_rss_kib() {
+    local total=0 pid kib
+    for pid in "${SERVER_PIDS[@]}"; do
+        kib=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
+        total=$((total + ${kib:-0}))
+    done
+    echo "$total"
+}
+
+# Runs one bench; its table goes to NAME.txt and the screen, its JSON line to NAME.json.
+bench() {
+    local name=$1 limit=$2; shift 2
+    echo "--- $name: corecast-bench $*" | tee -a "$OUT/summary.txt"
+    local rc=0
+    timeout "$limit" "$BIN/corecast-bench" "$@" --cpus "$BENCH_CPU" --label "$name" \
+        >"$OUT/$name.txt" || rc=$?
+    grep -v '^{' "$OUT/$name.txt" | tee -a "$OUT/summary.txt"
+    tail -n1 "$OUT/$name.txt" >"$OUT/$name.json"
+    echo "exit=$rc" | tee -a "$OUT/summary.txt"
+}
+
+echo "== building release binaries"
+(cd "$ROOT" && cargo build --release -q -p corecast -p corecast-bench)
+
+echo "== applying sysctl ceilings"
+for kv in "net.ipv4.ip_local_port_range=1024 65535" net.core.somaxconn=65535 \
+    net.ipv4.tcp_max_syn_backlog=65535 net.core.netdev_max_backlog=16384 fs.file-max=4194304; do
+    sysctl -qw "$kv" || echo "warning: could not set $kv"
+done
+
+{
+    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "git: $(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (dirty tree)')"
+    echo "cpu: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) CPUs"
+    echo "memory: $(free -g | awk '/Mem:/ {print $2}') GiB"
+    echo "kernel: $(uname -r)"
+    echo "nofile: soft $(ulimit -Sn) hard $(ulimit -Hn)"
+    echo "pinning: server CPU $SRV_CPU, bench CPU $BENCH_CPU"
+    echo "sysctl:"
+    for k in fs.file-max fs.nr_open net.ipv4.ip_local_port_range net.core.somaxconn \
+        net.ipv4.tcp_max_syn_backlog net.core.netdev_max_backlog net.ipv4.tcp_mem \
+        net.ipv4.tcp_rmem net.ipv4.tcp_wmem net.netfilter.nf_conntrack_max; do
+        echo "  $(sysctl "$k" 2>/dev/null || echo "$k = (absent)")"
+    done
+} | tee "$OUT/meta.txt"
+cp "$OUT/meta.txt" "$OUT/summary.txt"
+
+if [[ $QUICK == 1 ]]; then N=2000 HOLD=5 SECS=5; else N=19000 HOLD=60 SECS=10; fi
+URL=ws://127.0.0.1:$PORT
+
+if [[ $STANDARD == 1 ]]; then
+
+# 1. Idle connections against a fresh server, so its RSS delta is the connections'.
+start_server --shards 1
+bench conns-$N $((HOLD + 120)) conns --url "$URL/ws" -n "$N" --hold "$HOLD" \
+    --source-ips 127.0.0.2-127.0.0.20 --hgrm "$OUT/conns-connect.hgrm"
+cleanup
+
+# 2. Throughput and latency on a second fresh server.
+start_server --shards 1
+run() { local name=$1; shift; bench "$name" $((SECS + 60)) "$@" --secs "$SECS" \
+    --hgrm "$OUT/$name.hgrm" --plot "$OUT/$name.svg"; }
+run echo-max echo --url "$URL/echo" -c 100 --size 64
+run echo-rate echo --url "$URL/echo" -c 100 --size 64 --rate 20000
+run fanout-5000x1-max fanout --url "$URL/ws" --subs 5000 --channels 1 --publishers 1 --size 64
+run fanout-5000x1-rate fanout --url "$URL/ws" --subs 5000 --channels 1 --publishers 1 --size 64 --rate 200
+run fanout-1000x100-max fanout --url "$URL/ws" --subs 1000 --channels 100 --publishers 4 --size 64
+run fanout-1000x100-rate fanout --url "$URL/ws" --subs 1000 --channels 100 --publishers 4 --size 64 --rate 20000
+cleanup
+fi
+
+# 3. Optional: 105,000 connections to 6 SO_REUSEPORT servers from 6 bench processes.
+if [[ $BIG == 1 ]]; then
+    for _ in 1 2 3 4 5 6; do start_server --shards 1 --max-connections 19000; done
+    before_rss=$(servers_rss_kib)
+    before_slab=$(awk '/^Slab:/ {print $2}' /proc/meminfo)
+    before_sock=$(awk '/^TCP:/ {print $NF}' /proc/net/sockstat)
+    pids=()
+    for i in 0 1 2 3 4 5; do
+        timeout 300 "$BIN/corecast-bench" conns --url "$URL/ws" -n 17500 --hold 80 --cpus "$BENCH_CPU" \
+            --source-ips "127.0.$((i + 1)).1-127.0.$((i + 1)).20" --label "big-$i" \
+            --server-pid "${SERVER_PIDS[$i]}" >"$OUT/big-$i.txt" 2>&1 &
+        pids+=($!)
+    done
+    # Sample once every bench has finished its ramp: all 105,000 are open then.
+    for _ in $(seq 120); do
+        est=$(awk '/^TCP:/ {print $3}' /proc/net/sockstat)
+        [[ $est -ge 210000 ]] && break
+        sleep 1
+    done
+    sleep 30
+    after_rss=$(servers_rss_kib)
+    {
+        echo "--- big: 6 servers x --max-connections 19000, 6 benches x 17,500"
+        echo "tcp sockets in use (both ends): $(awk '/^TCP:/ {print $3}' /proc/net/sockstat)"
+        echo "sockstat mem pages: $before_sock -> $(awk '/^TCP:/ {print $NF}' /proc/net/sockstat)"
+        echo "server RSS total KiB: $before_rss -> $after_rss"
+        echo "kernel Slab KiB: $before_slab -> $(awk '/^Slab:/ {print $2}' /proc/meminfo)"
+        for pid in "${SERVER_PIDS[@]}"; do
+            echo "server $pid: established $(ls /proc/$pid/fd 2>/dev/null | wc -l) fds, VmRSS $(awk '/VmRSS/ {print $2}' /proc/$pid/status) KiB"
+        done
+    } | tee -a "$OUT/summary.txt"
+    for p in "${pids[@]}"; do wait "$p" || true; done
+    for i in 0 1 2 3 4 5; do
+        tail -n1 "$OUT/big-$i.txt" >"$OUT/big-$i.json"
+        grep -v "^{" "$OUT/big-$i.txt" | grep -E "opened|open at end|failures|close frames" | sed "s/^/big-$i /" | tee -a "$OUT/summary.txt"
+    done
+    cleanup
+fi
+
+echo "== results in $OUT"
+echo "== summary (JSON lines)"
+for f in "$OUT"/*.json; do
+    python3 -c 'import json,sys
+d=json.loads(open(sys.argv[1]).read())
+lat=d.get("latency") or d.get("connect_latency") or {}
+rate=d.get("round_trips_per_s") or d.get("delivered_per_s") or d.get("connect_rate_per_s") or 0
+print("%-24s ok=%-5s rate=%10.0f/s p50=%9.1fus p99=%9.1fus p99.9=%9.1fus max=%9.1fus" % (d.get("label"), d.get("ok"), rate, lat.get("p50_us",0), lat.get("p99_us",0), lat.get("p99.9_us",0), lat.get("max_us",0)))' "$f" 2>/dev/null || echo "$f: no JSON"
+done | tee -a "$OUT/summary.txt"

@@ -76,6 +76,7 @@ impl TopicRouter {
         let (name, entry) = match self.channels.get_key_value(channel) {
             Some((name, _)) => {
                 let name = name.clone();
+                // get_key_value just found this key and nothing ran in between.
                 let entry = self.channels.get_mut(channel).expect("just found");
                 (name, entry)
             }

@@ -147,17 +147,33 @@ impl TestServer {
     /// Waits for the process to exit; None if it is still running at timeout.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
-        loop {
+        // A pidfd becomes readable when the process exits: wait on that
+        // instead of polling try_wait.
+        // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+        let pidfd =
+            unsafe { libc::syscall(libc::SYS_pidfd_open, self.child.id() as libc::pid_t, 0) }
+                as i32;
+        let status = loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return Some(status);
+                break Some(status);
             }
-            if Instant::now() >= deadline {
-                return None;
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || pidfd < 0 {
+                break None;
             }
-            // Polling the child's exit status: std offers no waitable handle
-            // with a timeout, and the interval only bounds the latency.
-            std::thread::sleep(Duration::from_millis(10));
+            let mut pfd = libc::pollfd {
+                fd: pidfd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd for the duration of the call.
+            unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(i32::MAX as u128) as i32) };
+        };
+        if pidfd >= 0 {
+            // SAFETY: closing the pidfd opened above, once.
+            unsafe { libc::close(pidfd) };
         }
+        status
     }
 
     /// GET /health, parsed.

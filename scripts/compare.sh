@@ -1,0 +1,480 @@
+#!/usr/bin/env bash
+# compare.sh: corecast side by side with the reference peers (bench/peers/:
+# python_websockets, socketify, node_ws), every server through the same
+# corecast-bench scenarios, one server at a time, in the same placement.
+#
+#   scripts/compare.sh [--quick] [--out DIR] [--only NAME[,NAME...]]
+#
+# Placement ("pinned"): the server on CPU 0 (corecast `--shards 1 --cpus 0`,
+# every server also started under `taskset -c 0`), corecast-bench on CPU 1
+# (`--cpus 1`, one thread); this script pins itself to CPU 1 too, so its
+# sampling never runs on the server's core. One extra "unpinned" corecast
+# (all shards, affinity 0-N, bench still on CPU 1) for the echo and fan-out
+# max scenarios.
+#
+# Scenarios, each against a freshly started server, each bounded by `timeout`:
+#   conns    10,000 idle /ws connections held 5 s: server RSS bytes/conn, connects/s
+#   echo     100 connections x 64 B closed loop, 10 s: round trips/s, p50/p99/p99.9
+#   fan1     fan-out max rate, 5,000 subs x 1 channel, 1 publisher, 10 s
+#   fan100   fan-out max rate, 1,000 subs x 100 channels, 4 publishers, 10 s
+#   cpu50k   fan-out fixed rate, 1,000 subs x 100 channels, 4 publishers,
+#            5,000 publishes/s = 50,000 deliveries/s, 15 s: server CPU-seconds
+#            per second from /proc/PID/stat utime+stime over the steady window
+# --quick: 2,000 connections held 2 s, 3 s runs (5 s for cpu50k). Full set
+# takes ~5 min on the 2-core VM, --quick ~2 min.
+#
+# While each bench runs, the server's and the bench's utime+stime and the
+# server's open fds are sampled every 0.25 s (NAME.samples); the steady
+# window starts 1 s after the server holds every connection and ends 0.5 s
+# before publishing stops. Results (default DIR: docs/compare): NAME.json
+# (the bench's JSON line), NAME.samples, meta.txt, summary.txt, tables.md,
+# results.json, chart.svg.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+QUICK=0 OUT="" ONLY=""
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        --quick) QUICK=1 ;;
+        --out) OUT=$2; shift ;;
+        --only) ONLY=$2; shift ;;
+        -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
+        *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+OUT=${OUT:-$ROOT/docs/compare}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+BIN=$ROOT/target/release
+BENCH=$BIN/corecast-bench
+PY=$ROOT/bench/peers/.venv/bin/python
+BASE_PORT=${COMPARE_PORT:-18100}
+NCPU=$(nproc)
+SRV_CPU=0 BENCH_CPU=1
+if [[ $NCPU -lt 2 ]]; then echo "compare.sh: needs 2 CPUs (server on 0, bench on 1)" >&2; exit 1; fi
+ALL_CPUS=0-$((NCPU - 1))
+# Keep this shell (sampler, curl, python) off the server's CPU.
+taskset -pc "$BENCH_CPU" $$ >/dev/null
+
+if [[ $QUICK == 1 ]]; then N=2000 HOLD=2 SECS=3 CPU_SECS=5; else N=10000 HOLD=5 SECS=10 CPU_SECS=15; fi
+CPU_RATE=5000   # publishes/s over 1000 subs x 100 channels = 50,000 deliveries/s
+
+# name | command (PORT is substituted) | placement
+SERVERS=(
+    "corecast|$BIN/corecast --port PORT --shards 1 --cpus $SRV_CPU --admin-addr none|pinned"
+    "python_websockets|$PY $ROOT/bench/peers/python_websockets.py --port PORT|pinned"
+    "socketify|$PY $ROOT/bench/peers/socketify_server.py --port PORT|pinned"
+    "node_ws|node $ROOT/bench/peers/node_ws/server.js --port PORT|pinned"
+    "corecast_unpinned|$BIN/corecast --port PORT --admin-addr none|unpinned"
+)
+
+TIMEOUT_PID="" SERVER_PID="" PORT=$BASE_PORT
+stop_server() {
+    [[ -z $SERVER_PID ]] && return 0
+    kill -INT "$SERVER_PID" 2>/dev/null || true
+    timeout 10 tail --pid="$SERVER_PID" -f /dev/null 2>/dev/null || kill -KILL "$SERVER_PID" 2>/dev/null || true
+    [[ -n $TIMEOUT_PID ]] && { kill -TERM "$TIMEOUT_PID" 2>/dev/null || true; wait "$TIMEOUT_PID" 2>/dev/null || true; }
+    SERVER_PID="" TIMEOUT_PID=""
+}
+BENCH_TPID=""
+cleanup() {
+    [[ -n $BENCH_TPID ]] && kill -TERM "$BENCH_TPID" 2>/dev/null
+    stop_server
+}
+trap cleanup EXIT
+trap 'echo "compare.sh: interrupted" >&2; exit 130' INT TERM
+
+# Next port that no socket uses locally in any state: the benches' ephemeral
+# ports span 1024-65535 here, so a fixed port can be held by a TIME_WAIT socket.
+next_port() {
+    PORT=$((PORT + 1))
+    while ss -Htan "( sport = :$PORT )" 2>/dev/null | grep -q .; do PORT=$((PORT + 1)); done
+}
+
+# start_server NAME CMD PLACEMENT: fresh server on a fresh port, bounded by
+# `timeout 300`, waits for GET /health; three tries.
+start_server() {
+    local try
+    for _ in 1 2 3; do
+        start_server_once "$@" && return 0
+        sleep 1
+    done
+    return 1
+}
+start_server_once() {
+    local name=$1 cmd=$2 placement=$3 cpus=$SRV_CPU
+    [[ $placement == unpinned ]] && cpus=$ALL_CPUS
+    next_port
+    cmd=${cmd//PORT/$PORT}
+    echo "server: taskset -c $cpus $cmd" >>"$OUT/server.log"
+    # shellcheck disable=SC2086
+    RUST_LOG=warn timeout -k 5 300 taskset -c "$cpus" $cmd >>"$OUT/server.log" 2>&1 &
+    TIMEOUT_PID=$!
+    SERVER_PID=""
+    for _ in $(seq 200); do
+        [[ -z $SERVER_PID ]] && SERVER_PID=$(pgrep -P "$TIMEOUT_PID" | head -1)
+        if ! kill -0 "$TIMEOUT_PID" 2>/dev/null; then
+            echo "compare.sh: $name exited at startup (see $OUT/server.log)" >&2
+            SERVER_PID="" TIMEOUT_PID=""; return 1
+        fi
+        if [[ -n $SERVER_PID ]] && curl -sf -m 1 "http://127.0.0.1:$PORT/health" >/dev/null 2>&1; then
+            echo "$name $SERVER_PID taskset -c $cpus $cmd" >>"$OUT/commands.txt"
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "compare.sh: $name did not answer /health on $PORT" >&2
+    stop_server; return 1
+}
+
+ticks() { # utime+stime of PID in clock ticks, or empty
+    local s
+    s=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+    s=${s##*) }
+    # shellcheck disable=SC2086
+    set -- $s
+    echo $(( ${12} + ${13} ))
+}
+
+# bench NAME LIMIT EXPECTED_CONNS SECS SUBCOMMAND ARGS...: runs one bench
+# against the running server, samples CPU, stores NAME.json/.samples.
+bench() {
+    local name=$1 limit=$2 expect=$3 secs=$4; shift 4
+    local cmd=("$BENCH" "$@" --cpus "$BENCH_CPU" --label "$name")
+    echo "--- $name: ${cmd[*]#$BIN/}" | tee -a "$OUT/summary.txt"
+    echo "$name: ${cmd[*]#$ROOT/}" >>"$OUT/commands.txt"
+    local bpid="" st bt fds base
+    base=$(ls "/proc/$SERVER_PID/fd" 2>/dev/null | wc -l)
+    timeout -k 5 "$limit" "${cmd[@]}" >"$OUT/$name.txt" 2>"$OUT/$name.err" &
+    BENCH_TPID=$!
+    {
+        echo "# name=$name expect=$expect secs=$secs server_pid=$SERVER_PID clk_tck=$(getconf CLK_TCK) base_fds=$base"
+        echo "# t server_ticks server_fds bench_ticks"
+        while kill -0 "$BENCH_TPID" 2>/dev/null; do
+            [[ -z $bpid ]] && bpid=$(pgrep -P "$BENCH_TPID" | head -1)
+            st=$(ticks "$SERVER_PID")
+            fds=$(ls "/proc/$SERVER_PID/fd" 2>/dev/null | wc -l)
+            bt=""; [[ -n $bpid ]] && bt=$(ticks "$bpid")
+            echo "$(date +%s.%N) ${st:-NA} $fds ${bt:-NA}"
+            sleep 0.25
+        done
+    } >"$OUT/$name.samples"
+    local rc=0
+    wait "$BENCH_TPID" || rc=$?
+    BENCH_TPID=""
+    grep -v '^{' "$OUT/$name.txt" | tee -a "$OUT/summary.txt" >/dev/null
+    cat "$OUT/$name.err" >>"$OUT/summary.txt"
+    if grep -q '^{' "$OUT/$name.txt"; then
+        grep '^{' "$OUT/$name.txt" | tail -n1 >"$OUT/$name.json"
+    else
+        echo "{\"label\":\"$name\",\"ok\":false,\"missing\":true,\"exit\":$rc}" >"$OUT/$name.json"
+    fi
+    rm -f "$OUT/$name.txt" "$OUT/$name.err"
+    echo "exit=$rc" | tee -a "$OUT/summary.txt"
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then echo "!!! server died during $name" | tee -a "$OUT/summary.txt"; fi
+}
+
+echo "== building release binaries"
+(cd "$ROOT" && cargo build --release -q --workspace) || { echo "build failed" >&2; exit 1; }
+[[ -x $PY ]] || { echo "compare.sh: no $PY; run scripts/peers-install.sh" >&2; exit 1; }
+[[ -d $ROOT/bench/peers/node_ws/node_modules ]] || { echo "compare.sh: run scripts/peers-install.sh" >&2; exit 1; }
+
+for kv in "net.ipv4.ip_local_port_range=1024 65535" net.core.somaxconn=65535 \
+    net.ipv4.tcp_max_syn_backlog=65535 net.core.netdev_max_backlog=16384 fs.file-max=4194304; do
+    sysctl -qw "$kv" 2>/dev/null || echo "warning: could not set $kv"
+done
+
+rm -f "$OUT"/*.json "$OUT"/*.samples "$OUT/server.log" "$OUT/commands.txt"
+{
+    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "git: $(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD -- src bench/src 2>/dev/null || echo ' (src or bench/src modified)')"
+    echo "cpu: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $NCPU CPUs"
+    echo "memory: $(free -g | awk '/Mem:/ {print $2}') GiB"
+    echo "kernel: $(uname -r)"
+    echo "nofile: soft $(ulimit -Sn) hard $(ulimit -Hn)"
+    echo "loadavg before: $(cat /proc/loadavg)"
+    echo "mode: $([[ $QUICK == 1 ]] && echo quick || echo full) (conns $N hold ${HOLD}s, runs ${SECS}s, cpu run ${CPU_SECS}s at $CPU_RATE pub/s)"
+    echo "pinning: server CPU $SRV_CPU (unpinned corecast: $ALL_CPUS), bench CPU $BENCH_CPU"
+    echo "python: $($PY --version 2>&1); websockets $($PY -c 'import websockets;print(websockets.__version__)' 2>/dev/null); uvloop $($PY -c 'import uvloop;print(uvloop.__version__)' 2>/dev/null); socketify $($PY -m pip show socketify 2>/dev/null | sed -n 's/^Version: //p')"
+    echo "node: $(node --version); ws $(node -p "require('$ROOT/bench/peers/node_ws/node_modules/ws/package.json').version" 2>/dev/null)"
+} | tee "$OUT/meta.txt"
+cp "$OUT/meta.txt" "$OUT/summary.txt"
+
+want() { [[ -z $ONLY ]] || [[ ",$ONLY," == *",$1,"* ]]; }
+
+T0=$(date +%s)
+for entry in "${SERVERS[@]}"; do
+    IFS='|' read -r sname scmd splace <<<"$entry"
+    want "$sname" || continue
+    echo "=== $sname ($splace)" | tee -a "$OUT/summary.txt"
+    if [[ $splace == pinned ]]; then
+        if start_server "$sname" "$scmd" "$splace"; then
+            bench "$sname.conns" $((HOLD + 90)) "$N" "$HOLD" conns --url "ws://127.0.0.1:$PORT/ws" -n "$N" \
+                --hold "$HOLD" --source-ips 127.0.0.2-127.0.0.20 --server-pid "$SERVER_PID"
+            stop_server
+        fi
+        if start_server "$sname" "$scmd" "$splace"; then
+            bench "$sname.echo" $((SECS + 60)) 100 "$SECS" echo --url "ws://127.0.0.1:$PORT/echo" -c 100 --size 64 --secs "$SECS"
+            stop_server
+        fi
+    else
+        if start_server "$sname" "$scmd" "$splace"; then
+            bench "$sname.echo" $((SECS + 60)) 100 "$SECS" echo --url "ws://127.0.0.1:$PORT/echo" -c 100 --size 64 --secs "$SECS"
+            stop_server
+        fi
+    fi
+    if start_server "$sname" "$scmd" "$splace"; then
+        bench "$sname.fan1" $((SECS + 90)) 5001 "$SECS" fanout --url "ws://127.0.0.1:$PORT/ws" \
+            --subs 5000 --channels 1 --publishers 1 --size 64 --secs "$SECS"
+        stop_server
+    fi
+    if start_server "$sname" "$scmd" "$splace"; then
+        bench "$sname.fan100" $((SECS + 90)) 1004 "$SECS" fanout --url "ws://127.0.0.1:$PORT/ws" \
+            --subs 1000 --channels 100 --publishers 4 --size 64 --secs "$SECS"
+        stop_server
+    fi
+    if [[ $splace == pinned ]] && start_server "$sname" "$scmd" "$splace"; then
+        bench "$sname.cpu50k" $((CPU_SECS + 90)) 1004 "$CPU_SECS" fanout --url "ws://127.0.0.1:$PORT/ws" \
+            --subs 1000 --channels 100 --publishers 4 --size 64 --secs "$CPU_SECS" --rate "$CPU_RATE"
+        stop_server
+    fi
+    echo "=== $sname done at +$(( $(date +%s) - T0 )) s"
+done
+echo "loadavg after: $(cat /proc/loadavg)" >>"$OUT/meta.txt"
+echo "total: $(( $(date +%s) - T0 )) s" >>"$OUT/meta.txt"
+
+# ---- analysis: tables.md, results.json, chart.svg (stdlib Python only) ----
+python3 - "$OUT" <<'PYEOF'
+import json, os, sys, glob
+out = sys.argv[1]
+SERVERS = ["corecast", "python_websockets", "socketify", "node_ws", "corecast_unpinned"]
+PEERS = ["python_websockets", "socketify", "node_ws"]
+
+def load(name):
+    p = os.path.join(out, name + ".json")
+    if not os.path.exists(p):
+        return None
+    try:
+        return json.loads(open(p).read())
+    except Exception:
+        return None
+
+def samples(name):
+    p = os.path.join(out, name + ".samples")
+    if not os.path.exists(p):
+        return None, []
+    meta, rows = {}, []
+    for line in open(p):
+        if line.startswith("# name="):
+            meta = dict(kv.split("=") for kv in line[2:].split())
+        elif line.startswith("#") or not line.strip():
+            continue
+        else:
+            t, st, fds, bt = line.split()
+            rows.append((float(t), None if st == "NA" else int(st), int(fds),
+                         None if bt == "NA" else int(bt)))
+    return meta, rows
+
+def cpu_window(name):
+    """Server and bench CPU-seconds per second over the steady window."""
+    meta, rows = samples(name)
+    if not rows:
+        return None
+    hz = float(meta.get("clk_tck", 100))
+    expect, secs = int(meta["expect"]), float(meta["secs"])
+    base = int(meta.get("base_fds", rows[0][2]))
+    ready = next((r[0] for r in rows if r[2] - base >= 0.98 * expect), None)
+    if ready is None:  # fall back to: the first moment the fd count peaked
+        top = max(r[2] for r in rows)
+        ready = next(r[0] for r in rows if r[2] == top)
+    lead, tail = (1.0, 0.5) if secs >= 8 else (0.5, 0.25)
+    t0, t1 = ready + lead, ready + secs - tail
+    win = [r for r in rows if t0 <= r[0] <= t1 and r[1] is not None]
+    if len(win) < 2:
+        return None
+    a, b = win[0], win[-1]
+    dt = b[0] - a[0]
+    res = {"window_s": round(dt, 2), "server_cpu": (b[1] - a[1]) / hz / dt}
+    if a[3] is not None and b[3] is not None:
+        res["bench_cpu"] = (b[3] - a[3]) / hz / dt
+    return res
+
+R = {}
+for s in SERVERS:
+    for sc in ["conns", "echo", "fan1", "fan100", "cpu50k"]:
+        d = load(f"{s}.{sc}")
+        if d is None:
+            continue
+        d["_cpu"] = cpu_window(f"{s}.{sc}") if sc != "conns" else None
+        R[(s, sc)] = d
+
+def fmt(v, kind):
+    if v is None:
+        return "–"
+    if kind == "int":
+        return f"{v:,.0f}"
+    if kind == "us":
+        return f"{v:,.0f}" if v >= 100 else f"{v:,.1f}"
+    if kind == "cpu":
+        return f"{v:.2f}"
+    return str(v)
+
+def ratio(c, p, lower_better):
+    if c is None or p is None or p == 0 or c == 0:
+        return "–"
+    r = c / p
+    better = (r < 1) if lower_better else (r > 1)
+    return f"{r:.2f}×" + (" ✓" if better else "")
+
+def get(s, sc, path):
+    d = R.get((s, sc))
+    if d is None or d.get("missing"):
+        return None
+    for k in path:
+        if d is None:
+            return None
+        d = d.get(k) if isinstance(d, dict) else None
+    return d
+
+def lat(s, sc, p):
+    return get(s, sc, ["latency", p])
+
+def status(s, sc):
+    d = R.get((s, sc))
+    if d is None:
+        return "not run"
+    if d.get("missing"):
+        return f"no result (exit {d.get('exit')})"
+    bits = []
+    if not d.get("ok"):
+        bits.append("FAILED")
+    for k in ["lost", "duplicated", "out_of_order"]:
+        if d.get(k):
+            bits.append(f"{k} {d[k]:,}")
+    if d.get("failures"):
+        bits.append("failures " + ",".join(f"{k}:{v}" for k, v in d["failures"].items()))
+    if d.get("close_codes"):
+        bits.append("closes " + ",".join(f"{k}:{v}" for k, v in d["close_codes"].items()))
+    if d.get("drained") is False:
+        bits.append("not drained")
+    return "; ".join(bits) or "ok"
+
+lines = []
+def table(title, sc, cols, servers):
+    """cols: (header, getter(s), kind, lower_better)"""
+    lines.append(f"### {title}\n")
+    hdr = ["server"] + [c[0] for c in cols] + ["check"]
+    lines.append("| " + " | ".join(hdr) + " |")
+    lines.append("|" + "---|" * len(hdr))
+    for s in servers:
+        if (s, sc) not in R:
+            continue
+        row = [f"**{s}**" if s == "corecast" else s]
+        row += [fmt(c[1](s), c[2]) for c in cols]
+        row.append(status(s, sc))
+        lines.append("| " + " | ".join(row) + " |")
+    # ratios corecast / peer
+    for p in [x for x in servers if x != "corecast"]:
+        if (p, sc) not in R or ("corecast", sc) not in R:
+            continue
+        row = [f"corecast ÷ {p}"]
+        row += [ratio(c[1]("corecast"), c[1](p), c[3]) if c[3] is not None else "" for c in cols]
+        row.append("")
+        lines.append("| " + " | ".join(row) + " |")
+    lines.append("")
+
+cpu = lambda sc, k: (lambda s: (R.get((s, sc), {}).get("_cpu") or {}).get(k))
+pinned = ["corecast", "python_websockets", "socketify", "node_ws"]
+
+table(f"Idle connections", "conns", [
+    ("opened", lambda s: get(s, "conns", ["opened"]), "int", None),
+    ("server RSS B/conn", lambda s: get(s, "conns", ["server_rss_per_conn"]), "int", True),
+    ("RSS after (MiB)", lambda s: (get(s, "conns", ["server_rss_after"]) or 0) / 2**20 or None, "cpu", True),
+    ("connects/s", lambda s: get(s, "conns", ["connect_rate_per_s"]), "int", False),
+    ("connect p50 µs", lambda s: get(s, "conns", ["connect_latency", "p50_us"]), "us", True),
+    ("connect p99 µs", lambda s: get(s, "conns", ["connect_latency", "p99_us"]), "us", True),
+], pinned)
+
+table("Echo, 100 connections × 64 B, closed loop", "echo", [
+    ("round trips/s", lambda s: get(s, "echo", ["round_trips_per_s"]), "int", False),
+    ("p50 µs", lambda s: lat(s, "echo", "p50_us"), "us", True),
+    ("p99 µs", lambda s: lat(s, "echo", "p99_us"), "us", True),
+    ("p99.9 µs", lambda s: lat(s, "echo", "p99.9_us"), "us", True),
+    ("server CPU s/s", cpu("echo", "server_cpu"), "cpu", None),
+    ("bench CPU s/s", cpu("echo", "bench_cpu"), "cpu", None),
+], SERVERS)
+
+for sc, title in [("fan1", "Fan-out, max rate, 5,000 subscribers × 1 channel, 1 publisher"),
+                  ("fan100", "Fan-out, max rate, 1,000 subscribers × 100 channels, 4 publishers")]:
+    table(title, sc, [
+        ("delivered/s", (lambda sc: lambda s: get(s, sc, ["delivered_per_s"]))(sc), "int", False),
+        ("published/s", (lambda sc: lambda s: get(s, sc, ["published_per_s"]))(sc), "int", False),
+        ("p50 µs", (lambda sc: lambda s: lat(s, sc, "p50_us"))(sc), "us", True),
+        ("p99 µs", (lambda sc: lambda s: lat(s, sc, "p99_us"))(sc), "us", True),
+        ("lost/dup/reord", (lambda sc: lambda s: "/".join(str(get(s, sc, [k])) for k in ["lost", "duplicated", "out_of_order"]))(sc), "str", None),
+        ("server CPU s/s", cpu(sc, "server_cpu"), "cpu", None),
+        ("bench CPU s/s", cpu(sc, "bench_cpu"), "cpu", None),
+    ], SERVERS)
+
+table("Fixed load: 1,000 subscribers × 100 channels, 4 publishers, 5,000 publishes/s = 50,000 deliveries/s", "cpu50k", [
+    ("delivered/s", lambda s: get(s, "cpu50k", ["delivered_per_s"]), "int", None),
+    ("server CPU s/s", cpu("cpu50k", "server_cpu"), "cpu", True),
+    ("server µs CPU per delivery", lambda s: (cpu("cpu50k", "server_cpu")(s) or 0) * 1e6 / (get(s, "cpu50k", ["delivered_per_s"]) or 1) or None, "cpu", True),
+    ("bench CPU s/s", cpu("cpu50k", "bench_cpu"), "cpu", None),
+    ("p50 µs", lambda s: lat(s, "cpu50k", "p50_us"), "us", True),
+    ("p99 µs", lambda s: lat(s, "cpu50k", "p99_us"), "us", True),
+    ("p99.9 µs", lambda s: lat(s, "cpu50k", "p99.9_us"), "us", True),
+], pinned)
+
+open(os.path.join(out, "tables.md"), "w").write("\n".join(lines) + "\n")
+print("\n".join(lines))
+
+# results.json: the headline numbers per server
+head = {}
+for s in SERVERS:
+    head[s] = {
+        "idle_rss_bytes_per_conn": get(s, "conns", ["server_rss_per_conn"]),
+        "connects_per_s": get(s, "conns", ["connect_rate_per_s"]),
+        "echo_round_trips_per_s": get(s, "echo", ["round_trips_per_s"]),
+        "echo_p99_us": lat(s, "echo", "p99_us"),
+        "fan1_delivered_per_s": get(s, "fan1", ["delivered_per_s"]),
+        "fan100_delivered_per_s": get(s, "fan100", ["delivered_per_s"]),
+        "cpu50k_server_cpu_s_per_s": cpu("cpu50k", "server_cpu")(s),
+        "cpu_windows": {sc: R[(s, sc)]["_cpu"] for sc in ["echo", "fan1", "fan100", "cpu50k"] if (s, sc) in R},
+    }
+json.dump(head, open(os.path.join(out, "results.json"), "w"), indent=1)
+
+# chart.svg: one panel per headline metric, one bar per server
+panels = [
+    ("Echo round trips/s (higher is better)", "echo_round_trips_per_s"),
+    ("Fan-out 5000×1 deliveries/s (higher)", "fan1_delivered_per_s"),
+    ("Fan-out 1000×100 deliveries/s (higher)", "fan100_delivered_per_s"),
+    ("Idle RSS bytes/connection (lower)", "idle_rss_bytes_per_conn"),
+    ("Server CPU s/s at 50k deliveries/s (lower)", "cpu50k_server_cpu_s_per_s"),
+]
+colors = {"corecast": "#d1495b", "python_websockets": "#3b6ea5", "socketify": "#edae49",
+          "node_ws": "#66a182", "corecast_unpinned": "#8d3b72"}
+W, PH, PW, LM = 900, 150, 560, 300
+svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{PH*len(panels)+40}" font-family="sans-serif" font-size="12">',
+       f'<rect width="100%" height="100%" fill="white"/>',
+       f'<text x="10" y="20" font-size="14" font-weight="bold">corecast vs peers, 1 server core (CPU 0) + 1 bench core (CPU 1), loopback</text>']
+for i, (title, key) in enumerate(panels):
+    y0 = 40 + i * PH
+    vals = [(s, head[s][key]) for s in SERVERS if head[s][key] is not None]
+    svg.append(f'<text x="10" y="{y0+14}" font-weight="bold">{title}</text>')
+    if not vals:
+        continue
+    vmax = max(v for _, v in vals) or 1
+    bh = min(22, (PH - 30) // max(1, len(vals)))
+    for j, (s, v) in enumerate(vals):
+        y = y0 + 22 + j * bh
+        w = max(1, v / vmax * PW)
+        txt = f"{v:,.2f}" if v < 10 else f"{v:,.0f}"
+        svg.append(f'<text x="{LM-6}" y="{y+bh*0.7:.1f}" text-anchor="end">{s}</text>')
+        svg.append(f'<rect x="{LM}" y="{y}" width="{w:.1f}" height="{bh-3}" fill="{colors[s]}"/>')
+        svg.append(f'<text x="{LM+w+4:.1f}" y="{y+bh*0.7:.1f}">{txt}</text>')
+svg.append("</svg>")
+open(os.path.join(out, "chart.svg"), "w").write("\n".join(svg) + "\n")
+PYEOF
+echo "== results in $OUT (tables.md, chart.svg, results.json, summary.txt)"

@@ -172,7 +172,7 @@ if [[ $BIG == 1 ]]; then
         echo "server RSS total KiB: $before_rss -> $after_rss"
         echo "kernel Slab KiB: $before_slab -> $(awk '/^Slab:/ {print $2}' /proc/meminfo)"
         for pid in "${SERVER_PIDS[@]}"; do
-            echo "server $pid: established $(ls /proc/$pid/fd 2>/dev/null | wc -l) fds, VmRSS $(awk '/VmRSS/ {print $2}' /proc/$pid/status) KiB"
+            echo "server $pid: established $(find "/proc/$pid/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l) fds, VmRSS $(awk '/VmRSS/ {print $2}' "/proc/$pid/status") KiB"
         done
     } | tee -a "$OUT/summary.txt"
     for p in "${pids[@]}"; do wait "$p" || true; done

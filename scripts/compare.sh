@@ -95,7 +95,7 @@ next_port() {
 # start_server NAME CMD PLACEMENT: fresh server on a fresh port, bounded by
 # `timeout 300`, waits for GET /health; three tries.
 start_server() {
-    local try
+    local _
     for _ in 1 2 3; do
         start_server_once "$@" && return 0
         sleep 1
@@ -145,7 +145,7 @@ bench() {
     echo "--- $name: ${cmd[*]#$BIN/}" | tee -a "$OUT/summary.txt"
     echo "$name: ${cmd[*]#$ROOT/}" >>"$OUT/commands.txt"
     local bpid="" st bt fds base
-    base=$(ls "/proc/$SERVER_PID/fd" 2>/dev/null | wc -l)
+    base=$(find "/proc/$SERVER_PID/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
     timeout -k 5 "$limit" "${cmd[@]}" >"$OUT/$name.txt" 2>"$OUT/$name.err" &
     BENCH_TPID=$!
     {
@@ -154,7 +154,7 @@ bench() {
         while kill -0 "$BENCH_TPID" 2>/dev/null; do
             [[ -z $bpid ]] && bpid=$(pgrep -P "$BENCH_TPID" | head -1)
             st=$(ticks "$SERVER_PID")
-            fds=$(ls "/proc/$SERVER_PID/fd" 2>/dev/null | wc -l)
+            fds=$(find "/proc/$SERVER_PID/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
             bt=""; [[ -n $bpid ]] && bt=$(ticks "$bpid")
             echo "$(date +%s.%N) ${st:-NA} $fds ${bt:-NA}"
             sleep 0.25

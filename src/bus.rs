@@ -193,7 +193,8 @@ impl Bus {
 
     /// Number of other shards.
     pub fn n_peers(&self) -> usize {
-        self.links.iter().filter(|l| l.is_some()).count()
+        // One link slot per shard; only this shard's own slot is empty.
+        self.links.len().saturating_sub(1)
     }
 
     /// Sends `msg` to shard `to` without waiting; order per destination is kept.

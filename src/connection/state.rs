@@ -99,17 +99,17 @@ impl ConnState {
     }
 
     /// Periodic check: pings, the pong timeout and the close deadline.
-    /// Returns true when the connection was just closed for a missed pong.
-    pub fn tick(&mut self, now: u64, ping_ms: u64, pong_ms: u64, close_deadline: u64) -> bool {
+    pub fn tick(&mut self, now: u64, ping_ms: u64, pong_ms: u64, close_deadline: u64) {
         if self.closing.is_some() {
             if now >= self.close_deadline_ms && !self.dead {
                 self.dead = true;
                 self.wake();
             }
-            return false;
+            return;
         }
         if self.unanswered_ping_ms != 0 && now - self.unanswered_ping_ms >= pong_ms {
-            return self.begin_close(CloseReason::HeartbeatTimeout, close_deadline);
+            self.begin_close(CloseReason::HeartbeatTimeout, close_deadline);
+            return;
         }
         if now - self.last_ping_ms >= ping_ms {
             self.last_ping_ms = now;
@@ -119,7 +119,6 @@ impl ConnState {
             self.outbox.push(ws::PING.clone(), 0);
             self.wake();
         }
-        false
     }
 
     fn wake(&self) {

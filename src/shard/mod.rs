@@ -194,21 +194,21 @@ impl Shard {
 
     /// Queues a frame for one local connection (a reply or a delivery).
     pub fn send_to(&self, key: ConnKey, frame: Bytes) {
-        let now = self.now_ms();
         if let Some(conn) = self.conns.borrow_mut().get_mut(key.0 as usize) {
-            self.deliver(conn, frame, 0, now);
+            self.deliver(conn, frame, 0);
         }
     }
 
     /// Queues `frame` (publish stamp `stamp`, 0 for none) for one
     /// connection, closing it as a slow consumer when over the limit.
-    pub(crate) fn deliver(&self, conn: &mut ConnState, frame: Bytes, stamp: u64, now: u64) {
+    pub(crate) fn deliver(&self, conn: &mut ConnState, frame: Bytes, stamp: u64) {
         let limit = self.config.config.max_outbound_bytes;
         if conn.push(frame, stamp, limit) {
             return;
         }
         // Over the limit: cut this subscriber off; the publisher never waits.
-        let deadline = now + Self::ms(self.config.config.close_timeout);
+        // The clock is read only here, not once per delivery.
+        let deadline = self.now_ms() + Self::ms(self.config.config.close_timeout);
         if conn.begin_close(CloseReason::SlowConsumer, deadline) {
             self.shared
                 .slow_consumer_closes

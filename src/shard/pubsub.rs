@@ -40,9 +40,8 @@ impl Shard {
                 Subscribed::Already => Subscription::Already,
             };
         }
-        let n_peers = self.bus.n_peers();
         let pending = PendingInterest {
-            acks_left: n_peers,
+            acks_left: self.bus.n_peers(),
             replies: vec![(key, seq, reply)],
         };
         self.pending.borrow_mut().insert(Rc::from(channel), pending);
@@ -163,7 +162,6 @@ impl Shard {
                 .map(|p| p.replies)
                 .unwrap_or_default()
         };
-        let now = self.now_ms();
         for (key, seq, reply) in waiters {
             let mut conns = self.conns.borrow_mut();
             // A key whose seq differs belongs to a newer connection: skip it.
@@ -171,7 +169,7 @@ impl Shard {
                 continue;
             };
             conn.awaiting_ack = false;
-            self.deliver(conn, reply, 0, now);
+            self.deliver(conn, reply, 0);
             drop(conns);
             self.topics.borrow_mut().subscribe(channel, key);
         }
@@ -194,12 +192,11 @@ impl Shard {
         frame: &Bytes,
         stamp: u64,
     ) {
-        let now = self.now_ms();
         let mut conns = self.conns.borrow_mut();
         let mut n = 0;
         for key in keys {
             if let Some(conn) = conns.get_mut(key.0 as usize) {
-                self.deliver(conn, frame.clone(), stamp, now);
+                self.deliver(conn, frame.clone(), stamp);
                 n += 1;
             }
         }

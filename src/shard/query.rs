@@ -231,11 +231,10 @@ impl Shard {
 
     /// Sends `frame` to every /ws client of this shard.
     pub(super) fn broadcast_local(&self, frame: &Bytes) {
-        let now = self.now_ms();
         let mut conns = self.conns.borrow_mut();
         let mut n = 0;
         for (_, conn) in conns.iter_mut().filter(|(_, c)| c.is_pubsub()) {
-            self.deliver(conn, frame.clone(), 0, now);
+            self.deliver(conn, frame.clone(), 0);
             n += 1;
         }
         drop(conns);

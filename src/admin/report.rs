@@ -33,8 +33,9 @@ pub async fn report_latency_forever(shard: Rc<Shard>) {
                 .replace(':', "");
             let path = dir.join(format!("corecast-latency-{stamp}.hgrm"));
             // A few KB written once a minute; not worth a blocking-pool hop.
-            if let Err(e) = std::fs::write(&path, latency::hgrm(&merged)) {
-                log::warn!("cannot write latency report path={}: {e}", path.display());
+            match std::fs::write(&path, latency::hgrm(&merged)) {
+                Ok(()) => log::debug!("latency report written path={}", path.display()),
+                Err(e) => log::warn!("cannot write latency report path={}: {e}", path.display()),
             }
         }
     }

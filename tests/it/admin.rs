@@ -454,9 +454,10 @@ fn latency_report_logs_each_interval_and_writes_hgrm_files() {
     }
     assert_eq!(counted, K, "{}", server.log_text());
 
-    // The file is written by shard 0 right after its log line: poll the
-    // directory (there is no other signal), bounded by WAIT.
-    let files = wait_for_files(&dir.0, 1);
+    // Shard 0 logs each file once it is written.
+    let written = server.wait_for_log("latency report written path=", WAIT);
+    assert!(written.is_some(), "{}", server.log_text());
+    let files = report_files(&dir.0);
     let text = std::fs::read_to_string(&files[0]).expect("read report");
     let hgrm = Hgrm::parse(&text);
     assert!(hgrm.total_count <= K, "{text}");
@@ -474,9 +475,8 @@ fn every_latency_report_interval_gets_its_own_file() {
         "--latency-report-dir",
         dir_arg,
     ]);
-    // Interval N's file is written before the shard sleeps towards the log
-    // line of interval N + 1, so after line 6 five files must exist.
-    let line = server.wait_for_log_count("latency interval=", 6, WAIT);
+    // Shard 0 logs each file once it is written.
+    let line = server.wait_for_log_count("latency report written path=", 5, WAIT);
     assert!(line.is_some(), "{}", server.log_text());
     let files = report_files(&dir.0);
     assert!(
@@ -1068,29 +1068,6 @@ fn report_files(dir: &Path) -> Vec<PathBuf> {
         .collect();
     files.sort();
     files
-}
-
-/// Polls `dir` until it holds `n` report files whose content is complete
-/// (the writer gives no signal besides the file itself); fails after WAIT.
-fn wait_for_files(dir: &Path, n: usize) -> Vec<PathBuf> {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let files = report_files(dir);
-        let complete = files
-            .iter()
-            .filter(|f| std::fs::read_to_string(f).is_ok_and(|t| t.contains("#[Buckets")))
-            .count();
-        if complete >= n {
-            return files;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} report files after {WAIT:?}: {files:?}",
-            files.len()
-        );
-        // Directory polling: the interval only bounds how soon we notice.
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 // ---- helpers: a keep-alive HTTP/1.1 client ----

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 use tungstenite::Message;
 
-use crate::harness::{http_get, Client, Pool, RawClient, TestServer, WAIT};
+use crate::harness::{http_get, startup_error_line, Client, Pool, RawClient, TestServer, WAIT};
 
 /// Every metric family /metrics must expose, with its OpenMetrics type.
 const FAMILIES: [(&str, &str); 20] = [
@@ -905,7 +905,7 @@ fn second_server_on_the_same_admin_addr_exits_1_naming_the_flag() {
         Err(failure) => failure,
     };
     assert_eq!(status.and_then(|s| s.code()), Some(1), "{log}");
-    let line = error_line(&log);
+    let line = startup_error_line(&log);
     assert!(line.contains("--admin-addr"), "{line}");
     assert!(line.contains(&taken), "{line}");
     assert!(line.contains("address already in use"), "{line}");
@@ -929,7 +929,7 @@ fn latency_report_dir_inside_a_regular_file_exits_1_with_a_clear_error() {
                 Err(failure) => failure,
             };
         assert_eq!(status.and_then(|s| s.code()), Some(1), "{log}");
-        let line = error_line(&log);
+        let line = startup_error_line(&log);
         assert!(line.contains("--latency-report-dir"), "{line}");
         assert!(line.contains(arg), "{line}");
     }
@@ -1013,16 +1013,6 @@ fn assert_heartbeat_next(c: &mut Client) {
         json!({"type":"heartbeat","id":"probe"}),
         "something arrived before the heartbeat reply"
     );
-}
-
-/// The `corecast: error:` line of a failed start (exactly one).
-fn error_line(log: &str) -> String {
-    let errors: Vec<&str> = log
-        .lines()
-        .filter(|l| l.starts_with("corecast: error:"))
-        .collect();
-    assert_eq!(errors.len(), 1, "expected one error line:\n{log}");
-    errors[0].to_string()
 }
 
 /// The value after `key` in a `key=value` log line.

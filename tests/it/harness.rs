@@ -372,6 +372,17 @@ impl<'a> Pool<'a> {
     }
 }
 
+/// The one `corecast: error:` line a failed start prints (asserts there is
+/// exactly one).
+pub fn startup_error_line(log: &str) -> String {
+    let errors: Vec<&str> = log
+        .lines()
+        .filter(|l| l.starts_with("corecast: error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "expected exactly one error line:\n{log}");
+    errors[0].to_string()
+}
+
 /// One plain HTTP/1.1 GET; returns (status, body).
 pub fn http_get(addr: &str, path: &str) -> (u16, String) {
     http_raw(addr, &format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n"))

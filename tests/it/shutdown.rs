@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tungstenite::Error;
 
-use crate::harness::{Client, RawClient, TestServer, WAIT};
+use crate::harness::{startup_error_line, Client, RawClient, TestServer, WAIT};
 
 #[test]
 fn sigterm_closes_clients_on_every_shard_with_1001_and_exits_0() {
@@ -121,7 +121,7 @@ fn port_in_use_without_reuseport_exits_1_with_one_line() {
         "1",
     ]));
     assert_eq!(status.code(), Some(1), "{log}");
-    let line = single_error_line(&log);
+    let line = startup_error_line(&log);
     assert!(line.contains("address already in use"), "{line}");
     assert!(line.contains(&format!("127.0.0.1:{port}")), "{line}");
 }
@@ -131,7 +131,7 @@ fn zero_shards_is_rejected_at_startup() {
     let (status, log) = start_failure(local(&["--shards", "0"]));
     assert_eq!(status.code(), Some(1), "{log}");
     assert!(
-        single_error_line(&log).contains("--shards must be at least 1"),
+        startup_error_line(&log).contains("--shards must be at least 1"),
         "{log}"
     );
 }
@@ -164,7 +164,7 @@ fn low_memlock_limit_exits_1_explaining_how_to_raise_it() {
     }
     let (status, log) = start_failure(cmd);
     assert_eq!(status.code(), Some(1), "{log}");
-    let line = single_error_line(&log);
+    let line = startup_error_line(&log);
     assert!(line.contains("RLIMIT_MEMLOCK"), "{line}");
     assert!(line.contains("64 KiB"), "{line}");
     assert!(line.contains("ulimit -l"), "says how to raise it: {line}");
@@ -213,7 +213,7 @@ fn unprivileged_server_starts_two_shards_under_an_8_mib_memlock_limit() {
 fn unavailable_cpu_is_a_clear_error() {
     let (status, log) = start_failure(local(&["--cpus", "99"]));
     assert_eq!(status.code(), Some(1), "{log}");
-    let line = single_error_line(&log);
+    let line = startup_error_line(&log);
     assert!(line.contains("CPU 99"), "{line}");
     assert!(line.contains("allowed:"), "{line}");
 }
@@ -236,16 +236,6 @@ fn start_failure(cmd: Command) -> (ExitStatus, String) {
         Ok(server) => panic!("server started on port {} but should not have", server.port),
         Err((status, log)) => (status.expect("server exits within the wait"), log),
     }
-}
-
-/// The one `corecast: error:` line a failed start prints.
-fn single_error_line(log: &str) -> String {
-    let errors: Vec<&str> = log
-        .lines()
-        .filter(|l| l.starts_with("corecast: error:"))
-        .collect();
-    assert_eq!(errors.len(), 1, "expected exactly one error line:\n{log}");
-    errors[0].to_string()
 }
 
 /// Opens /ws clients until at least `n` are open and both shards hold one.

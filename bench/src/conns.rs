@@ -80,7 +80,7 @@ pub fn run(a: ConnsArgs) -> Result<(serde_json::Value, bool), String> {
         shared: Arc::clone(shared),
     })?;
 
-    let ramp = running.ramp(a.n as u64, a.common.ramp_timeout, "connecting");
+    let ramp = running.ramp(a.n as u64, a.common.loops.ramp_timeout, "connecting");
     let opened = running.shared.opened.load(Ordering::Relaxed);
     let failed_ramp = running.shared.failed.load(Ordering::Relaxed);
     running.sleep(Duration::from_secs_f64(a.hold));

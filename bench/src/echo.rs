@@ -161,7 +161,11 @@ pub fn run(a: EchoArgs) -> Result<(serde_json::Value, bool), String> {
         skipped_backlog: 0,
         shared: Arc::clone(shared),
     })?;
-    let ramp = running.ramp(a.connections as u64, a.common.ramp_timeout, "connecting");
+    let ramp = running.ramp(
+        a.connections as u64,
+        a.common.loops.ramp_timeout,
+        "connecting",
+    );
     running.set_phase(phase::RUN);
     let t0 = Instant::now();
     running.sleep(Duration::from_secs_f64(a.secs));

@@ -353,7 +353,7 @@ pub fn run(a: FanoutArgs) -> Result<(serde_json::Value, bool), String> {
     })?;
     let ramp = running.ramp(
         total as u64,
-        a.common.ramp_timeout,
+        a.common.loops.ramp_timeout,
         "connecting + subscribing",
     );
     running.set_phase(phase::RUN);

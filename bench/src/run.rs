@@ -14,13 +14,30 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::driver::{self, phase, LoopConfig, LoopStats, Shared, Target, Workload};
 use crate::net;
 
-/// Options of every subcommand.
+/// Options of every subcommand that drives a server.
 #[derive(Debug, Clone, Args)]
 pub struct Common {
     /// Server URL, ws://HOST:PORT/PATH; repeat to spread connections round-robin
     /// over several servers or ports.
     #[arg(long = "url", required = true)]
     pub urls: Vec<String>,
+    #[command(flatten)]
+    pub loops: Loops,
+    /// Write the latency distribution (microseconds) in HdrHistogram .hgrm format.
+    #[arg(long)]
+    pub hgrm: Option<String>,
+    /// Write a latency-by-percentile chart (.svg or .png).
+    #[arg(long)]
+    pub plot: Option<String>,
+    /// Free-form label copied into the JSON line.
+    #[arg(long)]
+    pub label: Option<String>,
+}
+
+/// Where the client loops run and how they open connections; shared by every
+/// subcommand, including `baseline`, which has no server URL to take.
+#[derive(Debug, Clone, Args)]
+pub struct Loops {
     /// Event-loop threads, each pinned to one CPU of --cpus.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
@@ -40,15 +57,6 @@ pub struct Common {
     /// Seconds the ramp (all connections open, and subscribed) may take.
     #[arg(long, default_value_t = 120.0)]
     pub ramp_timeout: f64,
-    /// Write the latency distribution (microseconds) in HdrHistogram .hgrm format.
-    #[arg(long)]
-    pub hgrm: Option<String>,
-    /// Write a latency-by-percentile chart (.svg or .png).
-    #[arg(long)]
-    pub plot: Option<String>,
-    /// Free-form label copied into the JSON line.
-    #[arg(long)]
-    pub label: Option<String>,
 }
 
 /// Process-wide time origin; message stamps are nanoseconds since it.
@@ -97,7 +105,7 @@ pub struct Running<W> {
     pub started: Instant,
 }
 
-/// Starts `common.threads` loops over `n` connections. `make` builds each thread's
+/// Starts `common.loops.threads` loops over `n` connections. `make` builds each thread's
 /// workload from the global indexes of the connections it owns and the shared counters.
 pub fn start<W, F>(
     common: &Common,
@@ -122,12 +130,12 @@ where
             );
         }
     }
-    let sources = match &common.source_ips {
+    let sources = match &common.loops.source_ips {
         Some(spec) => net::parse_source_ips(spec)?,
         None => Vec::new(),
     };
-    let threads = common.threads.max(1);
-    let cpus = common.cpus.clone().map(|c| c.0).unwrap_or_else(|| {
+    let threads = common.loops.threads.max(1);
+    let cpus = common.loops.cpus.clone().map(|c| c.0).unwrap_or_else(|| {
         core_affinity::get_core_ids()
             .unwrap_or_default()
             .into_iter()
@@ -136,11 +144,11 @@ where
     });
     let plan = Arc::new(driver::plan(n, threads, urls.len(), &sources));
     let started = Instant::now();
-    let deadline = started + Duration::from_secs_f64(common.ramp_timeout) + budget;
+    let deadline = started + Duration::from_secs_f64(common.loops.ramp_timeout) + budget;
     let shared = Arc::new(Shared::default());
     let cfg = LoopConfig {
-        max_connecting: common.max_connecting.max(1),
-        connect_timeout: Duration::from_secs_f64(common.connect_timeout),
+        max_connecting: common.loops.max_connecting.max(1),
+        connect_timeout: Duration::from_secs_f64(common.loops.connect_timeout),
         deadline,
     };
     let urls = Arc::new(urls);

@@ -3,10 +3,13 @@
 //! Codemap: `run` (shared options, threads, phases) drives `driver` (one
 //! mio loop per pinned thread, connect → upgrade → frames over `ws`, the
 //! client codec) with one workload per subcommand: `conns`, `echo`,
-//! `fanout`. `seq` counts lost/duplicated/reordered deliveries, `procfs`
-//! reads server RSS and kernel socket memory, `report` prints the table,
-//! the JSON line and `.hgrm` files, and `plot` draws the percentile chart.
+//! `fanout`, and `baseline`, whose other end is no server but `sender`, a
+//! raw pinned writer thread that measures the kernel's per-delivery floor.
+//! `seq` counts lost/duplicated/reordered deliveries, `procfs` reads server
+//! RSS and kernel socket memory, `report` prints the table, the JSON line
+//! and `.hgrm` files, and `plot` draws the percentile chart.
 
+mod baseline;
 mod conns;
 mod driver;
 mod echo;
@@ -16,6 +19,7 @@ mod plot;
 mod procfs;
 mod report;
 mod run;
+mod sender;
 mod seq;
 mod ws;
 
@@ -37,6 +41,8 @@ enum Cmd {
     Echo(echo::EchoArgs),
     /// Pub/sub fan-out: delivery rate, end-to-end latency, loss/dup/reorder checks.
     Fanout(fanout::FanoutArgs),
+    /// Floor: a raw pinned sender writes a pre-encoded frame to N sockets; CPU per delivery.
+    Baseline(baseline::BaselineArgs),
 }
 
 fn main() {
@@ -46,6 +52,7 @@ fn main() {
         Cmd::Conns(a) => conns::run(a),
         Cmd::Echo(a) => echo::run(a),
         Cmd::Fanout(a) => fanout::run(a),
+        Cmd::Baseline(a) => baseline::run(a),
     };
     match result {
         Ok((json, ok)) => {
@@ -72,6 +79,17 @@ mod tests {
             "ws://127.0.0.1:1/echo",
             "--cpus",
             "0-1",
+        ]);
+        assert!(cli.is_ok(), "{cli:?}");
+        let cli = <super::Cli as clap::Parser>::try_parse_from([
+            "corecast-bench",
+            "baseline",
+            "--sender-cpu",
+            "0",
+            "--cpus",
+            "1",
+            "--rate",
+            "50000",
         ]);
         assert!(cli.is_ok(), "{cli:?}");
     }

@@ -117,3 +117,14 @@ pub use self::{
     udp_socket::UdpSocket,
     unix::{AcceptedUnixStream, UnixDatagram, UnixListener, UnixStream},
 };
+
+/// Waits until `fd` is readable: one io_uring poll, no read.
+///
+/// Added by corecast (see CORECAST-PATCH.md at the crate root): a shard
+/// waits on its epoll set with this, so an idle socket needs no `Source` of
+/// its own. The caller keeps `fd` open until the future completes or is
+/// dropped; dropping it cancels the poll.
+pub async fn wait_readable(fd: RawFd) -> io::Result<()> {
+    let source = crate::executor().reactor().poll_read_ready(fd);
+    source.collect_rw().await.map(|_| ())
+}

@@ -394,3 +394,22 @@ impl Connection {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both halves exist once per connection, a million times over on a big
+    /// box: growing either is a decision, not an accident.
+    #[test]
+    fn per_connection_structs_stay_small() {
+        assert!(
+            std::mem::size_of::<Connection>() <= 120,
+            "the task's future"
+        );
+        assert!(
+            std::mem::size_of::<ConnState>() <= 128,
+            "the shard's table slot"
+        );
+    }
+}

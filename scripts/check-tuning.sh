@@ -37,8 +37,8 @@ concurrent corecast connections. Each limit is printed as:
   LOW   blocks N
 Each WARN and LOW line is followed by the exact command that fixes it.
 Limits checked: per-process open files (soft/hard), fs.nr_open, fs.file-max,
-net.core.somaxconn, the ephemeral port range (for a load generator on this
-box), RLIMIT_MEMLOCK and kernel.io_uring_disabled (io_uring),
+fs.epoll.max_user_watches, net.core.somaxconn, the ephemeral port range
+(for a load generator on this box), RLIMIT_MEMLOCK and kernel.io_uring_disabled (io_uring),
 net.ipv4.tcp_mem and memory against an estimate for N sockets,
 nf_conntrack_max (if loaded), tcp_max_orphans and tcp_max_tw_buckets.
 
@@ -73,6 +73,7 @@ main() {
     check_nofile
     check_nr_open
     check_file_max
+    check_epoll_watches
     check_somaxconn
     check_port_range
     check_memlock
@@ -315,6 +316,23 @@ check_file_max() {
         sysctl_fix=1
         report LOW "fs.file-max" "$file_max < $need (${in_use:-0} open now + N's descriptors)" \
             "fix: sudo sysctl -w fs.file-max=$(max "$need" "$CONF_FILE_MAX")"
+    fi
+}
+
+# Every upgraded connection is one watch in its shard's epoll set; the limit
+# is per user, so a load generator run by the same user counts too.
+check_epoll_watches() {
+    local watches need
+    watches=$(read_sysctl fs.epoll.max_user_watches)
+    need=$((n * (same_host + 1)))
+    if [[ -z $watches ]]; then
+        report OK "fs.epoll.max_user_watches" "not on this kernel"
+    elif ((watches >= need)); then
+        report OK "fs.epoll.max_user_watches" "$watches >= $need (one per connection, per user)"
+    else
+        sysctl_fix=1
+        report LOW "fs.epoll.max_user_watches" "$watches < $need: connections past it are dropped after the upgrade" \
+            "fix: sudo sysctl -w fs.epoll.max_user_watches=$need"
     fi
 }
 

@@ -4,7 +4,8 @@
 //! - [`config`]: flags and defaults; [`server`]: startup, one pinned glommio
 //!   executor per shard; [`shutdown`]: signals -> drain.
 //! - [`listener`]: SO_REUSEPORT sockets and accept loops; [`http`]: request
-//!   head, upgrade or error status; [`connection`]: one client's task.
+//!   head, upgrade or error status; [`connection`]: one client's task;
+//!   [`readiness`]: the shard's epoll set of upgraded sockets.
 //! - [`ws`]: RFC 6455 codec (the only tungstenite user); [`message`]: the
 //!   /ws JSON protocol; [`outbox`]: per-connection frame queue.
 //! - [`shard`]: per-core state and the publish path; [`topics`]: channel
@@ -27,6 +28,7 @@ pub mod metrics;
 pub mod notify;
 pub mod outbox;
 pub mod prom;
+pub mod readiness;
 pub mod server;
 pub mod shard;
 pub mod shutdown;

@@ -21,6 +21,7 @@ use crate::bus::{self, Bus, MeshEnds};
 use crate::config::{format_cpus, Config, Resolved};
 use crate::error::StartupError;
 use crate::listener::Port;
+use crate::readiness::EpollSet;
 use crate::shard::{Shard, ShardId, Shared};
 use crate::topics::MAX_SHARDS;
 use crate::{listener, shutdown, sys};
@@ -249,9 +250,24 @@ fn shard_thread(plan: ShardPlan) {
 }
 
 async fn shard_main(plan: ShardPlan) {
+    let epoll = match EpollSet::new() {
+        Ok(epoll) => epoll,
+        Err(e) => {
+            let msg = format!("cannot create the shard's epoll set: {e}");
+            let _ = plan.ready.send(Err(StartupError::Shard(msg)));
+            return;
+        }
+    };
     let (bus, receivers) = Bus::connect(plan.id, plan.mesh).await;
     let bus = Rc::new(bus);
-    let shard = Rc::new(Shard::new(plan.id, plan.config, plan.shared, bus.clone()));
+    let shard = Rc::new(Shard::new(
+        plan.id,
+        plan.config,
+        plan.shared,
+        bus.clone(),
+        epoll,
+    ));
+    glommio::spawn_local(EpollSet::dispatch_forever(shard.clone())).detach();
     for (_, rx) in receivers {
         let shard = shard.clone();
         glommio::spawn_local(async move {

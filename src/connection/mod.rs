@@ -2,19 +2,23 @@
 //! decodes and answers, and flushes the connection's outbox.
 //!
 //! The connection is split in two: [`ConnState`] lives in the shard's table
-//! so fan-out and the ticker can queue frames and wake the task, and
-//! `Connection` is the task itself, owning the socket and decoder. Reads go
-//! into the shard's scratch buffer (lent only while a `recv` returns and its
-//! bytes are decoded), so an idle connection owns no buffer.
+//! so fan-out, the ticker and the shard's epoll set can queue frames, mark
+//! readiness and wake the task, and `Connection` is the task itself (a
+//! hand-written future, so the task holds exactly this struct), owning the
+//! socket and decoder. Reads go into the shard's scratch buffer (lent only
+//! while a `recv` returns and its bytes are decoded), so an idle connection
+//! owns no buffer. After the upgrade the socket leaves glommio: its readiness
+//! comes from the shard's epoll set ([`crate::readiness`]).
 //! `state.rs` holds `ConnState`, `session.rs` the protocol handling.
 
+use std::future::Future;
 use std::io::{self, IoSlice};
+use std::net::Shutdown;
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
-use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
 
 use crate::error::CloseReason;
@@ -32,6 +36,7 @@ mod state;
 pub use state::ConnState;
 
 use session::Session;
+use state::{READABLE, WRITABLE};
 
 /// Sockets a shard may be refusing (503) at once; beyond this, excess
 /// connections are closed without a response so refusals cannot exhaust fds.
@@ -40,7 +45,7 @@ const MAX_REFUSING: usize = 64;
 const MAX_ROUNDS: usize = 16;
 
 /// Takes over an accepted socket: counts it, runs the HTTP handshake, and
-/// for an upgrade runs the connection until it ends.
+/// for an upgrade starts the connection's task.
 pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
     shard.metrics.bump(|c| c.accepted += 1);
     let admitted = shard.try_admit();
@@ -59,15 +64,36 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
         log::debug!("set_nodelay failed: {e}");
     }
     match http::handshake(&shard, &mut stream, true).await {
-        // A task of its own, so the long-lived future is only the connection's
-        // state, not the handshake's (header arrays, buffers) as well.
-        Some(upgrade) => drop(glommio::spawn_local(run(shard, stream, upgrade)).detach()),
+        Some(upgrade) => start(shard, stream, upgrade),
         None => shard.release(),
     };
 }
 
-async fn run(shard: Rc<Shard>, stream: TcpStream, upgrade: http::Upgrade) {
+/// Moves an upgraded socket out of glommio into the shard's epoll set and
+/// spawns its task: a task of its own, so the long-lived future is only the
+/// connection's state, not the handshake's (header arrays, buffers).
+fn start(shard: Rc<Shard>, stream: TcpStream, upgrade: http::Upgrade) {
+    // glommio's stream cannot give its fd up, so take a duplicate and let it
+    // close the original (and drop its armed poll).
+    let socket = match sys::dup(stream.as_raw_fd()) {
+        Ok(fd) => std::net::TcpStream::from(fd),
+        Err(e) => {
+            log::warn!("cannot take over an upgraded socket, dropping it: {e}");
+            shard.release();
+            return;
+        }
+    };
+    drop(stream);
     let (key, seq) = shard.register(upgrade.route == Route::Ws);
+    if let Err(e) = shard.epoll.add(socket.as_raw_fd(), key, seq) {
+        // ENOSPC here means fs.epoll.max_user_watches is exhausted.
+        log::warn!(
+            "cannot watch an upgraded socket, dropping it (see fs.epoll.max_user_watches): {e}"
+        );
+        shard.unregister(key, &[]);
+        shard.release();
+        return;
+    }
     shard.metrics.bump(|c| c.upgraded += 1);
     if upgrade.route == Route::Ws {
         let id = format!("{}-{seq}", shard.id.0);
@@ -78,7 +104,7 @@ async fn run(shard: Rc<Shard>, stream: TcpStream, upgrade: http::Upgrade) {
     }
     let mut conn = Connection {
         shard: shard.clone(),
-        stream,
+        socket,
         decoder: Decoder::default(),
         session: Session {
             route: upgrade.route,
@@ -95,11 +121,7 @@ async fn run(shard: Rc<Shard>, stream: TcpStream, upgrade: http::Upgrade) {
         let mut early = upgrade.leftover;
         conn.on_bytes(&mut early);
     }
-    let reason = std::future::poll_fn(|cx| conn.poll_run(cx)).await;
-    log::debug!("closed conn={}-{seq} reason={reason}", shard.id.0);
-    shard.metrics.on_close(reason);
-    shard.unregister(key, &conn.session.channels);
-    shard.release();
+    glommio::spawn_local(conn).detach();
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,7 +138,8 @@ enum ReadState {
 /// The task half of a connection.
 struct Connection {
     shard: Rc<Shard>,
-    stream: TcpStream,
+    /// The upgraded socket, non-blocking I/O only; readiness via `ConnState::ready`.
+    socket: std::net::TcpStream,
     decoder: Decoder,
     session: Session,
     read: ReadState,
@@ -128,6 +151,27 @@ struct Connection {
     backlog: bool,
 }
 
+impl Future for Connection {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let conn = self.get_mut();
+        let Poll::Ready(reason) = conn.poll_run(cx) else {
+            return Poll::Pending;
+        };
+        let shard = &conn.shard;
+        log::debug!(
+            "closed conn={}-{} reason={reason}",
+            shard.id.0,
+            conn.session.seq
+        );
+        shard.metrics.on_close(reason);
+        shard.unregister(conn.session.key, &conn.session.channels);
+        shard.release();
+        Poll::Ready(())
+    }
+}
+
 impl Connection {
     fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<CloseReason> {
         for _ in 0..MAX_ROUNDS {
@@ -137,7 +181,7 @@ impl Connection {
             if dead {
                 return Poll::Ready(closing.unwrap_or(CloseReason::Abnormal));
             }
-            let flushed = match self.flush(cx) {
+            let flushed = match self.flush() {
                 Ok(flushed) => flushed,
                 Err(e) => {
                     log::debug!(
@@ -157,7 +201,7 @@ impl Connection {
                 }
                 if flushed && self.read == ReadState::Discard && !self.shut_write {
                     self.shut_write = true;
-                    let _ = Pin::new(&mut self.stream).poll_close(cx);
+                    let _ = self.socket.shutdown(Shutdown::Write);
                 }
             } else if awaiting {
                 return Poll::Pending; // Woken when the subscribe's reply is queued.
@@ -171,7 +215,7 @@ impl Connection {
             if self.close_received {
                 return Poll::Pending; // Nothing more to read; waiting for the flush.
             }
-            match self.read_some(cx) {
+            match self.read_some() {
                 Poll::Ready(()) => continue,
                 Poll::Pending => return Poll::Pending,
             }
@@ -192,9 +236,9 @@ impl Connection {
 
     /// Writes as much of the outbox as the socket takes, one `sendmsg` per
     /// batch of frames. Ok(true) when the outbox is empty; Ok(false) when the
-    /// socket is full and write readiness is armed.
-    fn flush(&mut self, cx: &mut Context<'_>) -> io::Result<bool> {
-        let fd = self.stream.as_raw_fd();
+    /// socket is full (its next epoll event wakes the task).
+    fn flush(&mut self) -> io::Result<bool> {
+        let fd = self.socket.as_raw_fd();
         let mut conns = self.shard.conns.borrow_mut();
         let Some(state) = conns.get_mut(self.session.key.0 as usize) else {
             return Ok(true);
@@ -203,19 +247,25 @@ impl Connection {
             if state.outbox.is_empty() {
                 return Ok(true);
             }
+            if state.ready & WRITABLE == 0 {
+                return Ok(false);
+            }
             let written = {
                 let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
                 let n = state.outbox.slices(&mut slices);
                 match sys::send_vectored(fd, &slices[..n]) {
-                    Ok(written) => written,
+                    Ok(written) => {
+                        // Short: the send buffer is full, and the kernel has
+                        // noted it, so an EPOLLOUT edge follows when it drains.
+                        if written < slices[..n].iter().map(|s| s.len()).sum() {
+                            state.ready &= !WRITABLE;
+                        }
+                        written
+                    }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        // Let glommio arm write readiness (it retries the send first).
-                        match Pin::new(&mut self.stream).poll_write(cx, &slices[0]) {
-                            Poll::Ready(Ok(written)) => written,
-                            Poll::Ready(Err(e)) => return Err(e),
-                            Poll::Pending => return Ok(false),
-                        }
+                        state.ready &= !WRITABLE;
+                        0
                     }
                     Err(e) => return Err(e),
                 }
@@ -233,20 +283,43 @@ impl Connection {
     }
 
     /// One `recv` into the shard's scratch buffer, decoded on the spot.
-    fn read_some(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+    /// Pending when the socket has nothing (its next epoll event wakes us).
+    fn read_some(&mut self) -> Poll<()> {
         let shard = self.shard.clone();
+        let key = self.session.key.0 as usize;
+        let readable = shard
+            .conns
+            .borrow()
+            .get(key)
+            .is_some_and(|s| s.ready & READABLE != 0);
+        if !readable {
+            return Poll::Pending;
+        }
         let mut scratch = shard.scratch.borrow_mut();
-        match Pin::new(&mut self.stream).poll_read(cx, &mut scratch[..]) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Ok(0)) => {
+        let result = sys::recv(self.socket.as_raw_fd(), &mut scratch[..]);
+        // Edge-triggered: after a short read, any later byte brings a new
+        // event, so the socket need not be asked until then.
+        let drained = match &result {
+            Ok(n) => *n > 0 && *n < scratch.len(),
+            Err(e) => e.kind() == io::ErrorKind::WouldBlock,
+        };
+        if drained {
+            if let Some(state) = shard.conns.borrow_mut().get_mut(key) {
+                state.ready &= !READABLE;
+            }
+        }
+        match result {
+            Ok(0) => {
                 self.read = ReadState::Eof;
                 Poll::Ready(())
             }
-            Poll::Ready(Ok(n)) => {
+            Ok(n) => {
                 self.on_bytes(&mut scratch[..n]);
                 Poll::Ready(())
             }
-            Poll::Ready(Err(e)) => {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Poll::Pending,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Poll::Ready(()),
+            Err(e) => {
                 log::debug!("read failed conn={}-{}: {e}", shard.id.0, self.session.seq);
                 self.read = ReadState::Eof;
                 Poll::Ready(())
@@ -319,5 +392,24 @@ impl Connection {
                 0
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both halves exist once per connection, a million times over on a big
+    /// box: growing either is a decision, not an accident.
+    #[test]
+    fn per_connection_structs_stay_small() {
+        assert!(
+            std::mem::size_of::<Connection>() <= 120,
+            "the task's future"
+        );
+        assert!(
+            std::mem::size_of::<ConnState>() <= 128,
+            "the shard's table slot"
+        );
     }
 }

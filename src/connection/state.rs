@@ -8,7 +8,13 @@ use bytes::Bytes;
 
 use crate::error::CloseReason;
 use crate::outbox::Outbox;
+use crate::sys::epoll_bits;
 use crate::ws;
+
+/// `ConnState::ready` bit: a `recv` may return data (or EOF).
+pub(super) const READABLE: u8 = 1;
+/// `ConnState::ready` bit: a `send` may take bytes.
+pub(super) const WRITABLE: u8 = 2;
 
 /// The half of a connection that the shard can reach: outbox, waker, timers.
 #[derive(Debug)]
@@ -33,6 +39,10 @@ pub struct ConnState {
     pub(super) dead: bool,
     /// A /ws (pub/sub) connection, as opposed to /echo; broadcasts reach only these.
     pubsub: bool,
+    /// `READABLE`/`WRITABLE`: set by the shard's epoll events (edge-triggered),
+    /// cleared by the task when a `recv` or `send` comes up short, so an idle
+    /// socket is never asked again until the kernel says something changed.
+    pub(super) ready: u8,
 }
 
 impl ConnState {
@@ -49,7 +59,19 @@ impl ConnState {
             awaiting_ack: false,
             dead: false,
             pubsub,
+            ready: READABLE | WRITABLE,
         }
+    }
+
+    /// Records epoll readiness `bits` and wakes the task.
+    pub fn on_readiness(&mut self, bits: u32) {
+        if bits & epoll_bits::IN != 0 {
+            self.ready |= READABLE;
+        }
+        if bits & epoll_bits::OUT != 0 {
+            self.ready |= WRITABLE;
+        }
+        self.wake();
     }
 
     /// True for /ws connections.

@@ -23,6 +23,7 @@ use crate::error::CloseReason;
 use crate::latency::Latency;
 use crate::metrics::ShardMetrics;
 use crate::notify::{Latch, Notify};
+use crate::readiness::EpollSet;
 use crate::topics::TopicRouter;
 
 /// Index of a shard, 0-based; also its position in the bus mesh.
@@ -94,6 +95,8 @@ pub struct Shard {
     pending: RefCell<HashMap<Rc<str>, PendingInterest>>,
     /// The only path to other shards.
     pub(crate) bus: Rc<Bus>,
+    /// Readiness of every upgraded socket of this shard.
+    pub(crate) epoll: EpollSet,
     /// Read buffer lent to one connection at a time while it decodes.
     pub(crate) scratch: RefCell<Vec<u8>>,
     /// Counters of this shard.
@@ -117,7 +120,13 @@ pub struct Shard {
 
 impl Shard {
     /// Builds the shard's state inside its executor thread.
-    pub fn new(id: ShardId, config: Arc<Resolved>, shared: Arc<Shared>, bus: Rc<Bus>) -> Shard {
+    pub fn new(
+        id: ShardId,
+        config: Arc<Resolved>,
+        shared: Arc<Shared>,
+        bus: Rc<Bus>,
+        epoll: EpollSet,
+    ) -> Shard {
         Shard {
             id,
             config,
@@ -126,6 +135,7 @@ impl Shard {
             topics: RefCell::new(TopicRouter::default()),
             pending: RefCell::new(HashMap::new()),
             bus,
+            epoll,
             scratch: RefCell::new(vec![0; SCRATCH_BYTES]),
             metrics: ShardMetrics::default(),
             shutdown: Latch::default(),
@@ -189,6 +199,19 @@ impl Shard {
         }
         if self.shutdown.is_set() && conns.is_empty() {
             self.drained.fire();
+        }
+    }
+
+    /// Marks connections ready as epoll reported, `(key, low bits of seq,
+    /// epoll bits)` each, and wakes their tasks.
+    pub(crate) fn on_readiness(&self, events: impl Iterator<Item = (ConnKey, u32, u32)>) {
+        let mut conns = self.conns.borrow_mut();
+        for (key, seq, bits) in events {
+            if let Some(conn) = conns.get_mut(key.0 as usize) {
+                if conn.seq as u32 == seq {
+                    conn.on_readiness(bits);
+                }
+            }
         }
     }
 

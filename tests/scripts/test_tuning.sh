@@ -252,6 +252,7 @@ test_check_flags_low_sysctls_with_fixes() {
     make_fake_proc "$proc"
     echo 128 >"$proc/net/core/somaxconn"
     echo 1024 >"$proc/fs/nr_open"
+    echo 1000 >"$proc/fs/epoll/max_user_watches"
     echo 2 >"$proc/kernel/io_uring_disabled"
     printf '100\t200\t300\n' >"$proc/net/ipv4/tcp_mem"
     mkdir -p "$proc/net/netfilter"
@@ -260,6 +261,8 @@ test_check_flags_low_sysctls_with_fixes() {
     run "$CHECK" -n 50000 --shards 1 --proc-sys "$proc"
     expect_rc 1 &&
         expect_out '^LOW +fs.nr_open +1024 < 50160' && expect_out 'fix: sudo sysctl -w fs.nr_open=2097152' &&
+        expect_out '^LOW +fs.epoll.max_user_watches +1000 < 50000' &&
+        expect_out 'fix: sudo sysctl -w fs.epoll.max_user_watches=50000' &&
         expect_out '^WARN +net.core.somaxconn +128 < 50000' &&
         expect_out 'fix: sudo sysctl -w net.core.somaxconn=65535 and start corecast with --backlog 50000' &&
         expect_out '^LOW +kernel.io_uring_disabled +2' &&
@@ -447,8 +450,9 @@ expect_file_line() {
 # nf_conntrack, so results don't depend on this machine's settings.
 make_fake_proc() {
     local d=$1
-    mkdir -p "$d/fs" "$d/net/core" "$d/net/ipv4" "$d/kernel"
+    mkdir -p "$d/fs/epoll" "$d/net/core" "$d/net/ipv4" "$d/kernel"
     echo 2466183 >"$d/fs/file-max"
+    echo 5491533 >"$d/fs/epoll/max_user_watches"
     echo 1048576 >"$d/fs/nr_open"
     printf '400\t0\t2466183\n' >"$d/fs/file-nr"
     echo 4096 >"$d/net/core/somaxconn"

@@ -187,6 +187,64 @@ pub struct LoopStats {
 const TIMEOUT_SCAN: Duration = Duration::from_millis(250);
 /// Longest poll wait, so phase changes are seen promptly.
 const MAX_WAIT: Duration = Duration::from_millis(20);
+/// The loop's timer (see [`Timer`]); no connection has this token.
+const TIMER: Token = Token(usize::MAX);
+
+/// A one-shot timerfd in the loop's poll set. epoll's own timeout has
+/// millisecond granularity, so a fixed-rate run that must send every 200 us
+/// would otherwise oversleep or spin; spinning would make the bench look
+/// busy and steal the CPU from any server thread sharing it.
+struct Timer {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl Timer {
+    fn new(poll: &Poll) -> io::Result<Timer> {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        // SAFETY: no pointers; a non-negative result is a new fd we own.
+        let fd = unsafe {
+            libc::timerfd_create(
+                libc::CLOCK_MONOTONIC,
+                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by the kernel and nothing else owns it.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        poll.registry().register(
+            &mut mio::unix::SourceFd(&fd.as_raw_fd()),
+            TIMER,
+            Interest::READABLE,
+        )?;
+        Ok(Timer { fd })
+    }
+
+    /// Fires once, `after` from now (re-arming resets an earlier expiry;
+    /// the registration is edge-triggered, so each expiry is one event).
+    fn arm(&self, after: Duration) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let after = after.max(Duration::from_nanos(1));
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: after.as_secs() as libc::time_t,
+                tv_nsec: after.subsec_nanos() as libc::c_long,
+            },
+        };
+        // SAFETY: `spec` is a valid itimerspec; a null old-value pointer is allowed.
+        let rc =
+            unsafe { libc::timerfd_settime(self.fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
 
 /// Runs one thread's loop until the STOP phase or the deadline.
 pub fn run_loop<W: Workload>(
@@ -198,6 +256,7 @@ pub fn run_loop<W: Workload>(
     seed: u32,
 ) -> io::Result<LoopStats> {
     let mut poll = Poll::new()?;
+    let timer = Timer::new(&poll)?;
     let mut events = Events::with_capacity(1024);
     let mut conns: Vec<Conn> = Vec::with_capacity(targets.len());
     let mut stats = LoopStats::default();
@@ -267,13 +326,23 @@ pub fn run_loop<W: Workload>(
                 finish(id, c, &mut connecting, &mut stats, shared, workload);
             }
         }
-        let wait = want.map_or(MAX_WAIT, |w| w.min(MAX_WAIT));
+        let wait = match want {
+            Some(w) if w.is_zero() => Duration::ZERO,
+            Some(w) if w < MAX_WAIT => {
+                timer.arm(w)?;
+                MAX_WAIT
+            }
+            _ => MAX_WAIT,
+        };
         match poll.poll(&mut events, Some(wait)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
         for ev in events.iter() {
+            if ev.token() == TIMER {
+                continue;
+            }
             let id = ev.token().0;
             let c = &mut conns[id];
             if c.state == State::Closed {

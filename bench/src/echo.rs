@@ -135,12 +135,10 @@ impl Workload for Echo {
     }
 }
 
-/// How long the loop may block before `due`: poll timeouts round up to whole
-/// milliseconds, so closer than that the loop spins instead of oversleeping.
+/// How long the loop may block before `due` (the loop's timerfd keeps
+/// sub-millisecond waits exact, so nothing spins).
 pub fn until(due: Instant, now: Instant) -> Duration {
-    let left = due.saturating_duration_since(now);
-    left.checked_sub(Duration::from_micros(1200))
-        .unwrap_or(Duration::ZERO)
+    due.saturating_duration_since(now)
 }
 
 /// Runs `echo`; returns the report's JSON and whether every check passed.

@@ -15,21 +15,26 @@
 #   fanout1000x100  the same at max rate (the bench's in-flight window)
 #   fanout5000x1    fanout --subs 5000 --channels 1 --publishers 1 --size 64, max rate
 #   echo            echo -c 100 --size 64 on /echo, closed loop
-# Default: all four, in that order (about 1.5 min each with the default --secs).
+# Default: all four, in that order (about 25 s each with the default --secs).
 #
-# Each run: the bench publishes for S+4 s; once the server holds every
+# Each run: the bench publishes for S+7 s; once the server holds every
 # connection (its fd count) and 2 more seconds have passed, the steady phase
 # is sampled with
 #   perf record -F 4000 -g -p SERVER_PID -- sleep S
 # (S = --secs, default 10). Without a hardware PMU (as in most VMs) perf
 # falls back to the cpu-clock software event; the event used is in NAME.txt.
+# Then, load still on, the server's syscalls are counted for 3 s on
+# tracepoints (perf stat -e raw_syscalls:sys_enter,syscalls:sys_enter_sendmsg,
+# ...), a separate window so their cost stays out of the profile.
 # Outputs in DIR (default docs/profile/), per scenario:
 #   NAME.folded  collapsed stacks (inferno-collapse-perf --all: kernel frames
 #                end in _[k]), gzipped to NAME.folded.gz when over 1 MiB
 #   NAME.svg     flamegraph (inferno-flamegraph)
 #   NAME.txt     header (commands, date, kernel, git sha, perf event, sample
-#                count), CPU split by dso and by thread, top symbols by self
-#                and by children time (perf report --stdio), and the groups
+#                count, every process's CPU in the window), syscalls per
+#                second and per delivery (or round trip), CPU split by dso
+#                and by thread, top symbols by self and by children time
+#                (perf report --stdio), and the groups
 #                the docs discuss (TCP send path, syscall entry and fd
 #                lookup, epoll, allocator, clock, ...) counted over the
 #                folded stacks, each group's symbols listed
@@ -68,6 +73,11 @@ readonly WARMUP=2
 # Seconds the bench keeps publishing after sampling ends, so the drain is
 # never sampled even if perf starts late.
 readonly TAIL=2
+# Seconds of syscall counting (perf stat on tracepoints) right after the
+# sampled window, while the load goes on: a separate window, so the
+# tracepoints' own cost stays out of the profile.
+readonly COUNT_SECS=3
+readonly COUNT_EVENTS=raw_syscalls:sys_enter,syscalls:sys_enter_sendmsg,syscalls:sys_enter_recvfrom,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_io_uring_enter
 # perf's sampling rate: high enough for ~40k samples in 10 s, low enough that
 # perf's own interrupt work stays a small share of the server's CPU.
 readonly FREQ=4000
@@ -258,7 +268,7 @@ run_scenario() {
     LOAD_START=$(cat /proc/loadavg)
     start_server "$name" || { echo "profile.sh: $name skipped: server did not start" >&2; return 0; }
 
-    local bench_secs=$((SECS + WARMUP + TAIL))
+    local bench_secs=$((SECS + WARMUP + COUNT_SECS + TAIL))
     local cmd=("$BENCH_BIN" "${BENCH_ARGS[@]}" --url "ws://127.0.0.1:$PORT$URL_PATH"
         --cpus "$BENCH_CPU" --secs "$bench_secs" --label "profile.$name")
     BENCH_CMD="corecast-bench ${cmd[*]:1}"
@@ -296,6 +306,7 @@ run_scenario() {
     fi
     snapshot_procs "$WORK/procs.end"
     BUSY=$(busy_report "$WORK/procs.start" "$WORK/procs.end")
+    [[ $TOOL == perf ]] && count_syscalls "$name"
     kill -0 "$BENCH_TPID" 2>/dev/null || steady="no: the bench had stopped before sampling ended"
     local rc=0
     wait "$BENCH_TPID" || rc=$?
@@ -402,6 +413,45 @@ wait_connections() {
     return 1
 }
 
+# count_syscalls NAME: syscalls of the server per second over COUNT_SECS,
+# into $WORK/NAME.stat (perf stat -x, CSV); empty if tracepoints are missing.
+count_syscalls() {
+    COUNT_CMD="perf stat -x, -e $COUNT_EVENTS -p $SERVER_PID -- sleep $COUNT_SECS"
+    timeout -k 5 $((COUNT_SECS + 30)) perf stat -x, -e "$COUNT_EVENTS" -p "$SERVER_PID" \
+        -o "$WORK/$name.stat" -- sleep "$COUNT_SECS" >/dev/null 2>&1 || : >"$WORK/$name.stat"
+}
+
+# syscall_rates NAME: the counts as rates, and per delivery (fan-out) or per
+# round trip (echo) using the bench's own rate from NAME.json.
+syscall_rates() {
+    python3 - "$WORK/$1.stat" "$OUT/$1.json" "$COUNT_SECS" <<'PY'
+import json, sys
+stat, bench, secs = sys.argv[1], sys.argv[2], float(sys.argv[3])
+rows = []
+for line in open(stat):
+    f = line.strip().split(",")
+    if len(f) > 2 and f[0].replace(".", "").isdigit():
+        rows.append((f[2].split(":")[-1].replace("sys_enter_", "") or f[2], float(f[0]) / secs))
+if not rows:
+    print("no counts (tracepoints unavailable or perf stat failed)")
+    sys.exit(0)
+try:
+    j = json.load(open(bench))
+except (OSError, ValueError):
+    j = {}
+if j.get("bench") == "fanout":
+    per, one, many = j.get("delivered_per_s"), "delivery", "deliveries"
+else:
+    per, one, many = j.get("round_trips_per_s"), "round trip", "round trips"
+if per:
+    print(f"(per {one}: divided by the bench's {per:,.0f} {many}/s over its whole run)")
+for ev, rate in rows:
+    ev = "all syscalls" if ev == "sys_enter" else ev
+    extra = f"  = {rate / per:.4f} per {one}" if per else ""
+    print(f"{rate:14,.0f}/s  {ev}{extra}")
+PY
+}
+
 # ---- reports ----
 
 report_perf() {
@@ -426,6 +476,9 @@ report_perf() {
         echo "$BUSY"
         echo "event: $(perf evlist -i "$data" 2>/dev/null | head -1)"
         echo "samples: $(grep -c '^[^[:space:]]' "$WORK/$name.script" || true)"
+        echo
+        echo "## syscalls (${COUNT_SECS}s right after the sampled window, load still on): $COUNT_CMD"
+        syscall_rates "$name"
         section "CPU by dso (self)" perf report -i "$data" --stdio --no-children --sort dso -g none
         section "CPU by thread (self)" perf report -i "$data" --stdio --no-children --sort comm -g none
         section "top 40 symbols by self time" top_n 40 perf report -i "$data" --stdio --no-children --sort sym,dso -g none
@@ -567,6 +620,25 @@ print(f"{pct(removable)}  syscall entry/exit + fd lookup + libc wrappers: the pe
       "batched io_uring submission with registered fds could at most remove")
 print(f"{pct(group_t[compiled[2][0]])}  socket call setup: kept by io_uring's sendmsg/recv ops "
       "(they copy the msghdr and run the same socket layers)")
+
+# A few kernel functions the docs name, inclusive; these overlap each other.
+PICKS = [
+    ("sock_def_readable", "waking the reading socket's owner (the bench's epoll, on the other CPU) for "
+     "each skb queued to it; the wakeup runs with interrupts off, so cpu-clock charges it to "
+     "_raw_spin_unlock_irqrestore"),
+    ("skb_defer_free_flush", "freeing this CPU's skbs that the bench consumed on the other CPU"),
+    ("tcp_stream_alloc_skb", "allocating the skbs the sends fill"),
+    ("_copy_from_iter", "copying the frames' bytes from user memory into skbs"),
+    ("__inet_lookup_established", "socket lookup for each received segment (the loopback receive)"),
+    ("sk_reset_timer", "re-arming TCP timers (retransmit, delayed ACK, loss probe)"),
+    ("tcp_recvmsg", "reading (recv) inside the kernel"),
+    ("do_epoll_wait", "epoll_wait on the shard's epoll set"),
+]
+print()
+print("### selected kernel functions, inclusive (these overlap)")
+for fn, why in PICKS:
+    v = sum(n for fr, n in stacks if has(fr, {fn}))
+    print(f"{pct(v)}  {fn}: {why}")
 PY
 }
 

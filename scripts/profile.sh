@@ -237,6 +237,9 @@ write_meta() {
             echo "valgrind: $(valgrind --version)"
         fi
         echo "rustc: $(rustc --version)"
+        # The loopback TCP path is most of the profile; these shape it.
+        echo "sysctl: $(sysctl net.ipv4.tcp_congestion_control net.core.default_qdisc \
+            net.ipv4.tcp_autocorking 2>/dev/null | tr -d ' ' | paste -sd' ' -)"
         echo "secs: $SECS sampled per scenario, after ${WARMUP}s of load with every connection up"
         echo "placement: server CPU $SRV_CPU, bench + perf + this script CPU $BENCH_CPU"
         echo "loadavg before: $(cat /proc/loadavg)"

@@ -8,8 +8,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::TcpStream;
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::shard::Shard;
 use crate::ws;
@@ -58,7 +57,10 @@ enum HeadError {
 
 /// Reads and answers one request. `admitted` is false when the process is
 /// at `--max-connections`: everything but /health then gets 503.
-pub async fn handshake(shard: &Shard, stream: &mut TcpStream, admitted: bool) -> Option<Upgrade> {
+pub async fn handshake<S>(shard: &Shard, stream: &mut S, admitted: bool) -> Option<Upgrade>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let cfg = &shard.config.config;
     let head = futures_lite::future::or(
         async { Some(read_head(stream, cfg.max_header_bytes).await) },
@@ -117,7 +119,10 @@ fn fail(shard: &Shard, why: &str) -> Option<Upgrade> {
     None
 }
 
-async fn read_head(stream: &mut TcpStream, max: usize) -> Result<(Vec<u8>, usize), HeadError> {
+async fn read_head<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    max: usize,
+) -> Result<(Vec<u8>, usize), HeadError> {
     let mut buf = vec![0; INITIAL_HEAD_BYTES.min(max)];
     let mut filled = 0;
     loop {
@@ -299,7 +304,7 @@ fn error(status: u16, reason: &'static str, message: &str) -> Response {
 
 /// Writes a final response, shuts our side, and lingers briefly reading
 /// whatever the client still sends so the response is not lost to a reset.
-async fn respond(shard: &Shard, stream: &mut TcpStream, r: Response) {
+async fn respond<S: AsyncRead + AsyncWrite + Unpin>(shard: &Shard, stream: &mut S, r: Response) {
     if r.status != 200 {
         shard.metrics.on_handshake_failure(Some(r.status));
         log::debug!("http response status={}", r.status);

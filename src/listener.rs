@@ -124,7 +124,7 @@ pub async fn run(shard: Rc<Shard>, socket: Socket, port: Port) {
     let mut backoff = Duration::ZERO;
     let mut last_warn: Option<Instant> = None;
     loop {
-        let mut accept = pin!(listener.accept());
+        let mut accept = pin!(listener.shared_accept());
         let first = poll_fn(|cx| match accept.as_mut().poll(cx) {
             Poll::Ready(result) => Poll::Ready(Some(result)),
             Poll::Pending if port == Port::Public => shard.shutdown.poll_wait(cx).map(|()| None),
@@ -142,7 +142,7 @@ pub async fn run(shard: Rc<Shard>, socket: Socket, port: Port) {
                 while let Ok(stream) = accept.as_mut().await {
                     // Won the race: serve it (the handshake answers 503).
                     spawn_serve(&shard, stream, port);
-                    accept.set(listener.accept());
+                    accept.set(listener.shared_accept());
                 }
                 break;
             }
@@ -173,10 +173,20 @@ pub async fn run(shard: Rc<Shard>, socket: Socket, port: Port) {
     log::debug!("listener closed");
 }
 
-fn spawn_serve(shard: &Rc<Shard>, stream: glommio::net::TcpStream, port: Port) {
+/// Public sockets go to the shard's epoll set as plain fds (no glommio
+/// poll armed for them); admin ones become glommio streams.
+fn spawn_serve(shard: &Rc<Shard>, accepted: glommio::net::AcceptedTcpStream, port: Port) {
     match port {
-        Port::Public => glommio::spawn_local(connection::serve(shard.clone(), stream)).detach(),
-        Port::Admin => glommio::spawn_local(admin::serve(shard.clone(), stream)).detach(),
+        Port::Public => {
+            // SAFETY: shared_accept returned a new socket that nothing else
+            // owns; into_raw_fd gives that ownership up to us.
+            let socket = unsafe { std::net::TcpStream::from_raw_fd(accepted.into_raw_fd()) };
+            glommio::spawn_local(connection::serve(shard.clone(), socket)).detach();
+        }
+        Port::Admin => {
+            let stream = accepted.bind_to_executor();
+            glommio::spawn_local(admin::serve(shard.clone(), stream)).detach();
+        }
     };
 }
 

@@ -10,25 +10,53 @@
 //! events, marks the connections ready and wakes their tasks. The
 //! connection's readiness bits live in its `ConnState`.
 //!
-//! Handshakes and admin connections still use glommio's own streams: they
-//! are short-lived, and the socket moves here only once it is upgraded.
+//! A public socket joins the set as soon as it is accepted: its HTTP
+//! handshake runs on an [`EpollStream`] (a waiter slot here), and the
+//! upgrade re-tags it for its connection ([`EpollSet::watch_upgraded`]).
+//! Admin connections still use glommio's own streams.
 
+use std::cell::RefCell;
 use std::io;
+use std::net::{Shutdown, TcpStream};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+use futures_lite::{AsyncRead, AsyncWrite};
+use slab::Slab;
 
 use crate::shard::{ConnKey, Shard};
-use crate::sys;
+use crate::sys::{self, epoll_bits};
+
+/// Readiness bit: a `recv` may return data (or EOF).
+pub(crate) const READABLE: u8 = 1;
+/// Readiness bit: a `send` may take bytes.
+pub(crate) const WRITABLE: u8 = 2;
+/// Token bit of a socket still in its handshake; the rest of the token is
+/// its slot in `EpollSet::handshakes`.
+const HANDSHAKE: u64 = 1 << 63;
 
 /// Events taken per `epoll_wait`; a full batch is followed by another
 /// (after yielding) before the shard waits on the epoll fd again.
 const EVENTS_PER_WAIT: usize = 256;
 
-/// A shard's epoll set of upgraded sockets.
+/// A shard's epoll set of public sockets.
 #[derive(Debug)]
 pub struct EpollSet {
     /// The epoll instance; closing a socket removes it from the set.
     fd: OwnedFd,
+    /// Sockets in their handshake: readiness bits and the waiting task.
+    handshakes: RefCell<Slab<Waiter>>,
+}
+
+/// Readiness of one socket in its handshake.
+#[derive(Debug)]
+struct Waiter {
+    /// `READABLE`/`WRITABLE`, as for `ConnState::ready`.
+    ready: u8,
+    /// The handshake task, once it had to wait.
+    waker: Option<Waker>,
 }
 
 impl EpollSet {
@@ -36,13 +64,24 @@ impl EpollSet {
     pub fn new() -> io::Result<EpollSet> {
         Ok(EpollSet {
             fd: sys::epoll_create()?,
+            handshakes: RefCell::new(Slab::new()),
         })
     }
 
-    /// Watches `socket` for connection `key` (`seq` tells a reused key's
-    /// new owner from a closed one whose events are still in flight).
-    pub fn add(&self, socket: RawFd, key: ConnKey, seq: u64) -> io::Result<()> {
-        sys::epoll_add(&self.fd, socket, token(key, seq))
+    /// Re-tags an upgraded socket (watched since its accept) for connection
+    /// `key` (`seq` tells a reused key's new owner from a closed one whose
+    /// events are still in flight).
+    pub fn watch_upgraded(&self, socket: RawFd, key: ConnKey, seq: u64) -> io::Result<()> {
+        sys::epoll_modify(&self.fd, socket, token(key, seq))
+    }
+
+    fn on_handshake_readiness(&self, slot: usize, bits: u32) {
+        if let Some(waiter) = self.handshakes.borrow_mut().get_mut(slot) {
+            waiter.ready |= ready_bits(bits);
+            if let Some(waker) = &waiter.waker {
+                waker.wake_by_ref();
+            }
+        }
     }
 
     /// Waits for events and hands them to the shard's connections; runs for
@@ -63,11 +102,18 @@ impl EpollSet {
                         return;
                     }
                 };
-                shard.on_readiness(events[..n].iter().map(|event| {
+                for event in &events[..n] {
                     // Copies out of the packed struct.
                     let (bits, token) = (event.events, event.u64);
-                    (ConnKey(token as u32), (token >> 32) as u32, bits)
-                }));
+                    if token & HANDSHAKE != 0 {
+                        shard
+                            .epoll
+                            .on_handshake_readiness((token & !HANDSHAKE) as usize, bits);
+                    } else {
+                        let seq = (token >> 32) as u32;
+                        shard.on_readiness(ConnKey(token as u32), seq, ready_bits(bits));
+                    }
+                }
                 if n < events.len() {
                     break;
                 }
@@ -77,7 +123,150 @@ impl EpollSet {
     }
 }
 
-/// An event's tag: the key in the low half, the low bits of `seq` above.
+/// An upgraded connection's tag: the key in the low half, the low 31 bits
+/// of `seq` above (the top bit is `HANDSHAKE`).
 fn token(key: ConnKey, seq: u64) -> u64 {
-    u64::from(key.0) | (seq & 0xffff_ffff) << 32
+    u64::from(key.0) | (seq & 0x7fff_ffff) << 32
+}
+
+/// `READABLE`/`WRITABLE` for an event's epoll bits.
+fn ready_bits(bits: u32) -> u8 {
+    let mut ready = 0;
+    if bits & epoll_bits::IN != 0 {
+        ready |= READABLE;
+    }
+    if bits & epoll_bits::OUT != 0 {
+        ready |= WRITABLE;
+    }
+    ready
+}
+
+/// A freshly accepted public socket during its HTTP handshake: async reads
+/// and writes driven by the shard's epoll set.
+pub struct EpollStream {
+    shard: Rc<Shard>,
+    /// Always `Some` until [`EpollStream::into_socket`] takes it.
+    socket: Option<TcpStream>,
+    /// This socket's entry in `EpollSet::handshakes`.
+    slot: usize,
+}
+
+impl EpollStream {
+    /// Adds `socket` to the shard's epoll set.
+    pub fn register(shard: &Rc<Shard>, socket: TcpStream) -> io::Result<EpollStream> {
+        let epoll = &shard.epoll;
+        let slot = epoll.handshakes.borrow_mut().insert(Waiter {
+            ready: READABLE | WRITABLE,
+            waker: None,
+        });
+        if let Err(e) = sys::epoll_add(&epoll.fd, socket.as_raw_fd(), HANDSHAKE | slot as u64) {
+            epoll.handshakes.borrow_mut().remove(slot);
+            return Err(e);
+        }
+        Ok(EpollStream {
+            shard: shard.clone(),
+            socket: Some(socket),
+            slot,
+        })
+    }
+
+    /// The socket, still in the epoll set under its handshake tag until
+    /// [`EpollSet::watch_upgraded`] re-tags it.
+    pub fn into_socket(mut self) -> TcpStream {
+        // Cannot fail: `socket` is only taken here, and this consumes self.
+        self.socket
+            .take()
+            .expect("socket present until into_socket")
+    }
+
+    fn socket(&self) -> &TcpStream {
+        // Cannot fail: `socket` is only taken by into_socket, which consumes self.
+        self.socket
+            .as_ref()
+            .expect("socket present until into_socket")
+    }
+
+    /// Runs `op` while the socket has `bit`; a short or refused operation
+    /// clears it (edge-triggered: the next change brings an event).
+    fn poll_io(
+        &mut self,
+        cx: &Context<'_>,
+        bit: u8,
+        len: usize,
+        mut op: impl FnMut(RawFd) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        let fd = self.socket().as_raw_fd();
+        loop {
+            {
+                let mut waiters = self.shard.epoll.handshakes.borrow_mut();
+                let waiter = &mut waiters[self.slot];
+                if waiter.ready & bit == 0 {
+                    if !waiter
+                        .waker
+                        .as_ref()
+                        .is_some_and(|w| w.will_wake(cx.waker()))
+                    {
+                        waiter.waker = Some(cx.waker().clone());
+                    }
+                    return Poll::Pending;
+                }
+            }
+            let result = op(fd);
+            let drained = match &result {
+                Ok(n) => *n > 0 && *n < len,
+                Err(e) => e.kind() == io::ErrorKind::WouldBlock,
+            };
+            if drained {
+                self.shard.epoll.handshakes.borrow_mut()[self.slot].ready &= !bit;
+            }
+            match result {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                result => return Poll::Ready(result),
+            }
+        }
+    }
+}
+
+impl Drop for EpollStream {
+    fn drop(&mut self) {
+        self.shard
+            .epoll
+            .handshakes
+            .borrow_mut()
+            .try_remove(self.slot);
+    }
+}
+
+impl AsyncRead for EpollStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let len = buf.len();
+        self.get_mut()
+            .poll_io(cx, READABLE, len, |fd| sys::recv(fd, buf))
+    }
+}
+
+impl AsyncWrite for EpollStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let slices = [io::IoSlice::new(buf)];
+        self.get_mut().poll_io(cx, WRITABLE, buf.len(), |fd| {
+            sys::send_vectored(fd, &slices)
+        })
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.socket().shutdown(Shutdown::Write))
+    }
 }

@@ -4,7 +4,7 @@
 //! Every `unsafe` block in the crate lives here, each with its reason.
 
 use std::io::{self, IoSlice};
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// Soft and hard values of one resource limit.
 #[derive(Debug, Clone, Copy)]
@@ -121,13 +121,6 @@ pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     Ok(rc as usize)
 }
 
-/// A second, owned descriptor for the open socket `fd` (close-on-exec).
-pub fn dup(fd: RawFd) -> io::Result<OwnedFd> {
-    // SAFETY: the caller's `fd` is open for the duration of this call; the
-    // borrow ends before it returns.
-    unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned()
-}
-
 /// Readiness bits of an epoll event, as [`epoll_wait`] reports them.
 pub mod epoll_bits {
     /// Data (or a FIN, or an error) to read.
@@ -155,6 +148,20 @@ pub fn epoll_add(epoll: &OwnedFd, fd: RawFd, token: u64) -> io::Result<()> {
     };
     // SAFETY: `event` is a valid epoll_event; the kernel copies it.
     let rc = unsafe { libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut event) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Changes the tag of `fd`, already in `epoll` (same edge-triggered interest).
+pub fn epoll_modify(epoll: &OwnedFd, fd: RawFd, token: u64) -> io::Result<()> {
+    let mut event = libc::epoll_event {
+        events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
+        u64: token,
+    };
+    // SAFETY: `event` is a valid epoll_event; the kernel copies it.
+    let rc = unsafe { libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_MOD, fd, &mut event) };
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }

@@ -7,8 +7,9 @@
 //! hand-written future, so the task holds exactly this struct), owning the
 //! socket and decoder. Reads go into the shard's scratch buffer (lent only
 //! while a `recv` returns and its bytes are decoded), so an idle connection
-//! owns no buffer. After the upgrade the socket leaves glommio: its readiness
-//! comes from the shard's epoll set ([`crate::readiness`]).
+//! owns no buffer. Public sockets never go through glommio's streams: their
+//! readiness comes from the shard's epoll set ([`crate::readiness`]) from
+//! the accept on.
 //! `state.rs` holds `ConnState`, `session.rs` the protocol handling.
 
 use std::future::Future;
@@ -19,13 +20,12 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
-use glommio::net::TcpStream;
-
 use crate::error::CloseReason;
 use crate::http::{self, Route};
 use crate::latency::{self, Latency};
 use crate::message;
 use crate::outbox::MAX_IOVECS;
+use crate::readiness::{EpollStream, READABLE, WRITABLE};
 use crate::shard::Shard;
 use crate::sys;
 use crate::ws::Decoder;
@@ -36,7 +36,6 @@ mod state;
 pub use state::ConnState;
 
 use session::Session;
-use state::{READABLE, WRITABLE};
 
 /// Sockets a shard may be refusing (503) at once; beyond this, excess
 /// connections are closed without a response so refusals cannot exhaust fds.
@@ -46,7 +45,7 @@ const MAX_ROUNDS: usize = 16;
 
 /// Takes over an accepted socket: counts it, runs the HTTP handshake, and
 /// for an upgrade starts the connection's task.
-pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
+pub async fn serve(shard: Rc<Shard>, socket: std::net::TcpStream) {
     shard.metrics.bump(|c| c.accepted += 1);
     let admitted = shard.try_admit();
     if !admitted {
@@ -54,42 +53,43 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
         if shard.n_refusing.get() >= MAX_REFUSING {
             return; // Dropping the socket is the only answer left that costs nothing.
         }
+    }
+    let mut stream = match EpollStream::register(&shard, socket) {
+        Ok(stream) => stream,
+        Err(e) => {
+            // ENOSPC here means fs.epoll.max_user_watches is exhausted.
+            log::warn!(
+                "cannot watch an accepted socket, dropping it (see fs.epoll.max_user_watches): {e}"
+            );
+            if admitted {
+                shard.release();
+            }
+            return;
+        }
+    };
+    if !admitted {
         shard.n_refusing.set(shard.n_refusing.get() + 1);
         http::handshake(&shard, &mut stream, false).await;
         shard.n_refusing.set(shard.n_refusing.get() - 1);
         return;
     }
-    // Pub/sub traffic is small frames that must not wait for Nagle.
-    if let Err(e) = stream.set_nodelay(true) {
-        log::debug!("set_nodelay failed: {e}");
-    }
     match http::handshake(&shard, &mut stream, true).await {
-        Some(upgrade) => start(shard, stream, upgrade),
+        Some(upgrade) => start(shard, stream.into_socket(), upgrade),
         None => shard.release(),
     };
 }
 
-/// Moves an upgraded socket out of glommio into the shard's epoll set and
-/// spawns its task: a task of its own, so the long-lived future is only the
-/// connection's state, not the handshake's (header arrays, buffers).
-fn start(shard: Rc<Shard>, stream: TcpStream, upgrade: http::Upgrade) {
-    // glommio's stream cannot give its fd up, so take a duplicate and let it
-    // close the original (and drop its armed poll).
-    let socket = match sys::dup(stream.as_raw_fd()) {
-        Ok(fd) => std::net::TcpStream::from(fd),
-        Err(e) => {
-            log::warn!("cannot take over an upgraded socket, dropping it: {e}");
-            shard.release();
-            return;
-        }
-    };
-    drop(stream);
+/// Registers an upgraded connection and spawns its task: a task of its own,
+/// so the long-lived future is only the connection's state, not the
+/// handshake's (header arrays, buffers).
+fn start(shard: Rc<Shard>, socket: std::net::TcpStream, upgrade: http::Upgrade) {
+    // Pub/sub traffic is small frames that must not wait for Nagle.
+    if let Err(e) = socket.set_nodelay(true) {
+        log::debug!("set_nodelay failed: {e}");
+    }
     let (key, seq) = shard.register(upgrade.route == Route::Ws);
-    if let Err(e) = shard.epoll.add(socket.as_raw_fd(), key, seq) {
-        // ENOSPC here means fs.epoll.max_user_watches is exhausted.
-        log::warn!(
-            "cannot watch an upgraded socket, dropping it (see fs.epoll.max_user_watches): {e}"
-        );
+    if let Err(e) = shard.epoll.watch_upgraded(socket.as_raw_fd(), key, seq) {
+        log::warn!("cannot re-tag an upgraded socket in the epoll set, dropping it: {e}");
         shard.unregister(key, &[]);
         shard.release();
         return;

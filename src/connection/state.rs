@@ -8,13 +8,8 @@ use bytes::Bytes;
 
 use crate::error::CloseReason;
 use crate::outbox::Outbox;
-use crate::sys::epoll_bits;
+use crate::readiness::{READABLE, WRITABLE};
 use crate::ws;
-
-/// `ConnState::ready` bit: a `recv` may return data (or EOF).
-pub(super) const READABLE: u8 = 1;
-/// `ConnState::ready` bit: a `send` may take bytes.
-pub(super) const WRITABLE: u8 = 2;
 
 /// The half of a connection that the shard can reach: outbox, waker, timers.
 #[derive(Debug)]
@@ -63,14 +58,9 @@ impl ConnState {
         }
     }
 
-    /// Records epoll readiness `bits` and wakes the task.
-    pub fn on_readiness(&mut self, bits: u32) {
-        if bits & epoll_bits::IN != 0 {
-            self.ready |= READABLE;
-        }
-        if bits & epoll_bits::OUT != 0 {
-            self.ready |= WRITABLE;
-        }
+    /// Records readiness (`READABLE`/`WRITABLE` bits) and wakes the task.
+    pub fn on_readiness(&mut self, ready: u8) {
+        self.ready |= ready;
         self.wake();
     }
 

@@ -202,15 +202,13 @@ impl Shard {
         }
     }
 
-    /// Marks connections ready as epoll reported, `(key, low bits of seq,
-    /// epoll bits)` each, and wakes their tasks.
-    pub(crate) fn on_readiness(&self, events: impl Iterator<Item = (ConnKey, u32, u32)>) {
-        let mut conns = self.conns.borrow_mut();
-        for (key, seq, bits) in events {
-            if let Some(conn) = conns.get_mut(key.0 as usize) {
-                if conn.seq as u32 == seq {
-                    conn.on_readiness(bits);
-                }
+    /// Marks connection `key` ready (`READABLE`/`WRITABLE` bits) as epoll
+    /// reported, if it is still the one whose `seq` has these low 31 bits,
+    /// and wakes its task.
+    pub(crate) fn on_readiness(&self, key: ConnKey, seq: u32, ready: u8) {
+        if let Some(conn) = self.conns.borrow_mut().get_mut(key.0 as usize) {
+            if conn.seq as u32 & 0x7fff_ffff == seq {
+                conn.on_readiness(ready);
             }
         }
     }

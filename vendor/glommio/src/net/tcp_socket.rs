@@ -1281,3 +1281,14 @@ mod tests {
         });
     }
 }
+
+/// Gives up the accepted socket without binding it to an executor.
+///
+/// Added by corecast (see CORECAST-PATCH.md): a server that waits on its
+/// own epoll set takes accepted sockets as plain fds, skipping the poll
+/// `bind_to_executor` arms. The caller owns (and must close) the fd.
+impl std::os::unix::io::IntoRawFd for AcceptedTcpStream {
+    fn into_raw_fd(self) -> RawFd {
+        self.fd
+    }
+}

@@ -457,6 +457,21 @@ PY
 
 # ---- reports ----
 
+# The lines every report opens with: when, what ran, and what else did.
+run_header() {
+    local rc=$1 steady=$2
+    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "git: $GIT_DESC"
+    echo "kernel: $(uname -r)"
+    echo "server: $SERVER_CMD"
+    echo "bench: $BENCH_CMD"
+    echo "profile: $PERF_CMD"
+    echo "bench exit: $rc; sampled in steady phase: $steady"
+    echo "loadavg at start, at end: $LOAD_START; $(cat /proc/loadavg)"
+    echo "CPU time per process during the sampled window (/proc/PID/stat; others are other jobs on this VM):"
+    echo "$BUSY"
+}
+
 report_perf() {
     local name=$1 rc=$2 steady=$3
     local data=$WORK/$name.perf.data
@@ -467,16 +482,7 @@ report_perf() {
         "$OUT/$name.folded" >"$OUT/$name.svg"
     {
         echo "# corecast profile: $name"
-        echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-        echo "git: $GIT_DESC"
-        echo "kernel: $(uname -r)"
-        echo "server: $SERVER_CMD"
-        echo "bench: $BENCH_CMD"
-        echo "profile: $PERF_CMD"
-        echo "bench exit: $rc; sampled in steady phase: $steady"
-        echo "loadavg at start, at end: $LOAD_START; $(cat /proc/loadavg)"
-        echo "CPU time per process during the sampled window (/proc/PID/stat; others are other jobs on this VM):"
-        echo "$BUSY"
+        run_header "$rc" "$steady"
         echo "event: $(perf evlist -i "$data" 2>/dev/null | head -1)"
         echo "samples: $(grep -c '^[^[:space:]]' "$WORK/$name.script" || true)"
         echo
@@ -660,16 +666,7 @@ report_callgrind() {
     [[ -s $out ]] || die "callgrind wrote no profile for $name"
     {
         echo "# corecast profile: $name (callgrind instruction counts, reduced load)"
-        echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-        echo "git: $GIT_DESC"
-        echo "kernel: $(uname -r)"
-        echo "server: $SERVER_CMD"
-        echo "bench: $BENCH_CMD"
-        echo "profile: $PERF_CMD"
-        echo "bench exit: $rc; sampled in steady phase: $steady"
-        echo "loadavg at start, at end: $LOAD_START; $(cat /proc/loadavg)"
-        echo "CPU time per process during the sampled window (/proc/PID/stat; others are other jobs on this VM):"
-        echo "$BUSY"
+        run_header "$rc" "$steady"
         echo "note: user-space instructions only (valgrind sees no kernel time), at the reduced load above"
         section "top 40 functions by self instructions (the first line is the total)" \
             cg_top 41 --inclusive=no "$out"

@@ -142,26 +142,21 @@ pub fn epoll_create() -> io::Result<OwnedFd> {
 
 /// Watches `fd` edge-triggered for input, output and hang-up, tagged `token`.
 pub fn epoll_add(epoll: &OwnedFd, fd: RawFd, token: u64) -> io::Result<()> {
-    let mut event = libc::epoll_event {
-        events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
-        u64: token,
-    };
-    // SAFETY: `event` is a valid epoll_event; the kernel copies it.
-    let rc = unsafe { libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut event) };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    epoll_ctl(epoll, libc::EPOLL_CTL_ADD, fd, token)
 }
 
 /// Changes the tag of `fd`, already in `epoll` (same edge-triggered interest).
 pub fn epoll_modify(epoll: &OwnedFd, fd: RawFd, token: u64) -> io::Result<()> {
+    epoll_ctl(epoll, libc::EPOLL_CTL_MOD, fd, token)
+}
+
+fn epoll_ctl(epoll: &OwnedFd, op: libc::c_int, fd: RawFd, token: u64) -> io::Result<()> {
     let mut event = libc::epoll_event {
         events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
         u64: token,
     };
     // SAFETY: `event` is a valid epoll_event; the kernel copies it.
-    let rc = unsafe { libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_MOD, fd, &mut event) };
+    let rc = unsafe { libc::epoll_ctl(epoll.as_raw_fd(), op, fd, &mut event) };
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }

@@ -380,9 +380,9 @@ fn report_baseline(
                 format!("NO, after {:.0}s", a.drain)
             },
         ),
-        ("lost".into(), loud(lost)),
-        ("mismatched frames".into(), loud(r.mismatched)),
-        ("unfinished frames".into(), loud(s.unfinished)),
+        ("lost".into(), report::loud(lost)),
+        ("mismatched frames".into(), report::loud(r.mismatched)),
+        ("unfinished frames".into(), report::loud(s.unfinished)),
     ];
     rows.extend(report::cause_rows("sender failures", &s.errors));
     rows.extend(report::cause_rows("failures", &stats.errors));
@@ -411,15 +411,6 @@ fn report_baseline(
         "ok": ok,
     });
     Ok((v, ok))
-}
-
-/// A count that must be zero, shouted when it is not.
-fn loud(n: u64) -> String {
-    if n == 0 {
-        "0".into()
-    } else {
-        format!("{n}  <-- MUST BE 0")
-    }
 }
 
 #[cfg(test)]

@@ -483,9 +483,9 @@ fn report_fanout(
             },
         ),
         ("subscribed at end".into(), s.subscribed_at_end.to_string()),
-        ("lost".into(), loud(s.seq.lost)),
-        ("duplicated".into(), loud(s.seq.duplicated)),
-        ("out of order".into(), loud(s.seq.reordered)),
+        ("lost".into(), report::loud(s.seq.lost)),
+        ("duplicated".into(), report::loud(s.seq.duplicated)),
+        ("out of order".into(), report::loud(s.seq.reordered)),
         (
             "sends skipped (write backlog)".into(),
             s.skipped.to_string(),
@@ -526,13 +526,4 @@ fn report_fanout(
         "server_messages": s.server_errors, "ok": ok,
     });
     Ok((v, ok))
-}
-
-/// A count that must be zero, shouted when it is not.
-fn loud(n: u64) -> String {
-    if n == 0 {
-        "0".into()
-    } else {
-        format!("{n}  <-- MUST BE 0")
-    }
 }

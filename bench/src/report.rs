@@ -53,6 +53,15 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
+/// A count that must be zero, shouted when it is not.
+pub fn loud(n: u64) -> String {
+    if n == 0 {
+        "0".into()
+    } else {
+        format!("{n}  <-- MUST BE 0")
+    }
+}
+
 /// Prints `rows` as an aligned two-column table under `title`.
 pub fn print_table(out: &mut impl Write, title: &str, rows: &[(String, String)]) -> io::Result<()> {
     let w = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);

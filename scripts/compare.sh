@@ -4,7 +4,7 @@
 # corecast-bench scenarios, one server at a time, in the same placement,
 # plus the raw floor (`corecast-bench baseline`) for CPU per delivery.
 #
-#   scripts/compare.sh [--quick] [--out DIR] [--only NAME[,NAME...]] [--report-only]
+#   scripts/compare.sh [--quick] [--out DIR] [--only NAME[,NAME...]] [--report-only] [--two-hosts]
 #
 # Placement ("pinned"): the server on CPU 0 (corecast `--shards 1 --cpus 0`,
 # every server also started under `taskset -c 0`), corecast-bench on CPU 1
@@ -39,17 +39,27 @@
 # docs/compare, else into copies of them in DIR, so a trial run never
 # touches the committed docs. --report-only redoes only that analysis from
 # the results already in DIR.
+#
+# --two-hosts (root): a model of a separate client machine. On loopback the
+# sender's CPU also pays for the receiver's TCP processing, so every
+# server's CPU per delivery includes the bench's kernel work. With this
+# flag each server runs in a network namespace behind a veth pair
+# (10.77.0.2; the bench stays in this namespace as 10.77.0.1), and RPS
+# steers each side's receive processing to its own CPU (packets to the
+# server on CPU 0, to the bench on CPU 1), as two hosts' NICs would. The
+# floor is skipped (its sender lives in the bench process). Use with --out.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-QUICK=0 OUT="" ONLY="" REPORT_ONLY=0
+QUICK=0 OUT="" ONLY="" REPORT_ONLY=0 TWO_HOSTS=0
 while [[ $# -gt 0 ]]; do
     case $1 in
         --quick) QUICK=1 ;;
         --out) OUT=$2; shift ;;
         --only) ONLY=$2; shift ;;
         --report-only) REPORT_ONLY=1 ;;
-        -h|--help) sed -n '2,41p' "$0"; exit 0 ;;
+        --two-hosts) TWO_HOSTS=1 ;;
+        -h|--help) sed -n '2,51p' "$0"; exit 0 ;;
         *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -71,12 +81,39 @@ taskset -pc "$BENCH_CPU" $$ >/dev/null
 if [[ $QUICK == 1 ]]; then N=2000 HOLD=2 SECS=3 CPU_SECS=5; else N=10000 HOLD=5 SECS=10 CPU_SECS=15; fi
 CPU_RATE=5000   # publishes/s over 1000 subs x 100 channels = 50,000 deliveries/s
 
+# Where servers listen and how the bench reaches them.
+HOST=127.0.0.1 PEER_HOST=127.0.0.1 NETNS=() SRC_IPS=(--source-ips 127.0.0.2-127.0.0.20)
+NS=corecast-cmp VETH_CLIENT=cmp-client VETH_SERVER=cmp-server
+if [[ $TWO_HOSTS == 1 ]]; then
+    if [[ $(id -u) != 0 ]]; then echo "compare.sh: --two-hosts needs root (netns, veth, RPS)" >&2; exit 1; fi
+    HOST=10.77.0.2 PEER_HOST=0.0.0.0 NETNS=(ip netns exec "$NS") SRC_IPS=()
+fi
+# Hex CPU mask of one CPU, for rps_cpus.
+cpu_mask() { printf '%x' $((1 << $1)); }
+two_hosts_down() {
+    ip link del "$VETH_CLIENT" 2>/dev/null || true
+    ip netns del "$NS" 2>/dev/null || true
+}
+two_hosts_up() {
+    two_hosts_down
+    ip netns add "$NS" &&
+        ip link add "$VETH_CLIENT" type veth peer name "$VETH_SERVER" &&
+        ip link set "$VETH_SERVER" netns "$NS" &&
+        ip addr add 10.77.0.1/24 dev "$VETH_CLIENT" &&
+        ip link set "$VETH_CLIENT" up &&
+        ip netns exec "$NS" ip addr add 10.77.0.2/24 dev "$VETH_SERVER" &&
+        ip netns exec "$NS" ip link set "$VETH_SERVER" up &&
+        ip netns exec "$NS" ip link set lo up &&
+        cpu_mask "$BENCH_CPU" >"/sys/class/net/$VETH_CLIENT/queues/rx-0/rps_cpus" &&
+        ip netns exec "$NS" sh -c "echo $(cpu_mask "$SRV_CPU") >/sys/class/net/$VETH_SERVER/queues/rx-0/rps_cpus"
+}
+
 # name | command (PORT is substituted) | placement
 SERVERS=(
     "corecast|$BIN/corecast --port PORT --shards 1 --cpus $SRV_CPU --admin-addr none|pinned"
-    "python_websockets|$PY $ROOT/bench/peers/python_websockets.py --port PORT|pinned"
-    "socketify|$PY $ROOT/bench/peers/socketify_server.py --port PORT|pinned"
-    "node_ws|node $ROOT/bench/peers/node_ws/server.js --port PORT|pinned"
+    "python_websockets|$PY $ROOT/bench/peers/python_websockets.py --port PORT --host $PEER_HOST|pinned"
+    "socketify|$PY $ROOT/bench/peers/socketify_server.py --port PORT --host $PEER_HOST|pinned"
+    "node_ws|node $ROOT/bench/peers/node_ws/server.js --port PORT --host $PEER_HOST|pinned"
     "corecast_unpinned|$BIN/corecast --port PORT --admin-addr none|unpinned"
 )
 
@@ -92,6 +129,7 @@ BENCH_TPID=""
 cleanup() {
     [[ -n $BENCH_TPID ]] && kill -TERM "$BENCH_TPID" 2>/dev/null
     stop_server
+    [[ $TWO_HOSTS == 1 ]] && two_hosts_down
 }
 trap cleanup EXIT
 trap 'echo "compare.sh: interrupted" >&2; exit 130' INT TERM
@@ -118,9 +156,9 @@ start_server_once() {
     [[ $placement == unpinned ]] && cpus=$ALL_CPUS
     next_port
     cmd=${cmd//PORT/$PORT}
-    echo "server: taskset -c $cpus $cmd" >>"$OUT/server.log"
+    echo "server: ${NETNS[*]} taskset -c $cpus $cmd" >>"$OUT/server.log"
     # shellcheck disable=SC2086
-    RUST_LOG=warn timeout -k 5 300 taskset -c "$cpus" $cmd >>"$OUT/server.log" 2>&1 &
+    RUST_LOG=warn timeout -k 5 300 "${NETNS[@]}" taskset -c "$cpus" $cmd >>"$OUT/server.log" 2>&1 &
     TIMEOUT_PID=$!
     SERVER_PID=""
     for _ in $(seq 200); do
@@ -129,8 +167,8 @@ start_server_once() {
             echo "compare.sh: $name exited at startup (see $OUT/server.log)" >&2
             SERVER_PID="" TIMEOUT_PID=""; return 1
         fi
-        if [[ -n $SERVER_PID ]] && curl -sf -m 1 "http://127.0.0.1:$PORT/health" >/dev/null 2>&1; then
-            echo "$name $SERVER_PID taskset -c $cpus $cmd" >>"$OUT/commands.txt"
+        if [[ -n $SERVER_PID ]] && curl -sf -m 1 "http://$HOST:$PORT/health" >/dev/null 2>&1; then
+            echo "$name $SERVER_PID ${NETNS[*]} taskset -c $cpus $cmd" >>"$OUT/commands.txt"
             return 0
         fi
         sleep 0.1
@@ -560,7 +598,7 @@ def commands():
     seen, servers, benches = set(), [], []
     for line in open(p) if os.path.exists(p) else []:
         line = line.strip().replace(root + "/", "")
-        line = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:P", line)
+        line = re.sub(r"(127\.0\.0\.1|10\.77\.0\.2):\d+", r"\1:P", line)
         line = re.sub(r"--port \d+", "--port P", line)
         line = re.sub(r"--server-pid \d+", "--server-pid PID", line)
         line = re.sub(r" --label \S+", "", line)
@@ -695,7 +733,11 @@ cp "$OUT/meta.txt" "$OUT/summary.txt"
 want() { [[ -z $ONLY ]] || [[ ",$ONLY," == *",$1,"* ]]; }
 
 T0=$(date +%s)
-if want baseline; then
+if [[ $TWO_HOSTS == 1 ]]; then
+    two_hosts_up || { echo "compare.sh: cannot set up the two-host model (netns $NS)" >&2; exit 1; }
+    echo "two hosts model: servers in netns $NS at $HOST behind veth, bench at 10.77.0.1; RPS: to server on CPU $SRV_CPU, to bench on CPU $BENCH_CPU" | tee -a "$OUT/meta.txt" "$OUT/summary.txt"
+fi
+if want baseline && [[ $TWO_HOSTS == 0 ]]; then
     echo "=== baseline (no server: raw sender on CPU $SRV_CPU, receivers on CPU $BENCH_CPU)" | tee -a "$OUT/summary.txt"
     bench baseline.max $((SECS + 60)) 1000 "$SECS" baseline --sender-cpu "$SRV_CPU" \
         --subs 1000 --size 64 --secs "$SECS"
@@ -709,32 +751,32 @@ for entry in "${SERVERS[@]}"; do
     echo "=== $sname ($splace)" | tee -a "$OUT/summary.txt"
     if [[ $splace == pinned ]]; then
         if start_server "$sname" "$scmd" "$splace"; then
-            bench "$sname.conns" $((HOLD + 90)) "$N" "$HOLD" conns --url "ws://127.0.0.1:$PORT/ws" -n "$N" \
-                --hold "$HOLD" --source-ips 127.0.0.2-127.0.0.20 --server-pid "$SERVER_PID"
+            bench "$sname.conns" $((HOLD + 90)) "$N" "$HOLD" conns --url "ws://$HOST:$PORT/ws" -n "$N" \
+                --hold "$HOLD" "${SRC_IPS[@]}" --server-pid "$SERVER_PID"
             stop_server
         fi
         if start_server "$sname" "$scmd" "$splace"; then
-            bench "$sname.echo" $((SECS + 60)) 100 "$SECS" echo --url "ws://127.0.0.1:$PORT/echo" -c 100 --size 64 --secs "$SECS"
+            bench "$sname.echo" $((SECS + 60)) 100 "$SECS" echo --url "ws://$HOST:$PORT/echo" -c 100 --size 64 --secs "$SECS"
             stop_server
         fi
     else
         if start_server "$sname" "$scmd" "$splace"; then
-            bench "$sname.echo" $((SECS + 60)) 100 "$SECS" echo --url "ws://127.0.0.1:$PORT/echo" -c 100 --size 64 --secs "$SECS"
+            bench "$sname.echo" $((SECS + 60)) 100 "$SECS" echo --url "ws://$HOST:$PORT/echo" -c 100 --size 64 --secs "$SECS"
             stop_server
         fi
     fi
     if start_server "$sname" "$scmd" "$splace"; then
-        bench "$sname.fan1" $((SECS + 90)) 5001 "$SECS" fanout --url "ws://127.0.0.1:$PORT/ws" \
+        bench "$sname.fan1" $((SECS + 90)) 5001 "$SECS" fanout --url "ws://$HOST:$PORT/ws" \
             --subs 5000 --channels 1 --publishers 1 --size 64 --secs "$SECS"
         stop_server
     fi
     if start_server "$sname" "$scmd" "$splace"; then
-        bench "$sname.fan100" $((SECS + 90)) 1004 "$SECS" fanout --url "ws://127.0.0.1:$PORT/ws" \
+        bench "$sname.fan100" $((SECS + 90)) 1004 "$SECS" fanout --url "ws://$HOST:$PORT/ws" \
             --subs 1000 --channels 100 --publishers 4 --size 64 --secs "$SECS"
         stop_server
     fi
     if start_server "$sname" "$scmd" "$splace"; then
-        bench "$sname.cpu50k" $((CPU_SECS + 90)) 1004 "$CPU_SECS" fanout --url "ws://127.0.0.1:$PORT/ws" \
+        bench "$sname.cpu50k" $((CPU_SECS + 90)) 1004 "$CPU_SECS" fanout --url "ws://$HOST:$PORT/ws" \
             --subs 1000 --channels 100 --publishers 4 --size 64 --secs "$CPU_SECS" --rate "$CPU_RATE"
         stop_server
     fi

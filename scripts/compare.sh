@@ -86,7 +86,7 @@ HOST=127.0.0.1 PEER_HOST=127.0.0.1 NETNS=() SRC_IPS=(--source-ips 127.0.0.2-127.
 NS=corecast-cmp VETH_CLIENT=cmp-client VETH_SERVER=cmp-server
 if [[ $TWO_HOSTS == 1 ]]; then
     if [[ $(id -u) != 0 ]]; then echo "compare.sh: --two-hosts needs root (netns, veth, RPS)" >&2; exit 1; fi
-    HOST=10.77.0.2 PEER_HOST=0.0.0.0 NETNS=(ip netns exec "$NS") SRC_IPS=()
+    HOST=10.77.0.2 PEER_HOST=10.77.0.2 NETNS=(ip netns exec "$NS") SRC_IPS=()
 fi
 # Hex CPU mask of one CPU, for rps_cpus.
 cpu_mask() { printf '%x' $((1 << $1)); }

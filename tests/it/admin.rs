@@ -938,7 +938,7 @@ fn latency_report_dir_inside_a_regular_file_exits_1_with_a_clear_error() {
 // ---- helpers: servers and clients ----
 
 /// The admin address of a server started by the harness.
-fn admin(server: &TestServer) -> &str {
+pub(crate) fn admin(server: &TestServer) -> &str {
     server
         .admin
         .as_deref()
@@ -1064,7 +1064,7 @@ fn report_files(dir: &Path) -> Vec<PathBuf> {
 
 /// One admin response.
 #[derive(Debug)]
-struct Response {
+pub(crate) struct Response {
     status: u16,
     headers: Vec<(String, String)>,
     body: String,
@@ -1079,7 +1079,7 @@ impl Response {
             .map(|(_, v)| v.clone())
     }
 
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
 }
@@ -1195,7 +1195,7 @@ impl HttpConn {
 }
 
 /// One GET on a fresh connection.
-fn get(addr: &str, path: &str) -> Response {
+pub(crate) fn get(addr: &str, path: &str) -> Response {
     HttpConn::open(addr).request("GET", path, &[], "")
 }
 

@@ -8,6 +8,7 @@ use serde_json::json;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::{Message, WebSocket};
 
+use crate::admin::{admin, get};
 use crate::harness::{http_raw, Client, RawClient, TestServer, WAIT};
 
 const UPGRADE: &str = "GET /ws HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -172,4 +173,53 @@ fn read_until_close(ws: &mut WebSocket<TcpStream>) -> Option<CloseFrame> {
             _ => continue,
         }
     }
+}
+
+#[test]
+fn subscriber_that_reads_late_gets_every_message_in_order() {
+    // A subscriber that reads nothing until everything is published: twice
+    // what the kernel may buffer for it (its 4 KiB receive buffer plus a
+    // send buffer of up to net.ipv4.tcp_wmem's maximum) plus 2 MiB, so at
+    // least 2 MiB must wait in the outbox (under the limit, set above the
+    // total). Writing must resume when the subscriber reads (the socket's
+    // writability edge), with nothing lost and the publisher never held up.
+    let wmem_max: usize = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(2)?.parse().ok())
+        .unwrap_or(4 << 20);
+    const FILL: usize = 16 * 1024;
+    let n = ((2 * wmem_max + (2 << 20)) / FILL) as u64;
+    let limit = format!("{}", (n as usize + 64) * (FILL + 128));
+    let server = TestServer::start(&["--shards", "1", "--max-outbound-bytes", &limit]);
+    let mut late = Client::connect_small_rcvbuf(&server.addr());
+    let hello = late.recv_json();
+    assert_eq!(hello["type"], "connection_established", "{hello}");
+    late.subscribe("backlog");
+    let (mut publisher, _) = server.ws_client();
+
+    let filler = "y".repeat(FILL);
+    for seq in 0..n {
+        publisher.send_json(&json!({"type":"publish","channel":"backlog","id":seq,"data":{"seq":seq,"fill":filler}}));
+    }
+    for seq in 0..n {
+        let ack = publisher.recv_json();
+        assert_eq!(
+            ack,
+            json!({"type":"published","channel":"backlog","id":seq})
+        );
+    }
+    let stats = get(admin(&server), "/api/stats").json();
+    let waiting = stats["shards"][0]["outbox_bytes"].as_u64().unwrap_or(0);
+    assert!(
+        waiting >= 2 << 20,
+        "at least 2 MiB should wait in the outbox: {stats}"
+    );
+
+    for seq in 0..n {
+        let got = late.recv_json();
+        assert_eq!(got["type"], "message", "{got}");
+        assert_eq!(got["data"]["seq"], seq, "lost or reordered");
+    }
+    let health = server.health();
+    assert_eq!(health["slow_consumer_closes"], 0, "{health}");
 }

@@ -277,6 +277,33 @@ impl Response {
 }
 
 /// Sends `request` and reads the response until the server closes.
+#[test]
+fn request_sent_a_byte_at_a_time_still_upgrades() {
+    // Each byte is its own segment (TCP_NODELAY), so the server reads an
+    // incomplete head, waits for its socket's next readiness event, and
+    // resumes, many times over.
+    let server = TestServer::start(&["--shards", "1"]);
+    let mut s = TcpStream::connect(server.addr()).expect("tcp connect");
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.set_nodelay(true).unwrap();
+    let key_line = format!("Sec-WebSocket-Key: {RFC_KEY}");
+    let req = raw_upgrade(&[
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        "Sec-WebSocket-Version: 13",
+        &key_line,
+    ]);
+    for byte in req.as_bytes() {
+        s.write_all(std::slice::from_ref(byte)).unwrap();
+    }
+    let resp = read_head(&mut s);
+    assert_eq!(resp.status, 101, "{resp:?}");
+    assert_eq!(
+        resp.header("sec-websocket-accept").as_deref(),
+        Some(RFC_ACCEPT)
+    );
+}
+
 fn exchange(addr: &str, request: &str) -> Response {
     let mut s = TcpStream::connect(addr).expect("tcp connect");
     s.set_read_timeout(Some(WAIT)).unwrap();

@@ -6,7 +6,7 @@ use std::net::TcpStream;
 
 use serde_json::Value;
 
-use crate::harness::{TestServer, WAIT};
+use crate::harness::{http_get, TestServer, WAIT};
 
 /// A key from RFC 6455 section 1.3 and the accept value the RFC gives for it.
 const RFC_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
@@ -278,10 +278,12 @@ impl Response {
 
 /// Sends `request` and reads the response until the server closes.
 #[test]
-fn request_sent_a_byte_at_a_time_still_upgrades() {
-    // Each byte is its own segment (TCP_NODELAY), so the server reads an
-    // incomplete head, waits for its socket's next readiness event, and
-    // resumes, many times over.
+fn request_head_in_two_parts_upgrades_once_the_rest_arrives() {
+    // The server must read the first part, wait on its readiness, and
+    // resume when the rest arrives. Ordering, not time: with one shard,
+    // tasks run in the order their connections were accepted, so once a
+    // second connection's /health is answered, the first connection's
+    // handshake has read its partial head and is waiting.
     let server = TestServer::start(&["--shards", "1"]);
     let mut s = TcpStream::connect(server.addr()).expect("tcp connect");
     s.set_read_timeout(Some(WAIT)).unwrap();
@@ -293,9 +295,10 @@ fn request_sent_a_byte_at_a_time_still_upgrades() {
         "Sec-WebSocket-Version: 13",
         &key_line,
     ]);
-    for byte in req.as_bytes() {
-        s.write_all(std::slice::from_ref(byte)).unwrap();
-    }
+    let (first, rest) = req.split_at(req.len() / 2);
+    s.write_all(first.as_bytes()).unwrap();
+    assert_eq!(http_get(&server.addr(), "/health").0, 200);
+    s.write_all(rest.as_bytes()).unwrap();
     let resp = read_head(&mut s);
     assert_eq!(resp.status, 101, "{resp:?}");
     assert_eq!(

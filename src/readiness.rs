@@ -1,10 +1,10 @@
-//! `EpollSet`: one epoll instance per shard, through which every upgraded
-//! connection's socket reports readiness.
+//! `EpollSet`: one epoll instance per shard, through which every public
+//! socket (handshaking or upgraded) reports readiness.
 //!
 //! glommio waits on a socket by keeping an io_uring poll and its `Source`
 //! (about 500 B of heap) armed per socket; with a million mostly idle
 //! connections that would be the largest per-connection cost. Instead each
-//! upgraded socket is registered once, edge-triggered, in its shard's epoll
+//! public socket is registered once, edge-triggered, in its shard's epoll
 //! set, and one task per shard waits on the epoll fd (a single io_uring
 //! poll, through the vendored glommio's `wait_readable`), collects the
 //! events, marks the connections ready and wakes their tasks. The

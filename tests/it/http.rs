@@ -205,14 +205,7 @@ fn successful_upgrade_returns_the_rfc_accept_key() {
         );
         let mut s = TcpStream::connect(server.addr()).expect("tcp connect");
         s.set_read_timeout(Some(WAIT)).unwrap();
-        let key_line = format!("Sec-WebSocket-Key: {key}");
-        let req = raw_upgrade(&[
-            "Upgrade: websocket",
-            "Connection: Upgrade",
-            "Sec-WebSocket-Version: 13",
-            &key_line,
-        ]);
-        s.write_all(req.as_bytes()).unwrap();
+        s.write_all(upgrade_with_key(key).as_bytes()).unwrap();
         let resp = read_head(&mut s);
         assert_eq!(resp.status, 101, "{resp:?}");
         assert_eq!(
@@ -288,13 +281,7 @@ fn request_head_in_two_parts_upgrades_once_the_rest_arrives() {
     let mut s = TcpStream::connect(server.addr()).expect("tcp connect");
     s.set_read_timeout(Some(WAIT)).unwrap();
     s.set_nodelay(true).unwrap();
-    let key_line = format!("Sec-WebSocket-Key: {RFC_KEY}");
-    let req = raw_upgrade(&[
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        "Sec-WebSocket-Version: 13",
-        &key_line,
-    ]);
+    let req = upgrade_with_key(RFC_KEY);
     let (first, rest) = req.split_at(req.len() / 2);
     s.write_all(first.as_bytes()).unwrap();
     assert_eq!(http_get(&server.addr(), "/health").0, 200);
@@ -356,6 +343,17 @@ fn upgrade_request(method: &str, extra: &[&str]) -> String {
 }
 
 /// `GET /ws` with exactly the header lines given (plus Host).
+/// A valid /ws upgrade request carrying `key`.
+fn upgrade_with_key(key: &str) -> String {
+    let key_line = format!("Sec-WebSocket-Key: {key}");
+    raw_upgrade(&[
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        "Sec-WebSocket-Version: 13",
+        &key_line,
+    ])
+}
+
 fn raw_upgrade(lines: &[&str]) -> String {
     let mut req = "GET /ws HTTP/1.1\r\nHost: test\r\n".to_string();
     for line in lines {

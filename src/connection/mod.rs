@@ -58,7 +58,13 @@ pub async fn serve(shard: Rc<Shard>, socket: std::net::TcpStream) {
         Ok(stream) => stream,
         Err(e) => {
             // ENOSPC here means fs.epoll.max_user_watches is exhausted.
-            log::warn!(
+            let level = if shard.may_warn() {
+                log::Level::Warn
+            } else {
+                log::Level::Debug
+            };
+            log::log!(
+                level,
                 "cannot watch an accepted socket, dropping it (see fs.epoll.max_user_watches): {e}"
             );
             if admitted {
@@ -89,7 +95,15 @@ fn start(shard: Rc<Shard>, socket: std::net::TcpStream, upgrade: http::Upgrade) 
     }
     let (key, seq) = shard.register(upgrade.route == Route::Ws);
     if let Err(e) = shard.epoll.watch_upgraded(socket.as_raw_fd(), key, seq) {
-        log::warn!("cannot re-tag an upgraded socket in the epoll set, dropping it: {e}");
+        let level = if shard.may_warn() {
+            log::Level::Warn
+        } else {
+            log::Level::Debug
+        };
+        log::log!(
+            level,
+            "cannot re-tag an upgraded socket in the epoll set, dropping it: {e}"
+        );
         shard.unregister(key, &[]);
         shard.release();
         return;

@@ -116,6 +116,32 @@ pub struct Shard {
     next_req: Cell<u64>,
     epoch: Instant,
     next_seq: Cell<u64>,
+    /// Gates [`Shard::may_warn`].
+    warn_gate: RateGate,
+}
+
+/// Shortest gap between two per-connection warnings of one shard, so a
+/// failure that hits every connection (an exhausted kernel limit) logs a
+/// line every 10 s instead of one per connection.
+const WARN_EVERY_MS: u64 = 10_000;
+
+/// Says yes at most once per interval (for rate-limited logging).
+#[derive(Debug, Default)]
+struct RateGate {
+    /// When it last said yes (ms, never 0); 0: never.
+    last_ms: Cell<u64>,
+}
+
+impl RateGate {
+    /// True if `every_ms` have passed since the last true (or none was given).
+    fn allow(&self, now_ms: u64, every_ms: u64) -> bool {
+        let last = self.last_ms.get();
+        if last != 0 && now_ms.saturating_sub(last) < every_ms {
+            return false;
+        }
+        self.last_ms.set(now_ms);
+        true
+    }
 }
 
 impl Shard {
@@ -147,12 +173,19 @@ impl Shard {
             next_req: Cell::new(0),
             epoch: Instant::now(),
             next_seq: Cell::new(0),
+            warn_gate: RateGate::default(),
         }
     }
 
     /// Milliseconds since the shard started, never 0 (0 means "unset").
     pub fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64 + 1
+    }
+
+    /// True at most once per 10 s: gates a `warn!` that could otherwise
+    /// repeat for every connection (callers log at `debug!` otherwise).
+    pub fn may_warn(&self) -> bool {
+        self.warn_gate.allow(self.now_ms(), WARN_EVERY_MS)
     }
 
     /// Milliseconds a `Duration` spans, for deadlines against [`Shard::now_ms`].
@@ -289,5 +322,20 @@ impl Shard {
             }
         }
         self.metrics.log_summary();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_gate_allows_once_per_interval() {
+        let gate = RateGate::default();
+        assert!(gate.allow(5, 10_000), "the first call passes");
+        assert!(!gate.allow(6, 10_000));
+        assert!(!gate.allow(10_004, 10_000));
+        assert!(gate.allow(10_005, 10_000), "a full interval later");
+        assert!(!gate.allow(10_006, 10_000));
     }
 }

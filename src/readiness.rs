@@ -37,6 +37,10 @@ pub(crate) const WRITABLE: u8 = 2;
 /// its slot in `EpollSet::handshakes`.
 const HANDSHAKE: u64 = 1 << 63;
 
+/// Pause before retrying after an unexpected epoll failure: long enough not
+/// to spin on a persistent error, short enough that connections barely notice.
+const RETRY_AFTER: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// Events taken per `epoll_wait`; a full batch is followed by another
 /// (after yielding) before the shard waits on the epoll fd again.
 const EVENTS_PER_WAIT: usize = 256;
@@ -90,16 +94,20 @@ impl EpollSet {
         let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS_PER_WAIT];
         loop {
             if let Err(e) = glommio::net::wait_readable(shard.epoll.fd.as_raw_fd()).await {
-                log::error!("cannot wait on the epoll set, connections stall: {e}");
-                return;
+                // Not expected (the fd is ours and open); retrying beats
+                // stalling every connection of the shard for good.
+                log::error!("cannot wait on the epoll set, retrying in {RETRY_AFTER:?}: {e}");
+                glommio::timer::sleep(RETRY_AFTER).await;
+                continue;
             }
             loop {
                 let n = match sys::epoll_wait(&shard.epoll.fd, &mut events) {
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => {
-                        log::error!("epoll_wait failed, connections stall: {e}");
-                        return;
+                        log::error!("epoll_wait failed, retrying in {RETRY_AFTER:?}: {e}");
+                        glommio::timer::sleep(RETRY_AFTER).await;
+                        break;
                     }
                 };
                 for event in &events[..n] {

@@ -96,7 +96,15 @@ impl EpollSet {
             if let Err(e) = glommio::net::wait_readable(shard.epoll.fd.as_raw_fd()).await {
                 // Not expected (the fd is ours and open); retrying beats
                 // stalling every connection of the shard for good.
-                log::error!("cannot wait on the epoll set, retrying in {RETRY_AFTER:?}: {e}");
+                let level = if shard.may_warn() {
+                    log::Level::Error
+                } else {
+                    log::Level::Debug
+                };
+                log::log!(
+                    level,
+                    "cannot wait on the epoll set, retrying in {RETRY_AFTER:?}: {e}"
+                );
                 glommio::timer::sleep(RETRY_AFTER).await;
                 continue;
             }
@@ -105,7 +113,12 @@ impl EpollSet {
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => {
-                        log::error!("epoll_wait failed, retrying in {RETRY_AFTER:?}: {e}");
+                        let level = if shard.may_warn() {
+                            log::Level::Error
+                        } else {
+                            log::Level::Debug
+                        };
+                        log::log!(level, "epoll_wait failed, retrying in {RETRY_AFTER:?}: {e}");
                         glommio::timer::sleep(RETRY_AFTER).await;
                         break;
                     }

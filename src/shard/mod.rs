@@ -182,8 +182,8 @@ impl Shard {
         self.epoch.elapsed().as_millis() as u64 + 1
     }
 
-    /// True at most once per 10 s: gates a `warn!` that could otherwise
-    /// repeat for every connection (callers log at `debug!` otherwise).
+    /// True at most once per 10 s: gates a `warn!`/`error!` that could otherwise
+    /// repeat per connection or per retry (callers log at `debug!` otherwise).
     pub fn may_warn(&self) -> bool {
         self.warn_gate.allow(self.now_ms(), WARN_EVERY_MS)
     }

@@ -26,7 +26,7 @@ use std::task::{Context, Poll, Waker};
 use futures_lite::{AsyncRead, AsyncWrite};
 use slab::Slab;
 
-use crate::shard::{ConnKey, Shard};
+use crate::shard::{log_limited, ConnKey, Shard};
 use crate::sys::{self, epoll_bits};
 
 /// Readiness bit: a `recv` may return data (or EOF).
@@ -96,13 +96,9 @@ impl EpollSet {
             if let Err(e) = glommio::net::wait_readable(shard.epoll.fd.as_raw_fd()).await {
                 // Not expected (the fd is ours and open); retrying beats
                 // stalling every connection of the shard for good.
-                let level = if shard.may_warn() {
-                    log::Level::Error
-                } else {
-                    log::Level::Debug
-                };
-                log::log!(
-                    level,
+                log_limited!(
+                    shard,
+                    log::Level::Error,
                     "cannot wait on the epoll set, retrying in {RETRY_AFTER:?}: {e}"
                 );
                 glommio::timer::sleep(RETRY_AFTER).await;
@@ -113,12 +109,11 @@ impl EpollSet {
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => {
-                        let level = if shard.may_warn() {
-                            log::Level::Error
-                        } else {
-                            log::Level::Debug
-                        };
-                        log::log!(level, "epoll_wait failed, retrying in {RETRY_AFTER:?}: {e}");
+                        log_limited!(
+                            shard,
+                            log::Level::Error,
+                            "epoll_wait failed, retrying in {RETRY_AFTER:?}: {e}"
+                        );
                         glommio::timer::sleep(RETRY_AFTER).await;
                         break;
                     }

@@ -26,7 +26,7 @@ use crate::latency::{self, Latency};
 use crate::message;
 use crate::outbox::MAX_IOVECS;
 use crate::readiness::{EpollStream, READABLE, WRITABLE};
-use crate::shard::Shard;
+use crate::shard::{log_limited, Shard};
 use crate::sys;
 use crate::ws::Decoder;
 
@@ -58,13 +58,9 @@ pub async fn serve(shard: Rc<Shard>, socket: std::net::TcpStream) {
         Ok(stream) => stream,
         Err(e) => {
             // ENOSPC here means fs.epoll.max_user_watches is exhausted.
-            let level = if shard.may_warn() {
-                log::Level::Warn
-            } else {
-                log::Level::Debug
-            };
-            log::log!(
-                level,
+            log_limited!(
+                shard,
+                log::Level::Warn,
                 "cannot watch an accepted socket, dropping it (see fs.epoll.max_user_watches): {e}"
             );
             if admitted {
@@ -95,13 +91,9 @@ fn start(shard: Rc<Shard>, socket: std::net::TcpStream, upgrade: http::Upgrade) 
     }
     let (key, seq) = shard.register(upgrade.route == Route::Ws);
     if let Err(e) = shard.epoll.watch_upgraded(socket.as_raw_fd(), key, seq) {
-        let level = if shard.may_warn() {
-            log::Level::Warn
-        } else {
-            log::Level::Debug
-        };
-        log::log!(
-            level,
+        log_limited!(
+            shard,
+            log::Level::Warn,
             "cannot re-tag an upgraded socket in the epoll set, dropping it: {e}"
         );
         shard.unregister(key, &[]);

@@ -125,6 +125,17 @@ pub struct Shard {
 /// line every 10 s instead of one per connection.
 const WARN_EVERY_MS: u64 = 10_000;
 
+/// `log!` at `$level` at most once per 10 s per shard (its `may_warn`
+/// gate), at `debug!` otherwise: for failures that could repeat per
+/// connection or per retry. A macro so the line keeps its caller's target.
+macro_rules! log_limited {
+    ($shard:expr, $level:expr, $($arg:tt)+) => {{
+        let level = if $shard.may_warn() { $level } else { log::Level::Debug };
+        log::log!(level, $($arg)+);
+    }};
+}
+pub(crate) use log_limited;
+
 /// Says yes at most once per interval (for rate-limited logging).
 #[derive(Debug, Default)]
 struct RateGate {

@@ -157,49 +157,71 @@ fn ready_bits(bits: u32) -> u8 {
     ready
 }
 
+/// Edge-triggered rule shared by every reader and writer of a public
+/// socket: after `result` of an operation offered `len` bytes, may the
+/// socket's readiness bit be cleared? Yes after `EAGAIN`, and after a short
+/// transfer (the kernel raises a new edge on the next byte or on room).
+/// EOF (`Ok(0)`) keeps the bit, so the next read sees EOF again.
+pub(crate) fn came_up_short(result: &io::Result<usize>, len: usize) -> bool {
+    match result {
+        Ok(n) => *n > 0 && *n < len,
+        Err(e) => e.kind() == io::ErrorKind::WouldBlock,
+    }
+}
+
+/// Keeps `waker` in `slot`, cloning only if it would wake another task.
+pub(crate) fn store_waker(slot: &mut Option<Waker>, waker: &Waker) {
+    if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+        *slot = Some(waker.clone());
+    }
+}
+
 /// A freshly accepted public socket during its HTTP handshake: async reads
 /// and writes driven by the shard's epoll set.
 pub struct EpollStream {
+    socket: TcpStream,
+    slot: HandshakeSlot,
+}
+
+/// A socket's entry in `EpollSet::handshakes`, removed when dropped.
+struct HandshakeSlot {
     shard: Rc<Shard>,
-    /// Always `Some` until [`EpollStream::into_socket`] takes it.
-    socket: Option<TcpStream>,
-    /// This socket's entry in `EpollSet::handshakes`.
-    slot: usize,
+    index: usize,
+}
+
+impl Drop for HandshakeSlot {
+    fn drop(&mut self) {
+        self.shard
+            .epoll
+            .handshakes
+            .borrow_mut()
+            .try_remove(self.index);
+    }
 }
 
 impl EpollStream {
     /// Adds `socket` to the shard's epoll set.
     pub fn register(shard: &Rc<Shard>, socket: TcpStream) -> io::Result<EpollStream> {
-        let epoll = &shard.epoll;
-        let slot = epoll.handshakes.borrow_mut().insert(Waiter {
+        let index = shard.epoll.handshakes.borrow_mut().insert(Waiter {
             ready: READABLE | WRITABLE,
             waker: None,
         });
-        if let Err(e) = sys::epoll_add(&epoll.fd, socket.as_raw_fd(), HANDSHAKE | slot as u64) {
-            epoll.handshakes.borrow_mut().remove(slot);
-            return Err(e);
-        }
-        Ok(EpollStream {
+        let slot = HandshakeSlot {
             shard: shard.clone(),
-            socket: Some(socket),
-            slot,
-        })
+            index,
+        };
+        sys::epoll_add(
+            &shard.epoll.fd,
+            socket.as_raw_fd(),
+            HANDSHAKE | index as u64,
+        )?;
+        Ok(EpollStream { socket, slot })
     }
 
     /// The socket, still in the epoll set under its handshake tag until
-    /// [`EpollSet::watch_upgraded`] re-tags it.
-    pub fn into_socket(mut self) -> TcpStream {
-        // Cannot fail: `socket` is only taken here, and this consumes self.
+    /// [`EpollSet::watch_upgraded`] re-tags it; its waiter slot is freed.
+    pub fn into_socket(self) -> TcpStream {
         self.socket
-            .take()
-            .expect("socket present until into_socket")
-    }
-
-    fn socket(&self) -> &TcpStream {
-        // Cannot fail: `socket` is only taken by into_socket, which consumes self.
-        self.socket
-            .as_ref()
-            .expect("socket present until into_socket")
     }
 
     /// Runs `op` while the socket has `bit`; a short or refused operation
@@ -211,29 +233,25 @@ impl EpollStream {
         len: usize,
         mut op: impl FnMut(RawFd) -> io::Result<usize>,
     ) -> Poll<io::Result<usize>> {
-        let fd = self.socket().as_raw_fd();
+        let fd = self.socket.as_raw_fd();
+        let slot = &self.slot;
         loop {
             {
-                let mut waiters = self.shard.epoll.handshakes.borrow_mut();
-                let waiter = &mut waiters[self.slot];
+                let mut waiters = slot.shard.epoll.handshakes.borrow_mut();
+                // The slot lives as long as this stream (HandshakeSlot).
+                let Some(waiter) = waiters.get_mut(slot.index) else {
+                    return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
+                };
                 if waiter.ready & bit == 0 {
-                    if !waiter
-                        .waker
-                        .as_ref()
-                        .is_some_and(|w| w.will_wake(cx.waker()))
-                    {
-                        waiter.waker = Some(cx.waker().clone());
-                    }
+                    store_waker(&mut waiter.waker, cx.waker());
                     return Poll::Pending;
                 }
             }
             let result = op(fd);
-            let drained = match &result {
-                Ok(n) => *n > 0 && *n < len,
-                Err(e) => e.kind() == io::ErrorKind::WouldBlock,
-            };
-            if drained {
-                self.shard.epoll.handshakes.borrow_mut()[self.slot].ready &= !bit;
+            if came_up_short(&result, len) {
+                if let Some(waiter) = slot.shard.epoll.handshakes.borrow_mut().get_mut(slot.index) {
+                    waiter.ready &= !bit;
+                }
             }
             match result {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
@@ -241,16 +259,6 @@ impl EpollStream {
                 result => return Poll::Ready(result),
             }
         }
-    }
-}
-
-impl Drop for EpollStream {
-    fn drop(&mut self) {
-        self.shard
-            .epoll
-            .handshakes
-            .borrow_mut()
-            .try_remove(self.slot);
     }
 }
 
@@ -283,6 +291,6 @@ impl AsyncWrite for EpollStream {
     }
 
     fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(self.socket().shutdown(Shutdown::Write))
+        Poll::Ready(self.socket.shutdown(Shutdown::Write))
     }
 }

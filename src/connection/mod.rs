@@ -25,7 +25,7 @@ use crate::http::{self, Route};
 use crate::latency::{self, Latency};
 use crate::message;
 use crate::outbox::MAX_IOVECS;
-use crate::readiness::{EpollStream, READABLE, WRITABLE};
+use crate::readiness::{came_up_short, store_waker, EpollStream, READABLE, WRITABLE};
 use crate::shard::{log_limited, Shard};
 use crate::sys;
 use crate::ws::Decoder;
@@ -130,6 +130,14 @@ fn start(shard: Rc<Shard>, socket: std::net::TcpStream, upgrade: http::Upgrade) 
     glommio::spawn_local(conn).detach();
 }
 
+/// What `sync_state` reads from the connection's `ConnState` each round.
+struct Flags {
+    closing: Option<CloseReason>,
+    dead: bool,
+    awaiting: bool,
+    readable: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ReadState {
     /// Decoding frames.
@@ -181,7 +189,13 @@ impl Future for Connection {
 impl Connection {
     fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<CloseReason> {
         for _ in 0..MAX_ROUNDS {
-            let Some((closing, dead, awaiting)) = self.sync_state(cx.waker()) else {
+            let Some(Flags {
+                closing,
+                dead,
+                awaiting,
+                readable,
+            }) = self.sync_state(cx.waker())
+            else {
                 return Poll::Ready(CloseReason::Abnormal);
             };
             if dead {
@@ -221,6 +235,9 @@ impl Connection {
             if self.close_received {
                 return Poll::Pending; // Nothing more to read; waiting for the flush.
             }
+            if !readable {
+                return Poll::Pending; // The socket's next epoll event wakes us.
+            }
             match self.read_some() {
                 Poll::Ready(()) => continue,
                 Poll::Pending => return Poll::Pending,
@@ -231,13 +248,16 @@ impl Connection {
     }
 
     /// Stores the waker and reads the flags the shard may have changed.
-    fn sync_state(&self, waker: &Waker) -> Option<(Option<CloseReason>, bool, bool)> {
+    fn sync_state(&self, waker: &Waker) -> Option<Flags> {
         let mut conns = self.shard.conns.borrow_mut();
         let state = conns.get_mut(self.session.key.0 as usize)?;
-        if !state.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
-            state.waker = Some(waker.clone());
-        }
-        Some((state.closing, state.dead, state.awaiting_ack))
+        store_waker(&mut state.waker, waker);
+        Some(Flags {
+            closing: state.closing,
+            dead: state.dead,
+            awaiting: state.awaiting_ack,
+            readable: state.ready & READABLE != 0,
+        })
     }
 
     /// Writes as much of the outbox as the socket takes, one `sendmsg` per
@@ -259,20 +279,14 @@ impl Connection {
             let written = {
                 let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
                 let n = state.outbox.slices(&mut slices);
-                match sys::send_vectored(fd, &slices[..n]) {
-                    Ok(written) => {
-                        // Short: the send buffer is full, and the kernel has
-                        // noted it, so an EPOLLOUT edge follows when it drains.
-                        if written < slices[..n].iter().map(|s| s.len()).sum() {
-                            state.ready &= !WRITABLE;
-                        }
-                        written
-                    }
+                let result = sys::send_vectored(fd, &slices[..n]);
+                if came_up_short(&result, slices[..n].iter().map(|s| s.len()).sum()) {
+                    state.ready &= !WRITABLE;
+                }
+                match result {
+                    Ok(written) => written,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        state.ready &= !WRITABLE;
-                        0
-                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
                     Err(e) => return Err(e),
                 }
             };
@@ -288,29 +302,19 @@ impl Connection {
         }
     }
 
-    /// One `recv` into the shard's scratch buffer, decoded on the spot.
-    /// Pending when the socket has nothing (its next epoll event wakes us).
+    /// One `recv` into the shard's scratch buffer, decoded on the spot;
+    /// only called while the socket is `READABLE`. Pending when it had
+    /// nothing (its next epoll event wakes us).
     fn read_some(&mut self) -> Poll<()> {
         let shard = self.shard.clone();
-        let key = self.session.key.0 as usize;
-        let readable = shard
-            .conns
-            .borrow()
-            .get(key)
-            .is_some_and(|s| s.ready & READABLE != 0);
-        if !readable {
-            return Poll::Pending;
-        }
         let mut scratch = shard.scratch.borrow_mut();
         let result = sys::recv(self.socket.as_raw_fd(), &mut scratch[..]);
-        // Edge-triggered: after a short read, any later byte brings a new
-        // event, so the socket need not be asked until then.
-        let drained = match &result {
-            Ok(n) => *n > 0 && *n < scratch.len(),
-            Err(e) => e.kind() == io::ErrorKind::WouldBlock,
-        };
-        if drained {
-            if let Some(state) = shard.conns.borrow_mut().get_mut(key) {
+        if came_up_short(&result, scratch.len()) {
+            if let Some(state) = shard
+                .conns
+                .borrow_mut()
+                .get_mut(self.session.key.0 as usize)
+            {
                 state.ready &= !READABLE;
             }
         }

@@ -8,19 +8,17 @@ use std::os::fd::{FromRawFd, IntoRawFd};
 use std::pin::pin;
 use std::rc::Rc;
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::error::StartupError;
-use crate::shard::Shard;
+use crate::shard::{log_limited, Shard};
 use crate::sys;
 use crate::{admin, connection};
 
 /// Longest pause after an accept error such as EMFILE.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
-/// At most one warning per this interval while accept keeps failing.
-const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// Binds `n` SO_REUSEPORT listeners on one address. With port 0 the first
 /// socket picks the port and the others bind the same one. Returns the
@@ -122,7 +120,6 @@ pub async fn run(shard: Rc<Shard>, socket: Socket, port: Port) {
     // to glommio, which closes it on drop, so `fd` is valid while `listener` lives.
     let listener = unsafe { glommio::net::TcpListener::from_raw_fd(fd) };
     let mut backoff = Duration::ZERO;
-    let mut last_warn: Option<Instant> = None;
     loop {
         let mut accept = pin!(listener.shared_accept());
         let first = poll_fn(|cx| match accept.as_mut().poll(cx) {
@@ -156,13 +153,12 @@ pub async fn run(shard: Rc<Shard>, socket: Socket, port: Port) {
                 let e: std::io::Error = e.into();
                 if is_resource_error(&e) {
                     backoff = (backoff * 2).clamp(Duration::from_millis(5), MAX_BACKOFF);
-                    if last_warn.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
-                        last_warn = Some(Instant::now());
-                        log::warn!(
-                            "accept failing, backing off backoff={backoff:?} error={e} \
-                             (raise the open-files limit or lower --max-connections)"
-                        );
-                    }
+                    log_limited!(
+                        shard,
+                        log::Level::Warn,
+                        "accept failing, backing off backoff={backoff:?} error={e} \
+                         (raise the open-files limit or lower --max-connections)"
+                    );
                     glommio::timer::sleep(backoff).await;
                 } else {
                     log::debug!("accept error: {e}");

@@ -290,13 +290,13 @@ impl Connection {
                     Err(e) => return Err(e),
                 }
             };
-            let latency = &self.shard.latency;
+            let mut latency = self.shard.latency.borrow_mut();
             let mut now_ns = 0;
             state.outbox.advance(written, |stamp| {
                 if now_ns == 0 {
                     now_ns = latency::now_ns();
                 }
-                Latency::record(&mut latency.borrow_mut().fanout, stamp, now_ns);
+                Latency::record(&mut latency.fanout, stamp, now_ns);
             });
             self.shard.metrics.bump(|c| c.bytes_out += written as u64);
         }

@@ -82,12 +82,13 @@ impl Shard {
     /// Publishes an encoded frame: fans out locally, then sends it once to
     /// each other shard with subscribers. Returns how many shards it reached.
     pub fn publish(&self, channel: &str, frame: Bytes) -> usize {
-        let stamp = latency::now_ns();
         self.metrics.bump(|c| c.published += 1);
         let topics = self.topics.borrow();
         let Some(entry) = topics.get(channel) else {
             return 0;
         };
+        // Read only once someone will receive it.
+        let stamp = latency::now_ns();
         let mut reached = usize::from(!entry.local.is_empty());
         self.fan_out_local(entry.local.iter().copied(), &frame, stamp);
         if !entry.remote.is_empty() {

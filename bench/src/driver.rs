@@ -447,14 +447,22 @@ fn read_ready<W: Workload>(
         // Stamp each read, not the poll wakeup: this loop keeps reading one socket,
         // and a reply to a message sent a moment ago must not get the old time.
         let now = Instant::now();
-        c.rbuf.extend_from_slice(&scratch[..n]);
-        let mut buf = std::mem::take(&mut c.rbuf);
-        let used = decode_all(id, c, &buf, workload, stats, shared, connecting, now);
-        buf.drain(..used);
-        if buf.is_empty() && buf.capacity() > 64 * 1024 {
-            buf = Vec::new();
+        if c.rbuf.is_empty() {
+            // The usual case: decode straight from the read buffer and keep
+            // only an incomplete tail, instead of copying every byte first.
+            let got = &scratch[..n];
+            let used = decode_all(id, c, got, workload, stats, shared, connecting, now);
+            c.rbuf.extend_from_slice(&got[used..]);
+        } else {
+            c.rbuf.extend_from_slice(&scratch[..n]);
+            let mut buf = std::mem::take(&mut c.rbuf);
+            let used = decode_all(id, c, &buf, workload, stats, shared, connecting, now);
+            buf.drain(..used);
+            if buf.is_empty() && buf.capacity() > 64 * 1024 {
+                buf = Vec::new();
+            }
+            c.rbuf = buf;
         }
-        c.rbuf = buf;
         if c.error.is_some() || c.state == State::Closed {
             return;
         }

@@ -319,7 +319,6 @@ run_scenario() {
     grep '^{' "$WORK/$name.bench.out" | tail -n 1 >"$OUT/$name.json" \
         || echo "{\"label\":\"profile.$name\",\"ok\":false,\"missing\":true,\"exit\":$rc}" >"$OUT/$name.json"
     stop_server
-    [[ -n $SERVER_PID ]] || true
     if [[ $TOOL == perf ]]; then
         report_perf "$name" "$rc" "$steady"
     else
@@ -341,7 +340,7 @@ next_port() {
 snapshot_procs() {
     local f s pid comm
     for f in /proc/[0-9]*/stat; do
-        s=$(cat "$f" 2>/dev/null) || continue
+        read -r s <"$f" 2>/dev/null || continue  # a builtin: no fork per process
         pid=${s%% *} comm=${s#*(} comm=${comm%%) *} s=${s##*) }
         # shellcheck disable=SC2086
         set -- $s

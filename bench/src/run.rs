@@ -84,7 +84,13 @@ pub fn parse_cpu_list(s: &str) -> Result<CpuList, String> {
                 .map_err(|_| format!("not a CPU: {x:?}"))
         };
         match part.split_once('-') {
-            Some((a, b)) => out.extend(num(a)?..=num(b)?),
+            Some((a, b)) => {
+                let (a, b) = (num(a)?, num(b)?);
+                if a > b {
+                    return Err(format!("backwards CPU range {part:?}"));
+                }
+                out.extend(a..=b);
+            }
             None => out.push(num(part)?),
         }
     }
@@ -268,4 +274,18 @@ pub fn save_outputs(
         ));
     }
     rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists_keep_order_and_refuse_nonsense() {
+        assert_eq!(parse_cpu_list("1").unwrap().0, vec![1]);
+        assert_eq!(parse_cpu_list("2-3,0").unwrap().0, vec![2, 3, 0]);
+        assert!(parse_cpu_list("3-1").unwrap_err().contains("backwards"));
+        assert!(parse_cpu_list("x").unwrap_err().contains("not a CPU"));
+        assert!(parse_cpu_list(" , ").unwrap_err().contains("empty"));
+    }
 }

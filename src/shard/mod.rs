@@ -95,7 +95,7 @@ pub struct Shard {
     pending: RefCell<HashMap<Rc<str>, PendingInterest>>,
     /// The only path to other shards.
     pub(crate) bus: Rc<Bus>,
-    /// Readiness of every upgraded socket of this shard.
+    /// Readiness of every public socket of this shard (handshaking or upgraded).
     pub(crate) epoll: EpollSet,
     /// Read buffer lent to one connection at a time while it decodes.
     pub(crate) scratch: RefCell<Vec<u8>>,

@@ -722,7 +722,7 @@ done
 rm -f "$OUT"/*.json "$OUT"/*.samples "$OUT/server.log" "$OUT/commands.txt"
 {
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "git: $(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD -- src bench/src 2>/dev/null || echo ' (src or bench/src modified)')"
+    echo "git: $(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD -- src bench scripts vendor Cargo.toml Cargo.lock 2>/dev/null || echo ' (code modified since this commit: src, bench, scripts, vendor or Cargo files)')"
     echo "cpu: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $NCPU CPUs"
     echo "memory: $(free -g | awk '/Mem:/ {print $2}') GiB"
     echo "kernel: $(uname -r)"

@@ -226,24 +226,19 @@ fn reserved_bits_3_rsv1_on_continuation_fails_with_1002() {
 
 #[test]
 fn opcodes_4_reserved_data_opcodes_fail_with_1002() {
-    let server = server();
-    for opcode in 3..=7u8 {
-        for payload in [&b""[..], b"reserved opcode"] {
-            let mut c = raw(&server);
-            c.send_frame(FIN | opcode, payload, true);
-            expect_failure_for(
-                &mut c,
-                1002,
-                &format!("opcode {opcode:#x}, {} bytes", payload.len()),
-            );
-        }
-    }
+    each_opcode_fails_with_1002(3..=7);
 }
 
 #[test]
 fn opcodes_4_reserved_control_opcodes_fail_with_1002() {
+    each_opcode_fails_with_1002(0xB..=0xF);
+}
+
+/// Every opcode in `opcodes`, empty and with a payload, each on a fresh
+/// connection, is answered with close 1002.
+fn each_opcode_fails_with_1002(opcodes: std::ops::RangeInclusive<u8>) {
     let server = server();
-    for opcode in 0xB..=0xFu8 {
+    for opcode in opcodes {
         for payload in [&b""[..], b"reserved opcode"] {
             let mut c = raw(&server);
             c.send_frame(FIN | opcode, payload, true);

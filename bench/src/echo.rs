@@ -164,11 +164,7 @@ pub fn run(a: EchoArgs) -> Result<(serde_json::Value, bool), String> {
         a.common.loops.ramp_timeout,
         "connecting",
     );
-    running.set_phase(phase::RUN);
-    let t0 = Instant::now();
-    running.sleep(Duration::from_secs_f64(a.secs));
-    running.set_phase(phase::DRAIN);
-    let secs = t0.elapsed().as_secs_f64();
+    let secs = running.run_for(a.secs);
     running.sleep(Duration::from_secs(2));
     let (ws, stats) = running.join()?;
 

@@ -356,11 +356,7 @@ pub fn run(a: FanoutArgs) -> Result<(serde_json::Value, bool), String> {
         a.common.loops.ramp_timeout,
         "connecting + subscribing",
     );
-    running.set_phase(phase::RUN);
-    let t0 = Instant::now();
-    running.sleep(Duration::from_secs_f64(a.secs));
-    running.set_phase(phase::DRAIN);
-    let secs = t0.elapsed().as_secs_f64();
+    let secs = running.run_for(a.secs);
     let sum = |v: &[AtomicU64]| v.iter().map(|x| x.load(Ordering::Relaxed)).sum::<u64>();
     let drain_until = Instant::now() + Duration::from_secs_f64(a.drain);
     while Instant::now() < drain_until && !running.finished() {

@@ -206,6 +206,16 @@ impl<W> Running<W> {
         self.shared.phase.store(p, Ordering::Relaxed);
     }
 
+    /// The measured phase: RUN for `secs` (or until the deadline), then
+    /// DRAIN. Returns the seconds the run phase really lasted.
+    pub fn run_for(&self, secs: f64) -> f64 {
+        self.set_phase(phase::RUN);
+        let t0 = Instant::now();
+        self.sleep(Duration::from_secs_f64(secs));
+        self.set_phase(phase::DRAIN);
+        t0.elapsed().as_secs_f64()
+    }
+
     /// Sleeps up to `d`, waking early past the deadline or when every thread has ended.
     pub fn sleep(&self, d: Duration) {
         let until = (Instant::now() + d).min(self.deadline);

@@ -54,7 +54,11 @@ trap cleanup EXIT
 # Servers that have an admin listener get none: several share one port here.
 start_server() {
     local extra=()
-    "$BIN/corecast" --help | grep -q -- --admin-addr && extra=(--admin-addr none)
+    # Captured, not piped into grep -q: under pipefail, corecast would fail
+    # with EPIPE whenever grep exits before it has written everything.
+    local help
+    help=$("$BIN/corecast" --help)
+    [[ $help == *--admin-addr* ]] && extra=(--admin-addr none)
     RUST_LOG=warn "$BIN/corecast" --port "$PORT" --cpus "$SRV_CPU" "${extra[@]}" "$@" \
         >>"$OUT/server.log" 2>&1 &
     local pid=$!

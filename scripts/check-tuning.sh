@@ -408,7 +408,7 @@ check_io_uring() {
         report OK "kernel.io_uring_disabled" "0: io_uring is available to every user"
     elif ((disabled == 1)); then
         group=$(read_sysctl kernel.io_uring_group)
-        if [[ $EUID -eq 0 ]] || id -G | tr ' ' '\n' | grep -qx -- "${group:--1}"; then
+        if [[ $EUID -eq 0 ]] || [[ " $(id -G) " == *" ${group:--1} "* ]]; then
             report OK "kernel.io_uring_disabled" "1: io_uring only for root and group ${group:-?}; $(id -un) qualifies"
         else
             sysctl_fix=1

@@ -138,7 +138,7 @@ trap 'echo "compare.sh: interrupted" >&2; exit 130' INT TERM
 # ports span 1024-65535 here, so a fixed port can be held by a TIME_WAIT socket.
 next_port() {
     PORT=$((PORT + 1))
-    while ss -Htan "( sport = :$PORT )" 2>/dev/null | grep -q .; do PORT=$((PORT + 1)); done
+    while [[ -n $(ss -Htan "( sport = :$PORT )" 2>/dev/null) ]]; do PORT=$((PORT + 1)); done
 }
 
 # start_server NAME CMD PLACEMENT: fresh server on a fresh port, bounded by

@@ -43,7 +43,7 @@ say() { echo "peers-install: $*"; }
 die() { echo "peers-install: error: $*" >&2; exit 1; }
 
 # ---- 1. Debian packages ---------------------------------------------------
-have_deb() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+have_deb() { [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) == *'install ok installed'* ]]; }
 
 command -v "$PY" >/dev/null || die "no $PY on PATH (set PYTHON=...)"
 "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' ||

@@ -331,7 +331,7 @@ run_scenario() {
 PORT=${PROFILE_PORT:-18300}
 next_port() {
     PORT=$((PORT + 1))
-    while ss -Htan "( sport = :$PORT )" 2>/dev/null | grep -q .; do PORT=$((PORT + 1)); done
+    while [[ -n $(ss -Htan "( sport = :$PORT )" 2>/dev/null) ]]; do PORT=$((PORT + 1)); done
 }
 
 # snapshot_procs FILE: "pid ticks comm" for every process now, ticks being

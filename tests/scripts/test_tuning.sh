@@ -443,7 +443,11 @@ expect_file_line() {
         fail "cannot read $1"
         return 1
     }
-    tr '\t' ' ' <"$1" | grep -Eqx -- "$2" || fail "$1 has no line /$2/"
+    # Not `tr <file | grep -q`: grep -q exits at the first match, tr then
+    # dies of SIGPIPE on its next write, and pipefail reports that as a miss.
+    local text
+    text=$(<"$1")
+    grep -Eqx -- "$2" <<<"${text//$'\t'/ }" || fail "$1 has no line /$2/"
 }
 
 # A fake /proc/sys with the kernel defaults of a 24 GiB machine and no

@@ -5,7 +5,7 @@
 //! find whom to fan a frame out to and which shards to forward it to.
 
 use std::collections::HashMap;
-use std::rc::Rc;
+use std::sync::Arc;
 
 use indexmap::IndexSet;
 
@@ -57,9 +57,9 @@ pub struct Channel {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Subscribed {
     /// The first local subscriber: other shards must learn of it.
-    FirstOnShard(Rc<str>),
+    FirstOnShard(Arc<str>),
     /// Another local subscriber of a channel the shard already had.
-    Added(Rc<str>),
+    Added(Arc<str>),
     /// The connection was already subscribed.
     Already,
 }
@@ -67,7 +67,7 @@ pub enum Subscribed {
 /// Channel table of one shard.
 #[derive(Debug, Default)]
 pub struct TopicRouter {
-    channels: HashMap<Rc<str>, Channel>,
+    channels: HashMap<Arc<str>, Channel>,
 }
 
 impl TopicRouter {
@@ -81,7 +81,7 @@ impl TopicRouter {
                 (name, entry)
             }
             None => {
-                let name: Rc<str> = Rc::from(channel);
+                let name: Arc<str> = Arc::from(channel);
                 (name.clone(), self.channels.entry(name).or_default())
             }
         };
@@ -116,7 +116,7 @@ impl TopicRouter {
         if present {
             let entry = match self.channels.get_mut(channel) {
                 Some(entry) => entry,
-                None => self.channels.entry(Rc::from(channel)).or_default(),
+                None => self.channels.entry(Arc::from(channel)).or_default(),
             };
             entry.remote.set(from, true);
         } else if let Some(entry) = self.channels.get_mut(channel) {
@@ -127,13 +127,19 @@ impl TopicRouter {
         }
     }
 
-    /// Looks a channel up for a publish.
+    /// Looks a channel up.
     pub fn get(&self, channel: &str) -> Option<&Channel> {
         self.channels.get(channel)
     }
 
+    /// Looks a channel up for a publish, with the table's shared copy of its
+    /// name (what a publish sends to other shards, without allocating).
+    pub fn get_named(&self, channel: &str) -> Option<(&Arc<str>, &Channel)> {
+        self.channels.get_key_value(channel)
+    }
+
     /// Every channel this shard knows, with its subscribers.
-    pub fn iter(&self) -> impl Iterator<Item = (&Rc<str>, &Channel)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &Channel)> {
         self.channels.iter()
     }
 

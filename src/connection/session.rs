@@ -1,7 +1,7 @@
 //! `Session`: one connection's protocol state (its route and channels)
 //! and the handling of each decoded event and /ws request.
 
-use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::error::CloseReason;
 use crate::http::Route;
@@ -15,7 +15,7 @@ pub(super) struct Session {
     pub(super) key: ConnKey,
     pub(super) seq: u64,
     /// Channels this connection subscribed to (at most the per-connection limit).
-    pub(super) channels: Vec<Rc<str>>,
+    pub(super) channels: Vec<Arc<str>>,
 }
 
 impl Session {
@@ -110,7 +110,7 @@ impl Session {
                 match shard.subscribe(self.key, self.seq, &channel, reply) {
                     Subscription::Active(name) => self.channels.push(name),
                     Subscription::Waiting => {
-                        self.channels.push(Rc::from(channel.as_str()));
+                        self.channels.push(Arc::from(channel.as_str()));
                         return false;
                     }
                     Subscription::Already => {}

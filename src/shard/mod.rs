@@ -60,7 +60,7 @@ pub struct Shared {
 #[derive(Debug)]
 pub enum Subscription {
     /// Subscribed now; the shared channel name for the connection's list.
-    Active(Rc<str>),
+    Active(Arc<str>),
     /// Waiting for other shards; the connection must pause its reads.
     Waiting,
     /// The connection was already subscribed.
@@ -233,7 +233,7 @@ impl Shard {
     }
 
     /// Removes a finished connection and its subscriptions.
-    pub fn unregister(&self, key: ConnKey, channels: &[Rc<str>]) {
+    pub fn unregister(&self, key: ConnKey, channels: &[Arc<str>]) {
         for channel in channels {
             self.unsubscribe(key, channel);
         }

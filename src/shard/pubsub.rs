@@ -84,26 +84,23 @@ impl Shard {
     pub fn publish(&self, channel: &str, frame: Bytes) -> usize {
         self.metrics.bump(|c| c.published += 1);
         let topics = self.topics.borrow();
-        let Some(entry) = topics.get(channel) else {
+        let Some((name, entry)) = topics.get_named(channel) else {
             return 0;
         };
         // Read only once someone will receive it.
         let stamp = latency::now_ns();
         let mut reached = usize::from(!entry.local.is_empty());
         self.fan_out_local(entry.local.iter().copied(), &frame, stamp);
-        if !entry.remote.is_empty() {
-            let shared: Arc<str> = Arc::from(channel);
-            for shard in entry.remote.iter() {
-                self.bus.send(
-                    shard,
-                    BusMessage::Publish {
-                        channel: shared.clone(),
-                        frame: frame.clone(),
-                        published_at: stamp,
-                    },
-                );
-                reached += 1;
-            }
+        for shard in entry.remote.iter() {
+            self.bus.send(
+                shard,
+                BusMessage::Publish {
+                    channel: name.clone(),
+                    frame: frame.clone(),
+                    published_at: stamp,
+                },
+            );
+            reached += 1;
         }
         reached
     }

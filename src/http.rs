@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::notify::with_timeout;
 use crate::shard::Shard;
 use crate::ws;
 
@@ -41,12 +42,76 @@ pub struct Upgrade {
     pub leftover: Vec<u8>,
 }
 
-/// An HTTP answer that ends the connection.
-struct Response {
-    status: u16,
-    reason: &'static str,
-    headers: &'static str,
-    body: String,
+/// An HTTP answer, on either port (the admin listener's too).
+#[derive(Debug)]
+pub struct Response {
+    /// HTTP status.
+    pub status: u16,
+    /// Content-Type.
+    pub content_type: &'static str,
+    /// Extra header lines, each ending in "\r\n".
+    pub headers: String,
+    /// The body.
+    pub body: String,
+}
+
+impl Response {
+    /// A JSON answer.
+    pub fn json(status: u16, body: serde_json::Value) -> Response {
+        Response {
+            status,
+            content_type: "application/json",
+            headers: String::new(),
+            body: body.to_string(),
+        }
+    }
+
+    /// A JSON error: `{"status":S,"error":REASON,"message":M}`.
+    pub fn error(status: u16, message: &str) -> Response {
+        let body =
+            serde_json::json!({ "status": status, "error": reason(status), "message": message });
+        Response::json(status, body)
+    }
+
+    /// The same answer with one more header line (without "\r\n").
+    pub fn with_header(mut self, line: &str) -> Response {
+        self.headers.push_str(line);
+        self.headers.push_str("\r\n");
+        self
+    }
+
+    /// Status line, headers and body, ready to write.
+    pub fn to_bytes(&self, keep_alive: bool) -> Vec<u8> {
+        let head = format!(
+            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: {}\r\n{}\r\n",
+            self.status,
+            reason(self.status),
+            self.content_type,
+            self.body.len(),
+            if keep_alive { "keep-alive" } else { "close" },
+            self.headers
+        );
+        let mut out = head.into_bytes();
+        out.extend_from_slice(self.body.as_bytes());
+        out
+    }
+}
+
+/// The reason phrase of every status corecast sends.
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        426 => "Upgrade Required",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        _ => "Error",
+    }
 }
 
 enum HeadError {
@@ -62,12 +127,9 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let cfg = &shard.config.config;
-    let head = futures_lite::future::or(
-        async { Some(read_head(stream, cfg.max_header_bytes).await) },
-        async {
-            glommio::timer::sleep(cfg.handshake_timeout).await;
-            None
-        },
+    let head = with_timeout(
+        cfg.handshake_timeout,
+        read_head(stream, cfg.max_header_bytes),
     )
     .await;
     let (buf, head_len) = match head {
@@ -79,16 +141,11 @@ where
                 "request head over {} bytes or {MAX_HEADERS} headers",
                 cfg.max_header_bytes
             );
-            respond(
-                shard,
-                stream,
-                error(431, "Request Header Fields Too Large", &msg),
-            )
-            .await;
+            respond(shard, stream, Response::error(431, &msg)).await;
             return None;
         }
         Some(Err(HeadError::Malformed(msg))) => {
-            respond(shard, stream, error(400, "Bad Request", &msg)).await;
+            respond(shard, stream, Response::error(400, &msg)).await;
             return None;
         }
     };
@@ -169,17 +226,14 @@ fn decide(shard: &Shard, head: &[u8], admitted: bool) -> Result<(Route, String),
         "/echo" => Some(Route::Echo),
         "/health" => None,
         _ => {
-            return Err(error(
+            return Err(Response::error(
                 404,
-                "Not Found",
                 &format!("no route for {path}; try /ws, /echo or /health"),
             ))
         }
     };
     if req.method != Some("GET") {
-        let mut r = error(405, "Method Not Allowed", &format!("{path} takes GET"));
-        r.headers = "Allow: GET\r\n";
-        return Err(r);
+        return Err(Response::error(405, &format!("{path} takes GET")).with_header("Allow: GET"));
     }
     let Some(route) = route else {
         return Err(health(shard));
@@ -189,50 +243,37 @@ fn decide(shard: &Shard, head: &[u8], admitted: bool) -> Result<(Route, String),
             "connection limit reached ({})",
             shard.config.max_connections
         );
-        return Err(error(503, "Service Unavailable", &msg));
+        return Err(Response::error(503, &msg));
     }
     if shard.shutdown.is_set() {
-        return Err(error(503, "Service Unavailable", "server is shutting down"));
+        return Err(Response::error(503, "server is shutting down"));
     }
     let has_token = |name: &str, token: &str| {
         header(req, name)
             .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
     };
     if !has_token("upgrade", "websocket") {
-        let mut r = error(
-            426,
-            "Upgrade Required",
-            &format!("{path} needs a WebSocket upgrade request"),
+        return Err(
+            Response::error(426, &format!("{path} needs a WebSocket upgrade request"))
+                .with_header("Upgrade: websocket")
+                .with_header("Sec-WebSocket-Version: 13"),
         );
-        r.headers = "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n";
-        return Err(r);
     }
     if req.version != Some(1) {
-        return Err(error(
-            400,
-            "Bad Request",
-            "a WebSocket upgrade needs HTTP/1.1",
-        ));
+        return Err(Response::error(400, "a WebSocket upgrade needs HTTP/1.1"));
     }
     if !has_token("connection", "upgrade") {
-        return Err(error(400, "Bad Request", "missing \"Connection: Upgrade\""));
+        return Err(Response::error(400, "missing \"Connection: Upgrade\""));
     }
     if header(req, "sec-websocket-version").map(str::trim) != Some("13") {
-        let mut r = error(
-            426,
-            "Upgrade Required",
-            "unsupported Sec-WebSocket-Version; only 13 is spoken",
+        return Err(
+            Response::error(426, "unsupported Sec-WebSocket-Version; only 13 is spoken")
+                .with_header("Sec-WebSocket-Version: 13"),
         );
-        r.headers = "Sec-WebSocket-Version: 13\r\n";
-        return Err(r);
     }
     match header(req, "sec-websocket-key").map(str::trim) {
         Some(key) if is_valid_key(key) => Ok((route, ws::accept_key(key.as_bytes()))),
-        _ => Err(error(
-            400,
-            "Bad Request",
-            "missing or invalid Sec-WebSocket-Key",
-        )),
+        _ => Err(Response::error(400, "missing or invalid Sec-WebSocket-Key")),
     }
 }
 
@@ -254,24 +295,9 @@ fn is_valid_key(key: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
 }
 
-fn health(shard: &Shard) -> Response {
-    let (status, body) = health_json(shard);
-    let reason = if status == 200 {
-        "OK"
-    } else {
-        "Service Unavailable"
-    };
-    Response {
-        status,
-        reason,
-        headers: "",
-        body,
-    }
-}
-
 /// /health on either port: liveness and readiness. 200 once every shard
 /// accepts; 503 while starting or draining.
-pub fn health_json(shard: &Shard) -> (u16, String) {
+pub fn health(shard: &Shard) -> Response {
     let shared = &shard.shared;
     let ready_shards = shared.ready_shards.load(Ordering::Relaxed);
     let draining = shard.shutdown.is_set();
@@ -289,17 +315,7 @@ pub fn health_json(shard: &Shard) -> (u16, String) {
         "connections": shared.websockets.load(Ordering::Relaxed),
         "slow_consumer_closes": shared.slow_consumer_closes.load(Ordering::Relaxed),
     });
-    (if ready { 200 } else { 503 }, body.to_string())
-}
-
-fn error(status: u16, reason: &'static str, message: &str) -> Response {
-    let body = serde_json::json!({ "status": status, "error": reason, "message": message });
-    Response {
-        status,
-        reason,
-        headers: "",
-        body: body.to_string(),
-    }
+    Response::json(if ready { 200 } else { 503 }, body)
 }
 
 /// Writes a final response, shuts our side, and lingers briefly reading
@@ -309,28 +325,16 @@ async fn respond<S: AsyncRead + AsyncWrite + Unpin>(shard: &Shard, stream: &mut 
         shard.metrics.on_handshake_failure(Some(r.status));
         log::debug!("http response status={}", r.status);
     }
-    let head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n{}\r\n",
-        r.status,
-        r.reason,
-        r.body.len(),
-        r.headers
-    );
-    let mut out = head.into_bytes();
-    out.extend_from_slice(r.body.as_bytes());
-    if stream.write_all(&out).await.is_err() || stream.close().await.is_err() {
+    if stream.write_all(&r.to_bytes(false)).await.is_err() || stream.close().await.is_err() {
         return;
     }
     let mut sink = vec![0u8; 512]; // On the heap: only refused sockets pay for it.
-    let _ = futures_lite::future::or(
-        async {
-            while let Ok(n) = stream.read(&mut sink).await {
-                if n == 0 {
-                    break;
-                }
+    let drain = async {
+        while let Ok(n) = stream.read(&mut sink).await {
+            if n == 0 {
+                break;
             }
-        },
-        glommio::timer::sleep(LINGER),
-    )
-    .await;
+        }
+    };
+    let _ = with_timeout(LINGER, drain).await;
 }

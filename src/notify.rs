@@ -2,11 +2,23 @@
 //!
 //! [`Notify`] is an auto-resetting flag with one waiter (a forwarder task
 //! waiting for work); [`Latch`] is set once and wakes every waiter (the
-//! shard's shutdown). Both wake, never poll.
+//! shard's shutdown). Both wake, never poll. [`with_timeout`] bounds any
+//! wait by a glommio timer.
 
 use std::cell::{Cell, RefCell};
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+/// Runs `f` for at most `limit`: `Some(output)`, or `None` once the time is
+/// up (`f` is then dropped).
+pub async fn with_timeout<T>(limit: Duration, f: impl Future<Output = T>) -> Option<T> {
+    futures_lite::future::or(async { Some(f.await) }, async {
+        glommio::timer::sleep(limit).await;
+        None
+    })
+    .await
+}
 
 /// Auto-resetting notification for a single waiting task.
 #[derive(Debug, Default)]

@@ -9,7 +9,8 @@ use serde_json::json;
 use serde_json::value::RawValue;
 
 use super::report::merged_fanout;
-use super::{Request, Response};
+use super::Request;
+use crate::http::Response;
 use crate::shard::{merge_channels, Query, Shard, ShardId};
 use crate::{latency, message, prom};
 
@@ -26,21 +27,13 @@ pub async fn route(shard: &Rc<Shard>, req: &Request) -> Response {
         }
     }
     if !allowed.contains(&req.method.as_str()) {
-        let mut r = Response::error(405, &format!("{} takes {}", req.path, allowed.join(", ")));
-        r.headers = format!("Allow: {}\r\n", allowed.join(", "));
-        return r;
+        let allow = allowed.join(", ");
+        return Response::error(405, &format!("{} takes {allow}", req.path))
+            .with_header(&format!("Allow: {allow}"));
     }
     match req.path.as_str() {
         "/metrics" => metrics(shard).await,
-        "/health" => {
-            let (status, body) = crate::http::health_json(shard);
-            Response {
-                status,
-                content_type: "application/json",
-                headers: String::new(),
-                body,
-            }
-        }
+        "/health" => crate::http::health(shard),
         "/latency" => latency_hgrm(shard, req).await,
         "/api/channels" => channels(shard).await,
         "/api/stats" => stats(shard).await,
@@ -62,12 +55,11 @@ fn authorize(shard: &Shard, req: &Request) -> Result<(), Response> {
     match given {
         Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) => Ok(()),
         _ => {
-            let mut r = Response::error(
+            let r = Response::error(
                 401,
                 "missing or wrong bearer token (Authorization: Bearer ...)",
             );
-            r.headers = "WWW-Authenticate: Bearer\r\n".into();
-            Err(r)
+            Err(r.with_header("WWW-Authenticate: Bearer"))
         }
     }
 }

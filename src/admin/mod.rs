@@ -8,11 +8,12 @@
 //! (OpenMetrics) and /latency (.hgrm text).
 
 use std::rc::Rc;
-use std::time::Duration;
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 
+use crate::http::Response;
+use crate::notify::with_timeout;
 use crate::shard::Shard;
 
 mod api;
@@ -44,39 +45,6 @@ pub struct Request {
     keep_alive: bool,
 }
 
-/// An admin answer.
-#[derive(Debug)]
-pub struct Response {
-    /// HTTP status.
-    pub status: u16,
-    /// Content-Type.
-    pub content_type: &'static str,
-    /// Extra header lines, each ending in "\r\n".
-    pub headers: String,
-    /// The body.
-    pub body: String,
-}
-
-impl Response {
-    /// A JSON answer.
-    pub fn json(status: u16, body: serde_json::Value) -> Response {
-        Response {
-            status,
-            content_type: "application/json",
-            headers: String::new(),
-            body: body.to_string(),
-        }
-    }
-
-    /// A JSON error: `{"status":S,"error":REASON,"message":M}`.
-    pub fn error(status: u16, message: &str) -> Response {
-        Response::json(
-            status,
-            serde_json::json!({"status": status, "error": reason(status), "message": message}),
-        )
-    }
-}
-
 /// Serves one admin connection until it closes, errs, idles past the
 /// handshake timeout, or asks to close.
 pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
@@ -106,14 +74,6 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
         }
     }
     shard.n_admin.set(shard.n_admin.get() - 1);
-}
-
-async fn with_timeout<T>(limit: Duration, f: impl std::future::Future<Output = T>) -> Option<T> {
-    futures_lite::future::or(async { Some(f.await) }, async {
-        glommio::timer::sleep(limit).await;
-        None
-    })
-    .await
 }
 
 /// Reads one request (head and body) from `buf` plus the socket. Err(Some)
@@ -209,35 +169,9 @@ async fn write_response(
     r: &Response,
     keep_alive: bool,
 ) -> std::io::Result<()> {
-    let head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: {}\r\n{}\r\n",
-        r.status,
-        reason(r.status),
-        r.content_type,
-        r.body.len(),
-        if keep_alive { "keep-alive" } else { "close" },
-        r.headers
-    );
-    let mut out = head.into_bytes();
-    out.extend_from_slice(r.body.as_bytes());
-    stream.write_all(&out).await?;
+    stream.write_all(&r.to_bytes(keep_alive)).await?;
     if !keep_alive {
         stream.close().await?;
     }
     Ok(())
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        411 => "Length Required",
-        413 => "Content Too Large",
-        431 => "Request Header Fields Too Large",
-        503 => "Service Unavailable",
-        _ => "Error",
-    }
 }

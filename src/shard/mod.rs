@@ -22,7 +22,7 @@ use crate::connection::ConnState;
 use crate::error::CloseReason;
 use crate::latency::Latency;
 use crate::metrics::ShardMetrics;
-use crate::notify::{Latch, Notify};
+use crate::notify::{with_timeout, Latch, Notify};
 use crate::readiness::EpollSet;
 use crate::topics::TopicRouter;
 
@@ -316,18 +316,8 @@ impl Shard {
             conns.len()
         };
         log::info!("draining connections={n} timeout={timeout:?}");
-        if n > 0 {
-            let left = futures_lite::future::or(
-                async {
-                    self.drained.wait().await;
-                    0
-                },
-                async {
-                    glommio::timer::sleep(timeout).await;
-                    self.conns.borrow().len()
-                },
-            )
-            .await;
+        if n > 0 && with_timeout(timeout, self.drained.wait()).await.is_none() {
+            let left = self.conns.borrow().len();
             if left > 0 {
                 log::warn!("shutdown timeout reached connections_left={left}");
             }

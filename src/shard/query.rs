@@ -16,6 +16,7 @@ use crate::bus::BusMessage;
 use crate::error::CloseReason;
 use crate::latency::LatencySnapshot;
 use crate::metrics::Counters;
+use crate::notify::with_timeout;
 
 /// How long a query waits for other shards before answering with what it
 /// has (a shard that has exited during shutdown never replies).
@@ -114,17 +115,7 @@ impl Shard {
             p.waker = Some(cx.waker().clone());
             Poll::Pending
         });
-        let timed_out = futures_lite::future::or(
-            async {
-                replies.await;
-                false
-            },
-            async {
-                glommio::timer::sleep(QUERY_TIMEOUT).await;
-                true
-            },
-        )
-        .await;
+        let timed_out = with_timeout(QUERY_TIMEOUT, replies).await.is_none();
         let done = self.queries.borrow_mut().remove(&req).unwrap_or_default();
         if timed_out {
             log::warn!("query timed out waiting for shards missing={}", done.left);

@@ -33,7 +33,7 @@ pub fn bind_all(
     let mut port = port;
     for _ in 0..n {
         let addr = SocketAddr::new(ip, port);
-        let socket = bind_one(addr, backlog).map_err(|source| StartupError::Bind {
+        let socket = bind_one(addr, backlog, true).map_err(|source| StartupError::Bind {
             addr: addr.to_string(),
             flag: "--port",
             source,
@@ -55,14 +55,16 @@ pub fn bind_all(
     Ok((sockets, port))
 }
 
-fn bind_one(addr: SocketAddr, backlog: u32) -> std::io::Result<Socket> {
+/// A non-blocking listening socket on `addr`; `reuse_port` lets every
+/// shard (and other corecast processes) bind the same port.
+fn bind_one(addr: SocketAddr, backlog: u32, reuse_port: bool) -> std::io::Result<Socket> {
     let socket = Socket::new(
         Domain::for_address(addr),
         Type::STREAM.nonblocking().cloexec(),
         Some(Protocol::TCP),
     )?;
     socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
+    socket.set_reuse_port(reuse_port)?;
     if addr.is_ipv6() {
         socket.set_only_v6(false)?;
     }
@@ -89,15 +91,7 @@ pub fn bind_admin(addr: SocketAddr, n: usize) -> Result<(Vec<Socket>, SocketAddr
         flag: "--admin-addr",
         source,
     };
-    let socket = Socket::new(
-        Domain::for_address(addr),
-        Type::STREAM.nonblocking().cloexec(),
-        Some(Protocol::TCP),
-    )
-    .map_err(err)?;
-    socket.set_reuse_address(true).map_err(err)?;
-    socket.bind(&addr.into()).map_err(err)?;
-    socket.listen(1024).map_err(err)?;
+    let socket = bind_one(addr, 1024, false).map_err(err)?;
     let bound = socket
         .local_addr()
         .ok()

@@ -59,6 +59,22 @@ impl Collector for Scrape {
                     self.0.iter().map(|r| (shard(r), Value::Gauge(get(r)))),
                 )
             };
+        // A counter split by one more label, e.g. closes by "reason":
+        // `names[i]` labels `get(counters)[i]`.
+        let labelled = |enc: &mut DescriptorEncoder,
+                        name: &str,
+                        help: &str,
+                        label: &'static str,
+                        names: &[&'static str],
+                        get: fn(&Counters) -> &[u64]| {
+            let rows = self.0.iter().flat_map(|r| {
+                names.iter().zip(get(&r.counters)).map(move |(value, n)| {
+                    let labels = vec![("shard", r.shard.0.to_string()), (label, value.to_string())];
+                    (labels, Value::Counter(*n))
+                })
+            });
+            family(enc, name, help, MetricType::Counter, rows)
+        };
         gauge(
             &mut enc,
             "corecast_connections_open",
@@ -77,47 +93,21 @@ impl Collector for Scrape {
             "Connections refused with 503 at --max-connections.",
             |c| c.refused,
         )?;
-        let closed = self.0.iter().flat_map(|r| {
-            CLOSE_REASONS
-                .iter()
-                .zip(r.counters.closed)
-                .map(move |(reason, n)| {
-                    (
-                        vec![
-                            ("shard", r.shard.0.to_string()),
-                            ("reason", reason.to_string()),
-                        ],
-                        Value::Counter(n),
-                    )
-                })
-        });
-        family(
+        labelled(
             &mut enc,
             "corecast_connections_closed",
             "WebSocket connections ended, by reason.",
-            MetricType::Counter,
-            closed,
+            "reason",
+            &CLOSE_REASONS,
+            |c| &c.closed,
         )?;
-        let failures = self.0.iter().flat_map(|r| {
-            HANDSHAKE_FAILURES
-                .iter()
-                .zip(r.counters.handshake_failures)
-                .map(move |(status, n)| {
-                    (
-                        vec![
-                            ("shard", r.shard.0.to_string()),
-                            ("status", status.to_string()),
-                        ],
-                        Value::Counter(n),
-                    )
-                })
-        });
-        family(
+        labelled(
             &mut enc,
             "corecast_handshake_failures",
             "Requests on the public port not upgraded, by HTTP status (dropped: no complete request).",
-            MetricType::Counter,
-            failures,
+            "status",
+            &HANDSHAKE_FAILURES,
+            |c| &c.handshake_failures,
         )?;
         counter(
             &mut enc,
@@ -155,26 +145,13 @@ impl Collector for Scrape {
             "Connections closed for exceeding --max-outbound-bytes.",
             |c| c.slow_consumers(),
         )?;
-        let errors = self.0.iter().flat_map(|r| {
-            ErrorCode::ALL
-                .iter()
-                .zip(r.counters.request_errors)
-                .map(move |(code, n)| {
-                    (
-                        vec![
-                            ("shard", r.shard.0.to_string()),
-                            ("code", code.as_str().to_string()),
-                        ],
-                        Value::Counter(n),
-                    )
-                })
-        });
-        family(
+        labelled(
             &mut enc,
             "corecast_protocol_errors",
             "JSON requests answered with an error, by code.",
-            MetricType::Counter,
-            errors,
+            "code",
+            &ErrorCode::ALL.map(ErrorCode::as_str),
+            |c| &c.request_errors,
         )?;
         gauge(
             &mut enc,

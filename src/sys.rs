@@ -198,6 +198,13 @@ pub fn probe_io_uring() -> io::Result<()> {
     Ok(())
 }
 
+/// The kernel's page size in bytes (4 KiB on x86-64, up to 64 KiB on arm64).
+pub fn page_size() -> u64 {
+    // SAFETY: sysconf takes no pointers.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(size).unwrap_or(4096)
+}
+
 /// Reads one integer from a /proc/sys file, e.g. net.core.somaxconn.
 pub fn read_sysctl(path: &str) -> Option<u64> {
     std::fs::read_to_string(path)

@@ -70,20 +70,12 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Every shard's counters and latency, without starting a new interval.
-async fn all_metrics(shard: &Rc<Shard>) -> Vec<crate::shard::ShardReport> {
-    shard
-        .query(
-            &shard.all_shards(),
-            Query::Metrics {
-                reset_latency: false,
-            },
-        )
-        .await
-}
-
 async fn metrics(shard: &Rc<Shard>) -> Response {
-    let reports = all_metrics(shard).await;
+    // Every shard's counters and latency, without starting a new interval.
+    let query = Query::Metrics {
+        reset_latency: false,
+    };
+    let reports = shard.query(&shard.all_shards(), query).await;
     Response {
         status: 200,
         content_type: prom::CONTENT_TYPE,
@@ -125,7 +117,7 @@ async fn channels(shard: &Rc<Shard>) -> Response {
 }
 
 async fn stats(shard: &Rc<Shard>) -> Response {
-    let reports = all_metrics(shard).await;
+    let reports = shard.query(&shard.all_shards(), Query::Stats).await;
     let shards: Vec<_> = reports
         .iter()
         .map(|r| {
@@ -168,7 +160,7 @@ fn rss_bytes() -> u64 {
                 .and_then(|p| p.parse::<u64>().ok())
         })
         .unwrap_or(0);
-    pages * 4096
+    pages * crate::sys::page_size()
 }
 
 /// Body fields of the API; `present` keeps `"data":null` as a value.

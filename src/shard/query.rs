@@ -30,6 +30,9 @@ pub enum Query {
         /// Reset the latency histograms after reading them.
         reset_latency: bool,
     },
+    /// Counters and gauges only: what /api/stats shows, without copying
+    /// the latency histograms (~140 KB each).
+    Stats,
     /// Local subscriber count of every channel.
     Channels,
     /// Close the connection with this sequence number (4000).
@@ -157,6 +160,7 @@ impl Shard {
                     latency.mark();
                 }
             }
+            Query::Stats => {}
             Query::Channels => {
                 let topics = self.topics.borrow();
                 report.channel_counts = topics

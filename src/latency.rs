@@ -38,7 +38,7 @@ pub fn new_histogram() -> Histogram<u64> {
 /// A shard's distributions. They only ever grow (Prometheus histograms
 /// must not go down); an "interval" is the fan-out histogram minus the copy
 /// taken at the last mark, so each delivery is still recorded once.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Latency {
     /// Publish entering the server -> its frame handed to the kernel, per subscriber (µs).
     pub fanout: Histogram<u64>,
@@ -49,7 +49,7 @@ pub struct Latency {
 }
 
 /// What a shard reports: totals since start and the current interval.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct LatencySnapshot {
     /// Fan-out latency since start.
     pub fanout: Histogram<u64>,

@@ -126,6 +126,13 @@ pub(crate) fn present<'de, D: serde::Deserializer<'de>>(
     <&RawValue>::deserialize(d).map(Some)
 }
 
+/// True when `json` (already parsed) is an object. serde's derived
+/// structs also accept an array, matched to the fields by position, so
+/// `["subscribe","c"]` would otherwise pass for a request.
+pub(crate) fn is_object(json: &str) -> bool {
+    json.trim_start().starts_with('{')
+}
+
 /// Parses one client text message.
 pub fn parse(text: &str) -> Result<Request<'_>, RequestError<'_>> {
     let fields: Fields<'_> = serde_json::from_str(text).map_err(|e| {
@@ -146,6 +153,13 @@ pub fn parse(text: &str) -> Result<Request<'_>, RequestError<'_>> {
             id: None,
         }
     })?;
+    if !is_object(text) {
+        return Err(RequestError {
+            code: ErrorCode::InvalidMessage,
+            message: "request must be a JSON object with a \"type\", not an array".into(),
+            id: None,
+        });
+    }
     let id = fields.id;
     let fail = |code, message: String| RequestError { code, message, id };
     if let Some(raw) = id {
@@ -360,6 +374,8 @@ mod tests {
     fn each_error_code_has_its_cause() {
         assert_eq!(code_of("{nope"), ErrorCode::InvalidJson);
         assert_eq!(code_of("[1,2]"), ErrorCode::InvalidMessage);
+        assert_eq!(code_of(r#"["heartbeat"]"#), ErrorCode::InvalidMessage);
+        assert_eq!(code_of(r#" ["subscribe","c"]"#), ErrorCode::InvalidMessage);
         assert_eq!(
             code_of(r#"{"type":"dance"}"#),
             ErrorCode::UnknownMessageType

@@ -175,8 +175,15 @@ struct Body<'a> {
 fn parse_body(req: &Request) -> Result<Body<'_>, Response> {
     let text =
         std::str::from_utf8(&req.body).map_err(|_| Response::error(400, "body is not UTF-8"))?;
-    serde_json::from_str(text)
-        .map_err(|e| Response::error(400, &format!("body must be a JSON object: {e}")))
+    let body: Body<'_> = serde_json::from_str(text)
+        .map_err(|e| Response::error(400, &format!("body must be a JSON object: {e}")))?;
+    if !message::is_object(text) {
+        return Err(Response::error(
+            400,
+            "body must be a JSON object, not an array",
+        ));
+    }
+    Ok(body)
 }
 
 fn publish(shard: &Shard, req: &Request) -> Response {
@@ -236,5 +243,31 @@ async fn disconnect(shard: &Rc<Shard>, req: &Request) -> Response {
         Response::json(200, json!({ "connection_id": id, "disconnected": true }))
     } else {
         Response::error(404, &format!("no connection {id}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn post(body: &str) -> Request {
+        Request {
+            method: "POST".into(),
+            path: "/api/publish".into(),
+            query: String::new(),
+            authorization: None,
+            body: body.as_bytes().to_vec(),
+            keep_alive: false,
+        }
+    }
+
+    #[test]
+    fn bodies_must_be_objects() {
+        let req = post(r#"{"channel":"c","data":1}"#);
+        assert!(parse_body(&req).is_ok());
+        let req = post(r#"["c", 1, "0-1"]"#);
+        let err = parse_body(&req).err().expect("an array is refused");
+        assert_eq!(err.status, 400);
+        assert!(err.body.contains("not an array"), "{}", err.body);
     }
 }

@@ -14,12 +14,13 @@ readonly FD_RESERVE_PER_SHARD=96
 readonly MIN_MEMLOCK=$((512 * 1024))
 # glommio registers --io-memory in each of its 3 rings (main, poll, latency).
 readonly RINGS_PER_SHARD=3
-# Kernel slab per established socket (TCP sock, sock_inode, file, dentry,
-# LSM, pending io_uring request). Measured at 3.9 KiB on Linux 6.18; see
-# docs/tuning.md, "Memory math".
-readonly KERNEL_BYTES_PER_SOCKET=4000
-# corecast heap per idle /ws connection, measured at 1.2 KiB.
-readonly HEAP_BYTES_PER_CONN=1200
+# Kernel slab per established socket: the total slab growth per socket
+# measured with 105,000 connections on Linux 6.18 (4.9-5.1 KiB; the objects
+# themselves sum to ~3.7 KiB). See docs/tuning.md, "Memory math".
+readonly KERNEL_BYTES_PER_SOCKET=5222
+# corecast heap per idle /ws connection: 427 B, the highest reading of the
+# same run (docs/benchmarks.md).
+readonly HEAP_BYTES_PER_CONN=427
 # What sysctl/99-corecast.conf and the systemd unit set, used in the fixes.
 readonly CONF_NR_OPEN=2097152
 readonly CONF_FILE_MAX=4194304

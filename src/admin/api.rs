@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
 
-use super::report::merged_fanout;
+use super::report::interval_fanout;
 use super::Request;
 use crate::http::Response;
 use crate::shard::{merge_channels, Query, Shard, ShardId};
@@ -89,15 +89,7 @@ async fn latency_hgrm(shard: &Rc<Shard>, req: &Request) -> Response {
         .query
         .split('&')
         .any(|kv| kv == "reset=true" || kv == "reset=1");
-    let reports = shard
-        .query(
-            &shard.all_shards(),
-            Query::Metrics {
-                reset_latency: reset,
-            },
-        )
-        .await;
-    let merged = merged_fanout(&reports);
+    let merged = interval_fanout(shard, reset).await;
     Response {
         status: 200,
         content_type: "text/plain; charset=utf-8",

@@ -14,15 +14,7 @@ pub async fn report_latency_forever(shard: Rc<Shard>) {
     let interval = cfg.latency_report_interval;
     loop {
         glommio::timer::sleep(interval).await;
-        let reports = shard
-            .query(
-                &shard.all_shards(),
-                Query::Metrics {
-                    reset_latency: true,
-                },
-            )
-            .await;
-        let merged = merged_fanout(&reports);
+        let merged = interval_fanout(&shard, true).await;
         log::info!(
             "latency interval={interval:?} fanout {}",
             latency::summary(&merged)
@@ -41,8 +33,13 @@ pub async fn report_latency_forever(shard: Rc<Shard>) {
     }
 }
 
-/// Every report's fan-out histogram for the current interval, added together.
-pub fn merged_fanout(reports: &[crate::shard::ShardReport]) -> hdrhistogram::Histogram<u64> {
+/// Every shard's fan-out latency for the current interval, added together;
+/// `reset` starts the next interval.
+pub async fn interval_fanout(shard: &Rc<Shard>, reset: bool) -> hdrhistogram::Histogram<u64> {
+    let query = Query::Metrics {
+        reset_latency: reset,
+    };
+    let reports = shard.query(&shard.all_shards(), query).await;
     let mut merged = latency::new_histogram();
     for latency in reports.iter().filter_map(|r| r.latency.as_ref()) {
         // Same bounds on every shard, so add cannot fail.

@@ -84,17 +84,8 @@ pub fn delivery_frame(size: usize) -> (Vec<u8>, usize) {
     };
     write_stamp(&mut payload, stamp, size);
     payload.push(b'}');
-    let mut frame = vec![0x80 | ws::OP_TEXT];
-    let len = payload.len();
-    if len < 126 {
-        frame.push(len as u8);
-    } else if len <= u16::MAX as usize {
-        frame.push(126);
-        frame.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        frame.push(127);
-        frame.extend_from_slice(&(len as u64).to_be_bytes());
-    }
+    let mut frame = Vec::with_capacity(payload.len() + 10);
+    ws::encode_header(&mut frame, ws::OP_TEXT, payload.len(), false);
     let header = frame.len();
     frame.extend_from_slice(&payload);
     (frame, header)
@@ -185,7 +176,7 @@ pub fn run(a: BaselineArgs) -> Result<(serde_json::Value, bool), String> {
         cpu_close: None,
     })?;
     let plan = SenderPlan {
-        cpu: Some(a.sender_cpu.0[0]),
+        cpu: a.sender_cpu.0[0],
         listener,
         frame: Arc::from(frame.repeat(a.batch as usize)),
         batch: a.batch,
@@ -194,7 +185,8 @@ pub fn run(a: BaselineArgs) -> Result<(serde_json::Value, bool), String> {
         secs: Duration::from_secs_f64(a.secs),
         deadline: running.deadline,
     };
-    let sending = sender::spawn(plan, Arc::clone(&running.shared), Arc::clone(&ss));
+    let sending = sender::spawn(plan, Arc::clone(&running.shared), Arc::clone(&ss))
+        .map_err(|e| format!("spawn: {e}"))?;
     let ramp = running.ramp(a.subs as u64, a.loops.ramp_timeout, "connecting");
     running.set_phase(phase::RUN);
     while !ss.done.load(Ordering::Relaxed) && !running.finished() {

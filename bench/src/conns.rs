@@ -13,6 +13,7 @@ use crate::driver::{Conn, Shared, Workload};
 use crate::procfs::{self, KernelMem};
 use crate::report::{self, new_histogram};
 use crate::run::{self, Common};
+use crate::sender::per;
 
 /// Options of `conns`.
 #[derive(Debug, Clone, Args)]
@@ -95,13 +96,6 @@ pub fn run(a: ConnsArgs) -> Result<(serde_json::Value, bool), String> {
         connect.add(&w.connect).map_err(|e| e.to_string())?;
     }
     let open = stats.open_at_end;
-    let per = |before: u64, after: u64| -> f64 {
-        if open == 0 {
-            0.0
-        } else {
-            (after as f64 - before as f64) / open as f64
-        }
-    };
     let rate = opened as f64 / ramp.as_secs_f64().max(1e-9);
     let failures: u64 = stats.errors.values().sum();
     let ok = failures == 0 && open == a.n as u64;
@@ -122,24 +116,14 @@ pub fn run(a: ConnsArgs) -> Result<(serde_json::Value, bool), String> {
     rows.extend(report::cause_rows("failures", &stats.errors));
     rows.extend(report::cause_rows("close frames", &stats.close_codes));
     rows.push(("server pids".into(), format!("{pids:?}")));
-    rows.push((
-        "server RSS".into(),
-        format!(
-            "{} -> {} ({:.0} B/conn)",
-            mib(rss_before),
-            mib(rss_after),
-            per(rss_before, rss_after)
-        ),
-    ));
+    rows.push(growth_row("server RSS", rss_before, rss_after, open, ""));
     rows.extend(kernel_rows(&kern_before, &kern_after, open));
-    rows.push((
-        "bench RSS (this process)".into(),
-        format!(
-            "{} -> {} ({:.0} B/conn)",
-            mib(self_before),
-            mib(self_after),
-            per(self_before, self_after)
-        ),
+    rows.push(growth_row(
+        "bench RSS (this process)",
+        self_before,
+        self_after,
+        open,
+        "",
     ));
     rows.extend(run::save_outputs(
         &a.common,
@@ -163,12 +147,12 @@ pub fn run(a: ConnsArgs) -> Result<(serde_json::Value, bool), String> {
         "failures": stats.errors, "close_codes": stats.close_codes,
         "connect_latency": report::latency_json(&connect),
         "server_pids": pids, "server_rss_before": rss_before, "server_rss_after": rss_after,
-        "server_rss_per_conn": per(rss_before, rss_after),
+        "server_rss_per_conn": per_conn(rss_before, rss_after, open),
         "kernel_tcp_mem_before": kern_before.tcp_mem_bytes, "kernel_tcp_mem_after": kern_after.tcp_mem_bytes,
         "kernel_slab_before": kern_before.slab_bytes, "kernel_slab_after": kern_after.slab_bytes,
         "mem_available_before": kern_before.available_bytes, "mem_available_after": kern_after.available_bytes,
         "tcp_inuse_after": kern_after.tcp_inuse,
-        "bench_rss_per_conn": per(self_before, self_after),
+        "bench_rss_per_conn": per_conn(self_before, self_after, open),
         "ok": ok,
     });
     Ok((v, ok))
@@ -177,38 +161,22 @@ pub fn run(a: ConnsArgs) -> Result<(serde_json::Value, bool), String> {
 /// Kernel memory moves, per connection. Both ends of a loopback connection are
 /// counted, the bench's as well as the server's.
 fn kernel_rows(b: &KernelMem, a: &KernelMem, open: u64) -> Vec<(String, String)> {
-    let per = |x: u64, y: u64| {
-        if open == 0 {
-            0.0
-        } else {
-            (y as f64 - x as f64) / open as f64
-        }
-    };
+    const BOTH: &str = ", both ends";
     vec![
-        (
-            "kernel TCP buffers (sockstat mem)".into(),
-            format!(
-                "{} -> {} ({:.0} B/conn, both ends)",
-                mib(b.tcp_mem_bytes),
-                mib(a.tcp_mem_bytes),
-                per(b.tcp_mem_bytes, a.tcp_mem_bytes)
-            ),
+        growth_row(
+            "kernel TCP buffers (sockstat mem)",
+            b.tcp_mem_bytes,
+            a.tcp_mem_bytes,
+            open,
+            BOTH,
         ),
-        (
-            "kernel slab".into(),
-            format!(
-                "{} -> {} ({:.0} B/conn, both ends)",
-                mib(b.slab_bytes),
-                mib(a.slab_bytes),
-                per(b.slab_bytes, a.slab_bytes)
-            ),
-        ),
+        growth_row("kernel slab", b.slab_bytes, a.slab_bytes, open, BOTH),
         (
             "MemAvailable drop".into(),
             format!(
                 "{} ({:.0} B/conn, whole system incl. bench)",
                 mib(b.available_bytes.saturating_sub(a.available_bytes)),
-                per(a.available_bytes, b.available_bytes)
+                per_conn(a.available_bytes, b.available_bytes, open)
             ),
         ),
         (
@@ -216,6 +184,24 @@ fn kernel_rows(b: &KernelMem, a: &KernelMem, open: u64) -> Vec<(String, String)>
             format!("{} -> {}", b.tcp_inuse, a.tcp_inuse),
         ),
     ]
+}
+
+/// A "before -> after (B/conn)" row for a memory figure; `note` follows the unit.
+fn growth_row(label: &str, before: u64, after: u64, open: u64, note: &str) -> (String, String) {
+    (
+        label.into(),
+        format!(
+            "{} -> {} ({:.0} B/conn{note})",
+            mib(before),
+            mib(after),
+            per_conn(before, after, open)
+        ),
+    )
+}
+
+/// Bytes gained per open connection from `before` to `after` (0 with none open).
+fn per_conn(before: u64, after: u64, open: u64) -> f64 {
+    per(after as f64 - before as f64, open as f64)
 }
 
 fn mib(b: u64) -> String {

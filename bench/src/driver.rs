@@ -384,6 +384,13 @@ pub fn count(map: &mut BTreeMap<String, u64>, cause: String) {
     *map.entry(cause).or_default() += 1;
 }
 
+/// Adds every count of `from` to `into`, cause by cause.
+pub fn merge_counts(into: &mut BTreeMap<String, u64>, from: &BTreeMap<String, u64>) {
+    for (cause, n) in from {
+        *into.entry(cause.clone()).or_default() += n;
+    }
+}
+
 /// Checks a connect's outcome on writability and, once connected, sends the upgrade.
 fn connected(c: &mut Conn, request: &[u8]) {
     let Some(stream) = c.stream.as_ref() else {
@@ -571,11 +578,17 @@ fn finish<W: Workload>(
     workload.on_closed(id, was_open);
 }
 
-/// Spawns `n` pinned threads, each running `body(thread_idx)`, and returns their results in order.
-pub fn spawn_pinned<T, F>(n: usize, cpus: &[usize], body: F) -> Vec<std::thread::JoinHandle<T>>
+/// Handle of a thread started by [`spawn_pinned`].
+pub type PinnedThread<T> = std::thread::JoinHandle<Result<T, String>>;
+
+/// Spawns `n` threads, thread `i` pinned to `cpus[i % cpus.len()]` (unpinned
+/// when `cpus` is empty) and running `body(i)`; returns their handles in order.
+/// A thread that cannot be pinned returns an error instead of running where
+/// the scheduler puts it, which would silently change what is measured.
+pub fn spawn_pinned<T, F>(n: usize, cpus: &[usize], body: F) -> io::Result<Vec<PinnedThread<T>>>
 where
     T: Send + 'static,
-    F: Fn(usize) -> T + Send + Sync + 'static,
+    F: Fn(usize) -> Result<T, String> + Send + Sync + 'static,
 {
     let body = Arc::new(body);
     let cpus = cpus.to_vec();
@@ -587,11 +600,12 @@ where
                 .name(format!("bench-{i}"))
                 .spawn(move || {
                     if let Some(cpu) = cpu {
-                        core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
+                        if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
+                            return Err(format!("could not pin bench-{i} to CPU {cpu}"));
+                        }
                     }
                     body(i)
                 })
-                .expect("spawn bench thread")
         })
         .collect()
 }

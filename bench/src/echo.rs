@@ -103,6 +103,10 @@ impl Workload for Echo {
         if phase != phase::RUN {
             return None;
         }
+        // Closed loop: replies trigger the sends; a turn only has work as RUN begins.
+        if self.interval.is_none() && !entering_run {
+            return None;
+        }
         let n = conns.len().max(1) as u32;
         let mut soonest: Option<Instant> = None;
         // Index loop: `send` borrows `self` while a connection is borrowed too.
@@ -131,14 +135,8 @@ impl Workload for Echo {
                 }
             }
         }
-        soonest.map(|s| until(s, now))
+        soonest.map(|s| s.saturating_duration_since(now))
     }
-}
-
-/// How long the loop may block before `due` (the loop's timerfd keeps
-/// sub-millisecond waits exact, so nothing spins).
-pub fn until(due: Instant, now: Instant) -> Duration {
-    due.saturating_duration_since(now)
 }
 
 /// Runs `echo`; returns the report's JSON and whether every check passed.

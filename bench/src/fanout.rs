@@ -17,8 +17,7 @@ use clap::Args;
 use hdrhistogram::Histogram;
 use serde_json::json;
 
-use crate::driver::{count, phase, Conn, Shared, State, Workload};
-use crate::echo::until;
+use crate::driver::{count, merge_counts, phase, Conn, Shared, State, Workload};
 use crate::report::{self, new_histogram};
 use crate::run::{self, ns_since_epoch, Common};
 use crate::seq::{parse_stamp, write_stamp, SeqReport, SeqTracker, Stamp};
@@ -84,6 +83,10 @@ enum Role {
 
 struct Fanout {
     roles: Vec<Role>,
+    /// Local indexes of the publishers in `roles`, so a turn visits only them.
+    publishers: Vec<usize>,
+    /// Per channel, the publish message up to its data: `{"type":"publish","channel":"fanout-N","data":`.
+    publish_prefixes: Arc<[Box<[u8]>]>,
     fan: Arc<FanShared>,
     shared: Arc<Shared>,
     size: usize,
@@ -101,6 +104,20 @@ struct Fanout {
 
 fn channel_name(c: usize) -> String {
     format!("fanout-{c}")
+}
+
+/// The publish message of every channel up to its data, built once per run.
+fn publish_prefixes(channels: usize) -> Arc<[Box<[u8]>]> {
+    (0..channels)
+        .map(|c| {
+            format!(
+                r#"{{"type":"publish","channel":"{}","data":"#,
+                channel_name(c)
+            )
+            .into_bytes()
+            .into_boxed_slice()
+        })
+        .collect()
 }
 
 impl Fanout {
@@ -126,10 +143,7 @@ impl Fanout {
             }
         }
         self.scratch.clear();
-        self.scratch
-            .extend_from_slice(br#"{"type":"publish","channel":""#);
-        self.scratch.extend_from_slice(channel_name(ch).as_bytes());
-        self.scratch.extend_from_slice(br#"","data":"#);
+        self.scratch.extend_from_slice(&self.publish_prefixes[ch]);
         let stamp = Stamp {
             publisher: *idx as u64,
             seq: seqs[ch],
@@ -242,7 +256,8 @@ impl Workload for Fanout {
         let mut soonest: Option<Duration> = None;
         // Index loop: `publish` borrows `self` while a role is borrowed too.
         #[allow(clippy::needless_range_loop)]
-        for i in 0..self.roles.len() {
+        for k in 0..self.publishers.len() {
+            let i = self.publishers[k];
             let Role::Publisher {
                 idx,
                 seqs,
@@ -281,7 +296,7 @@ impl Workload for Fanout {
                     if let Role::Publisher { next_due, .. } = &mut self.roles[i] {
                         *next_due = Some(due);
                     }
-                    let w = until(due, now);
+                    let w = due.saturating_duration_since(now);
                     soonest = Some(soonest.map_or(w, |s| s.min(w)));
                 }
                 None => {
@@ -315,9 +330,10 @@ pub fn run(a: FanoutArgs) -> Result<(serde_json::Value, bool), String> {
     let budget = Duration::from_secs_f64(a.secs + a.drain + 30.0);
     let fan2 = Arc::clone(&fan);
     let (size, window) = (a.size, a.window.max(1));
+    let prefixes = publish_prefixes(k);
     let running = run::start(&a.common, total, budget, move |ids, shared| {
         // Publishers take the first global indexes so they are spread over threads too.
-        let roles = ids
+        let roles: Vec<Role> = ids
             .iter()
             .map(|&g| match g < p {
                 true => Role::Publisher {
@@ -334,8 +350,13 @@ pub fn run(a: FanoutArgs) -> Result<(serde_json::Value, bool), String> {
                 },
             })
             .collect();
+        let publishers = (0..roles.len())
+            .filter(|&i| matches!(roles[i], Role::Publisher { .. }))
+            .collect();
         Fanout {
             roles,
+            publishers,
+            publish_prefixes: Arc::clone(&prefixes),
             fan: Arc::clone(&fan2),
             shared: Arc::clone(shared),
             size,
@@ -409,9 +430,7 @@ fn summarize(ws: &[Fanout], fan: &FanShared) -> Summary {
         s.published += w.published;
         s.delivered_in_run += w.delivered_in_run;
         s.skipped += w.skipped_backlog;
-        for (k, v) in &w.server_errors {
-            *s.server_errors.entry(k.clone()).or_default() += v;
-        }
+        merge_counts(&mut s.server_errors, &w.server_errors);
         // Delivery counts flushed after the last tick are still pending here.
         s.delivered += w.pending_delivered.iter().sum::<u64>();
         for role in &w.roles {

@@ -86,9 +86,6 @@ pub fn parse_source_ips(spec: &str) -> Result<Vec<Ipv4Addr>, String> {
     Ok(out)
 }
 
-/// Linux's IP_BIND_ADDRESS_NO_PORT (include/uapi/linux/in.h), absent from older libc crates.
-const IP_BIND_ADDRESS_NO_PORT: libc::c_int = 24;
-
 /// Starts a non-blocking connect to `dst`, from `src` when given.
 /// Returns once the SYN is on its way (EINPROGRESS is success here).
 pub fn start_connect(dst: SocketAddr, src: Option<Ipv4Addr>) -> io::Result<mio::net::TcpStream> {
@@ -102,7 +99,7 @@ pub fn start_connect(dst: SocketAddr, src: Option<Ipv4Addr>) -> io::Result<mio::
             libc::setsockopt(
                 sock.as_raw_fd(),
                 libc::IPPROTO_IP,
-                IP_BIND_ADDRESS_NO_PORT,
+                libc::IP_BIND_ADDRESS_NO_PORT,
                 (&one as *const libc::c_int).cast(),
                 std::mem::size_of::<libc::c_int>() as libc::socklen_t,
             )

@@ -141,13 +141,18 @@ where
         None => Vec::new(),
     };
     let threads = common.loops.threads.max(1);
-    let cpus = common.loops.cpus.clone().map(|c| c.0).unwrap_or_else(|| {
-        core_affinity::get_core_ids()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|c| c.id)
-            .collect()
-    });
+    let mask: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    let cpus = match &common.loops.cpus {
+        Some(list) => {
+            check_in_mask(&list.0, &mask)?;
+            list.0.clone()
+        }
+        None => mask,
+    };
     let plan = Arc::new(driver::plan(n, threads, urls.len(), &sources));
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(common.loops.ramp_timeout) + budget;
@@ -166,13 +171,26 @@ where
         let stats = driver::run_loop(&urls, &targets, &mut w, &sh, &cfg, t as u32 + 1)
             .map_err(|e| format!("event loop: {e}"))?;
         Ok((w, stats))
-    });
+    })
+    .map_err(|e| format!("spawn: {e}"))?;
     Ok(Running {
         shared,
         handles,
         deadline,
         started,
     })
+}
+
+/// Refuses `--cpus` outside the affinity mask up front: pinning there fails
+/// in each thread, and the run would only learn of it after the ramp timed
+/// out. An unreadable mask (empty) checks nothing and leaves it to the threads.
+fn check_in_mask(cpus: &[usize], mask: &[usize]) -> Result<(), String> {
+    match cpus.iter().find(|c| !mask.is_empty() && !mask.contains(c)) {
+        Some(c) => Err(format!(
+            "--cpus: CPU {c} is not in this process's affinity mask {mask:?}"
+        )),
+        None => Ok(()),
+    }
 }
 
 impl<W> Running<W> {
@@ -233,12 +251,8 @@ impl<W> Running<W> {
             let (w, s) = h
                 .join()
                 .map_err(|_| "bench thread panicked".to_string())??;
-            for (k, v) in s.errors {
-                *all.errors.entry(k).or_default() += v;
-            }
-            for (k, v) in s.close_codes {
-                *all.close_codes.entry(k).or_default() += v;
-            }
+            driver::merge_counts(&mut all.errors, &s.errors);
+            driver::merge_counts(&mut all.close_codes, &s.close_codes);
             all.open_at_end += s.open_at_end;
             ws.push(w);
         }
@@ -297,5 +311,17 @@ mod tests {
         assert!(parse_cpu_list("3-1").unwrap_err().contains("backwards"));
         assert!(parse_cpu_list("x").unwrap_err().contains("not a CPU"));
         assert!(parse_cpu_list(" , ").unwrap_err().contains("empty"));
+    }
+
+    #[test]
+    fn cpus_outside_the_affinity_mask_are_refused() {
+        assert!(check_in_mask(&[1, 3], &[0, 1, 2, 3]).is_ok());
+        assert!(check_in_mask(&[4], &[0, 1, 2, 3])
+            .unwrap_err()
+            .contains("CPU 4"));
+        assert!(
+            check_in_mask(&[4], &[]).is_ok(),
+            "unknown mask checks nothing"
+        );
     }
 }

@@ -21,12 +21,10 @@ pub struct SeqTracker {
     missing: BTreeSet<u64>,
     /// Lost without being tracked (gaps over the cap).
     lost_untracked: u64,
-    /// Messages received (including duplicates).
-    pub received: u64,
     /// Arrivals of a number already seen.
-    pub duplicated: u64,
+    duplicated: u64,
     /// Arrivals that filled an earlier gap.
-    pub reordered: u64,
+    reordered: u64,
 }
 
 /// Final counts for a stream.
@@ -43,7 +41,6 @@ pub struct SeqReport {
 impl SeqTracker {
     /// Records an arrival of number `seq`.
     pub fn record(&mut self, seq: u64) {
-        self.received += 1;
         if seq >= self.next {
             let gap = seq - self.next;
             if gap > MAX_TRACKED_GAP {

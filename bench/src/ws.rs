@@ -18,6 +18,12 @@ pub const OP_PING: u8 = 0x9;
 /// Opcode of a pong.
 pub const OP_PONG: u8 = 0xA;
 
+/// Largest server frame accepted. The bench's own messages are a few KiB;
+/// a bigger length is a broken peer, and waiting for it would grow the
+/// connection's receive buffer without bound. It also rejects lengths with
+/// the top bit set, which RFC 6455 5.2 forbids.
+pub const MAX_FRAME: u64 = 64 << 20;
+
 /// A fixed key: the server only echoes its hash, and the bench does not
 /// check the accept value (a non-101 status is what it counts).
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
@@ -52,22 +58,28 @@ pub fn parse_upgrade_response(buf: &[u8]) -> Result<Option<(u16, usize)>, &'stat
 
 /// Appends one final, masked client frame to `out`.
 pub fn encode(out: &mut Vec<u8>, opcode: u8, payload: &[u8], mask: [u8; 4]) {
-    out.push(0x80 | opcode);
-    let len = payload.len();
-    if len < 126 {
-        out.push(0x80 | len as u8);
-    } else if len <= u16::MAX as usize {
-        out.push(0x80 | 126);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(0x80 | 127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
-    }
+    encode_header(out, opcode, payload.len(), true);
     out.extend_from_slice(&mask);
     let start = out.len();
     out.extend_from_slice(payload);
     for (i, b) in out[start..].iter_mut().enumerate() {
         *b ^= mask[i & 3];
+    }
+}
+
+/// Appends the header of one final frame of `len` payload bytes: opcode,
+/// mask bit and the shortest length encoding, but not the masking key.
+pub fn encode_header(out: &mut Vec<u8>, opcode: u8, len: usize, masked: bool) {
+    let mask_bit = if masked { 0x80 } else { 0 };
+    out.push(0x80 | opcode);
+    if len < 126 {
+        out.push(mask_bit | len as u8);
+    } else if len <= u16::MAX as usize {
+        out.push(mask_bit | 126);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.push(mask_bit | 127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
     }
 }
 
@@ -102,7 +114,11 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, &'static str> {
         126 | 127 => return Ok(None),
         n => (n as u64, 2),
     };
-    let len = usize::try_from(len).map_err(|_| "frame length overflows")?;
+    if len > MAX_FRAME {
+        return Err("frame longer than 64 MiB (MAX_FRAME)");
+    }
+    // Fits: MAX_FRAME is far below usize::MAX.
+    let len = len as usize;
     if buf.len() - at < len {
         return Ok(None);
     }
@@ -165,6 +181,31 @@ mod tests {
         );
         assert_eq!(decode(&[0x89]).unwrap(), None);
         assert!(decode(&[0x81, 0x81, 0, 0, 0, 0, 0]).is_err());
+    }
+
+    #[test]
+    fn rejects_frames_over_max_frame_without_waiting_for_them() {
+        let header = |len: u64| {
+            let mut b = vec![0x82, 127];
+            b.extend_from_slice(&len.to_be_bytes());
+            b
+        };
+        assert_eq!(decode(&header(MAX_FRAME)).unwrap(), None);
+        assert!(decode(&header(MAX_FRAME + 1)).is_err());
+        assert!(decode(&header(1 << 63)).is_err(), "top bit set");
+        assert!(decode(&header(u64::MAX)).is_err());
+    }
+
+    #[test]
+    fn unmasked_headers_match_the_masked_ones_but_for_the_mask_bit() {
+        for len in [0usize, 125, 126, 65_535, 65_536] {
+            let (mut masked, mut plain) = (Vec::new(), Vec::new());
+            encode_header(&mut masked, OP_TEXT, len, true);
+            encode_header(&mut plain, OP_TEXT, len, false);
+            assert_eq!(masked.len(), plain.len());
+            assert_eq!(masked[1], plain[1] | 0x80);
+            assert_eq!(masked[2..], plain[2..]);
+        }
     }
 
     #[test]

@@ -52,8 +52,8 @@ pub struct SenderShared {
 
 /// What the sender thread is told to do.
 pub struct SenderPlan {
-    /// CPU to pin the sender to; `None` leaves the affinity mask alone.
-    pub cpu: Option<usize>,
+    /// CPU to pin the sender to.
+    pub cpu: usize,
     /// The listening socket the receivers connect to.
     pub listener: std::net::TcpListener,
     /// What one `send` writes: `batch` copies of the pre-encoded frame, back to back.
@@ -92,7 +92,7 @@ pub fn spawn(
     plan: SenderPlan,
     shared: Arc<Shared>,
     ss: Arc<SenderShared>,
-) -> std::thread::JoinHandle<Result<SenderReport, String>> {
+) -> std::io::Result<std::thread::JoinHandle<Result<SenderReport, String>>> {
     std::thread::Builder::new()
         .name("bench-sender".into())
         .spawn(move || {
@@ -110,7 +110,6 @@ pub fn spawn(
             }
             r.map(|(report, _sockets)| report)
         })
-        .expect("spawn sender thread")
 }
 
 /// Pins, accepts and upgrades until the run starts, then sends.
@@ -120,10 +119,9 @@ fn run(
     ss: &SenderShared,
 ) -> Result<(SenderReport, Sweep), String> {
     let mut report = SenderReport::default();
-    if let Some(cpu) = plan.cpu {
-        if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
-            return Err(format!("could not pin the sender to CPU {cpu}"));
-        }
+    let cpu = plan.cpu;
+    if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
+        return Err(format!("could not pin the sender to CPU {cpu}"));
     }
     let streams =
         handshake::accept_and_upgrade(plan.listener, shared, ss, plan.deadline, &mut report)

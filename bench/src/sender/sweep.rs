@@ -172,10 +172,39 @@ impl Sweep {
     }
 }
 
-/// Opens the window once the warm-up has passed; returns its start mark.
-fn open_window(sweep: &Sweep, ss: &SenderShared) -> Mark {
-    ss.window.store(window::OPEN, Ordering::Relaxed);
-    Mark::now(sweep.counts)
+/// The measured window of one sending loop: it opens once the warm-up has
+/// passed and ends `secs` later.
+struct Measured {
+    opens: Instant,
+    ends: Instant,
+    /// Sender CPU and counts when the window opened; `None` before.
+    start: Option<Mark>,
+}
+
+impl Measured {
+    /// A window `warmup` after sending began at `t0`, `secs` long.
+    fn new(t0: Instant, warmup: Duration, secs: Duration) -> Measured {
+        Measured {
+            opens: t0 + warmup,
+            ends: t0 + warmup + secs,
+            start: None,
+        }
+    }
+
+    /// Opens the window when it is due (telling the receivers); true once it has ended.
+    fn check(&mut self, now: Instant, sweep: &Sweep, ss: &SenderShared) -> bool {
+        if self.start.is_none() && now >= self.opens {
+            ss.window.store(window::OPEN, Ordering::Relaxed);
+            self.start = Some(Mark::now(sweep.counts));
+        }
+        now >= self.ends
+    }
+
+    /// The window's figures, from its opening (or now, if it never opened) to now.
+    fn stats(self, sweep: &Sweep) -> WindowStats {
+        let start = self.start.unwrap_or_else(|| Mark::now(sweep.counts));
+        start.until(Mark::now(sweep.counts))
+    }
 }
 
 /// Max rate: send round-robin as fast as `send` returns, EAGAIN or not.
@@ -185,23 +214,16 @@ pub fn send_max(
     warmup: Duration,
     secs: Duration,
 ) -> WindowStats {
-    let t0 = Instant::now();
-    let (opens, ends) = (t0 + warmup, t0 + warmup + secs);
-    let mut start: Option<Mark> = None;
+    let mut measured = Measured::new(Instant::now(), warmup, secs);
     while sweep.alive > 0 {
         for _ in 0..CLOCK_EVERY {
             sweep.step();
         }
-        let now = Instant::now();
-        if start.is_none() && now >= opens {
-            start = Some(open_window(sweep, ss));
-        }
-        if now >= ends {
+        if measured.check(Instant::now(), sweep, ss) {
             break;
         }
     }
-    let start = start.unwrap_or_else(|| Mark::now(sweep.counts));
-    start.until(Mark::now(sweep.counts))
+    measured.stats(sweep)
 }
 
 /// Deliveries due `elapsed` after sending began at `rate` per second.
@@ -220,15 +242,11 @@ pub fn send_paced(
     secs: Duration,
 ) -> WindowStats {
     let t0 = Instant::now();
-    let (opens, ends) = (t0 + warmup, t0 + warmup + secs);
-    let mut start: Option<Mark> = None;
+    let mut measured = Measured::new(t0, warmup, secs);
     let mut tick = t0;
     while sweep.alive > 0 {
         let now = Instant::now();
-        if start.is_none() && now >= opens {
-            start = Some(open_window(sweep, ss));
-        }
-        if now >= ends {
+        if measured.check(now, sweep, ss) {
             break;
         }
         let target = due(rate, now.duration_since(t0));
@@ -246,10 +264,9 @@ pub fn send_paced(
             // Missed ticks are not replayed one by one: `due` already counts them.
             tick = now;
         }
-        std::thread::sleep(tick.min(ends).saturating_duration_since(now));
+        std::thread::sleep(tick.min(measured.ends).saturating_duration_since(now));
     }
-    let start = start.unwrap_or_else(|| Mark::now(sweep.counts));
-    start.until(Mark::now(sweep.counts))
+    measured.stats(sweep)
 }
 
 #[cfg(test)]

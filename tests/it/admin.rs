@@ -12,15 +12,16 @@
 //! test polls /metrics.
 
 use std::collections::BTreeMap;
-use std::io::{ErrorKind, Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde_json::{json, Value};
+use serde_json::json;
 use tungstenite::Message;
 
-use crate::harness::{http_get, startup_error_line, Client, Pool, RawClient, TestServer, WAIT};
+use crate::harness::{
+    clients_on_both_shards, connection_id, get, log_field, post, startup_error_line, Client,
+    HttpConn, Pool, RawClient, TestServer, WAIT,
+};
 
 /// Every metric family /metrics must expose, with its OpenMetrics type.
 const FAMILIES: [(&str, &str); 20] = [
@@ -54,7 +55,7 @@ const HGRM_HEADER: &str = "       Value     Percentile TotalCount 1/(1-Percentil
 #[test]
 fn metrics_is_openmetrics_with_every_family_labelled_by_shard_ending_in_eof() {
     let server = TestServer::start(&["--shards", "2"]);
-    let response = get(admin(&server), "/metrics");
+    let response = get(server.admin_addr(), "/metrics");
     assert_eq!(response.status, 200, "{}", response.body);
     let content_type = response.header("content-type").unwrap_or_default();
     assert!(
@@ -126,7 +127,7 @@ fn metrics_count_connections_opened_and_closed_by_the_client() {
     let mut clients: Vec<(Client, String)> = (0..4)
         .map(|_| {
             let (c, hello) = server.ws_client();
-            (c, id_of(&hello))
+            (c, connection_id(&hello))
         })
         .collect();
     let open = scrape(&server);
@@ -214,8 +215,7 @@ fn metrics_count_invalid_json_as_protocol_error_and_public_404_as_handshake_fail
     client.send_text("{not json");
     let reply = client.recv_json();
     assert_eq!(reply["code"], "INVALID_JSON", "{reply}");
-    let (status, _) = http_get(&server.addr(), "/no-such-path");
-    assert_eq!(status, 404);
+    assert_eq!(get(&server.addr(), "/no-such-path").status, 404);
 
     let after = scrape(&server);
     let errors =
@@ -245,8 +245,7 @@ fn metrics_count_invalid_json_as_protocol_error_and_public_404_as_handshake_fail
 #[test]
 fn metrics_count_a_slow_consumer_disconnect() {
     let server = TestServer::start(&["--shards", "1", "--max-outbound-bytes", "64KiB"]);
-    let mut slow = Client::connect_small_rcvbuf(&server.addr());
-    assert_eq!(slow.recv_json()["type"], "connection_established");
+    let (mut slow, _) = server.ws_client_small_rcvbuf();
     slow.subscribe("firehose");
     let (mut publisher, _) = server.ws_client();
     let before = scrape(&server);
@@ -372,7 +371,7 @@ fn latency_serves_hgrm_counting_every_delivery_and_reset_starts_over() {
     }
     let deliveries = 2 * K;
 
-    let response = get(admin(&server), "/latency");
+    let response = get(server.admin_addr(), "/latency");
     assert_eq!(response.status, 200, "{}", response.body);
     assert!(
         response
@@ -390,14 +389,14 @@ fn latency_serves_hgrm_counting_every_delivery_and_reset_starts_over() {
     );
     assert!(hgrm.max > 0.0 && hgrm.mean > 0.0, "{}", response.body);
 
-    let reset = get(admin(&server), "/latency?reset=true");
+    let reset = get(server.admin_addr(), "/latency?reset=true");
     assert_eq!(reset.status, 200);
     assert_eq!(
         Hgrm::parse(&reset.body).total_count,
         deliveries,
         "the reset answer is the distribution before the reset"
     );
-    let after = get(admin(&server), "/latency");
+    let after = get(server.admin_addr(), "/latency");
     let empty = Hgrm::parse(&after.body);
     assert_eq!(empty.total_count, 0, "{}", after.body);
     assert!(empty.rows.is_empty(), "{}", after.body);
@@ -413,16 +412,7 @@ fn latency_serves_hgrm_counting_every_delivery_and_reset_starts_over() {
 
 #[test]
 fn latency_report_logs_each_interval_and_writes_hgrm_files() {
-    let dir = TempDir::new("report");
-    let dir_arg = dir.0.to_str().expect("utf-8 temp path");
-    let server = TestServer::start(&[
-        "--shards",
-        "1",
-        "--latency-report-interval",
-        "200ms",
-        "--latency-report-dir",
-        dir_arg,
-    ]);
+    let (dir, server) = report_server("report");
     let (mut sub, _) = server.ws_client();
     sub.subscribe("r");
     let (mut publisher, _) = server.ws_client();
@@ -450,7 +440,7 @@ fn latency_report_logs_each_interval_and_writes_hgrm_files() {
                 )
             });
         assert!(line.contains("interval=200ms fanout count="), "{line}");
-        counted += field(&line, "count=").parse::<u64>().expect("count=N");
+        counted += log_field(&line, "count=").parse::<u64>().expect("count=N");
     }
     assert_eq!(counted, K, "{}", server.log_text());
 
@@ -465,16 +455,7 @@ fn latency_report_logs_each_interval_and_writes_hgrm_files() {
 
 #[test]
 fn every_latency_report_interval_gets_its_own_file() {
-    let dir = TempDir::new("intervals");
-    let dir_arg = dir.0.to_str().expect("utf-8 temp path");
-    let server = TestServer::start(&[
-        "--shards",
-        "1",
-        "--latency-report-interval",
-        "200ms",
-        "--latency-report-dir",
-        dir_arg,
-    ]);
+    let (dir, server) = report_server("intervals");
     // Shard 0 logs each file once it is written.
     let line = server.wait_for_log_count("latency report written path=", 5, WAIT);
     assert!(line.is_some(), "{}", server.log_text());
@@ -491,7 +472,7 @@ fn every_latency_report_interval_gets_its_own_file() {
 #[test]
 fn admin_health_reports_every_shard_ready() {
     let server = TestServer::start(&["--shards", "2"]);
-    let response = get(admin(&server), "/health");
+    let response = get(server.admin_addr(), "/health");
     assert_eq!(response.status, 200, "{}", response.body);
     assert_eq!(
         response.header("content-type").as_deref(),
@@ -517,7 +498,7 @@ fn admin_health_is_503_draining_while_a_client_holds_up_shutdown() {
         "{}",
         server.log_text()
     );
-    let response = get(admin(&server), "/health");
+    let response = get(server.admin_addr(), "/health");
     assert_eq!(response.status, 503, "{}", response.body);
     let health = response.json();
     assert_eq!(health["status"], "draining", "{health}");
@@ -551,17 +532,17 @@ fn api_publish_reaches_subscribers_on_every_shard_byte_for_byte() {
             r#"{"type":"message","channel":"c","data":[1, "two", {"b" : true}]}"#,
         ),
     ] {
-        let response = post(admin(&server), "/api/publish", body);
+        let response = post(server.admin_addr(), "/api/publish", body);
         assert_eq!(response.status, 200, "{body} -> {}", response.body);
         assert_eq!(response.json(), json!({"channel":"c","shards":2}), "{body}");
         for (shard, sub) in subs.iter_mut().enumerate() {
-            assert_eq!(recv_text(sub), frame, "subscriber on shard {shard}");
+            assert_eq!(sub.recv_text(), frame, "subscriber on shard {shard}");
         }
     }
-    assert_heartbeat_next(&mut bystander);
+    bystander.assert_heartbeat_next();
 
     let nobody = post(
-        admin(&server),
+        server.admin_addr(),
         "/api/publish",
         r#"{"channel":"empty","data":1}"#,
     );
@@ -583,7 +564,7 @@ fn api_publish_rejects_bad_bodies_with_400_and_delivers_nothing() {
         r#"{"channel":"c"}"#.to_string(),
         r#"{"channel":7,"data":1}"#.to_string(),
     ] {
-        let response = post(admin(&server), "/api/publish", &body);
+        let response = post(server.admin_addr(), "/api/publish", &body);
         assert_eq!(response.status, 400, "{body} -> {}", response.body);
         let error = response.json();
         assert_eq!(error["status"], 400, "{error}");
@@ -592,9 +573,12 @@ fn api_publish_rejects_bad_bodies_with_400_and_delivers_nothing() {
             "{error}"
         );
     }
-    assert_heartbeat_next(&mut sub);
+    sub.assert_heartbeat_next();
     let at_limit = format!(r#"{{"channel":"{}","data":1}}"#, "x".repeat(255));
-    assert_eq!(post(admin(&server), "/api/publish", &at_limit).status, 200);
+    assert_eq!(
+        post(server.admin_addr(), "/api/publish", &at_limit).status,
+        200
+    );
 }
 
 #[test]
@@ -603,12 +587,12 @@ fn api_broadcast_reaches_every_ws_client_on_every_shard_but_no_echo_client() {
     let mut ws_clients = clients_on_both_shards(&server, 2);
     let mut echoes = echo_clients_on_both_shards(&server);
 
-    let response = post(admin(&server), "/api/broadcast", r#"{"data":"hi"}"#);
+    let response = post(server.admin_addr(), "/api/broadcast", r#"{"data":"hi"}"#);
     assert_eq!(response.status, 200, "{}", response.body);
     assert_eq!(response.json(), json!({"shards":2}));
     for (shard, client, _) in &mut ws_clients {
         assert_eq!(
-            recv_text(client),
+            client.recv_text(),
             r#"{"type":"broadcast","data":"hi"}"#,
             "/ws client on shard {shard}"
         );
@@ -619,7 +603,7 @@ fn api_broadcast_reaches_every_ws_client_on_every_shard_but_no_echo_client() {
         echo.send_text("after");
         assert_eq!(echo.recv(), Message::text("after"), "echo client {i}");
     }
-    let missing = post(admin(&server), "/api/broadcast", r#"{"message":"hi"}"#);
+    let missing = post(server.admin_addr(), "/api/broadcast", r#"{"message":"hi"}"#);
     assert_eq!(missing.status, 400, "{}", missing.body);
 }
 
@@ -635,7 +619,7 @@ fn api_channels_lists_subscriber_counts_merged_across_shards() {
     solo.subscribe("solo");
     solo.subscribe("room");
 
-    let response = get(admin(&server), "/api/channels");
+    let response = get(server.admin_addr(), "/api/channels");
     assert_eq!(response.status, 200, "{}", response.body);
     assert_eq!(
         response.json(),
@@ -647,7 +631,7 @@ fn api_channels_lists_subscriber_counts_merged_across_shards() {
     solo.send_json(&json!({"type":"unsubscribe","channel":"solo"}));
     assert_eq!(solo.recv_json()["type"], "unsubscribed");
     assert_eq!(
-        get(admin(&server), "/api/channels").json(),
+        get(server.admin_addr(), "/api/channels").json(),
         json!({"channels":[{"channel":"room","subscribers":4}]})
     );
 }
@@ -662,11 +646,11 @@ fn api_stats_reports_memory_and_per_shard_connections_and_messages() {
         per_shard[*shard] += 1;
         // Shard 1's clients send two messages each, so the shards differ.
         for _ in 0..=*shard {
-            assert_heartbeat_next(client);
+            client.assert_heartbeat_next();
             received[*shard] += 1;
         }
     }
-    let response = get(admin(&server), "/api/stats");
+    let response = get(server.admin_addr(), "/api/stats");
     assert_eq!(response.status, 200, "{}", response.body);
     let stats = response.json();
     assert!(stats["rss_bytes"].as_u64() > Some(0), "{stats}");
@@ -695,7 +679,7 @@ fn api_disconnect_closes_that_client_with_4000_on_either_shard() {
             .expect("client on shard");
         let (_, mut victim, id) = clients.remove(i);
         let body = json!({"connection_id": id}).to_string();
-        let response = post(admin(&server), "/api/disconnect", &body);
+        let response = post(server.admin_addr(), "/api/disconnect", &body);
         assert_eq!(response.status, 200, "{}", response.body);
         assert_eq!(
             response.json(),
@@ -717,11 +701,11 @@ fn api_disconnect_closes_that_client_with_4000_on_either_shard() {
         gone.push(id);
     }
     for (_, client, _) in &mut clients {
-        assert_heartbeat_next(client);
+        client.assert_heartbeat_next();
     }
     for id in &gone {
         let again = post(
-            admin(&server),
+            server.admin_addr(),
             "/api/disconnect",
             &json!({"connection_id": id}).to_string(),
         );
@@ -743,17 +727,17 @@ fn api_disconnect_is_404_for_unknown_ids_and_400_for_malformed_ones() {
         (r#"{}"#, 400),
         ("nope", 400),
     ] {
-        let response = post(admin(&server), "/api/disconnect", body);
+        let response = post(server.admin_addr(), "/api/disconnect", body);
         assert_eq!(response.status, status, "{body} -> {}", response.body);
         assert_eq!(response.json()["status"], status, "{body}");
     }
-    assert_heartbeat_next(&mut client);
+    client.assert_heartbeat_next();
 }
 
 #[test]
 fn unknown_admin_route_is_404_and_wrong_method_is_405_with_allow() {
     let server = TestServer::start(&["--shards", "1"]);
-    let addr = admin(&server);
+    let addr = server.admin_addr();
     let missing = get(addr, "/nope");
     assert_eq!(missing.status, 404, "{}", missing.body);
     assert_eq!(missing.json()["status"], 404);
@@ -770,7 +754,7 @@ fn unknown_admin_route_is_404_and_wrong_method_is_405_with_allow() {
 #[test]
 fn api_body_over_max_api_body_is_413_and_a_body_at_the_limit_is_accepted() {
     let server = TestServer::start(&["--shards", "1", "--max-api-body", "1KiB"]);
-    let addr = admin(&server);
+    let addr = server.admin_addr();
     let fill = |n: usize| {
         let shell = r#"{"channel":"c","data":""}"#.len();
         format!(r#"{{"channel":"c","data":"{}"}}"#, "x".repeat(n - shell))
@@ -796,7 +780,7 @@ fn api_body_over_max_api_body_is_413_and_a_body_at_the_limit_is_accepted() {
 #[test]
 fn chunked_request_body_is_411() {
     let server = TestServer::start(&["--shards", "1"]);
-    let mut conn = HttpConn::open(admin(&server));
+    let mut conn = HttpConn::open(server.admin_addr());
     let body = r#"{"channel":"c","data":1}"#;
     conn.write_raw(
         format!(
@@ -813,7 +797,7 @@ fn chunked_request_body_is_411() {
 #[test]
 fn keep_alive_answers_requests_in_turn_until_connection_close() {
     let server = TestServer::start(&["--shards", "2"]);
-    let mut conn = HttpConn::open(admin(&server));
+    let mut conn = HttpConn::open(server.admin_addr());
     let health = conn.request("GET", "/health", &[], "");
     assert_eq!(health.status, 200, "{}", health.body);
     assert_eq!(health.header("connection").as_deref(), Some("keep-alive"));
@@ -841,7 +825,7 @@ fn keep_alive_answers_requests_in_turn_until_connection_close() {
 #[test]
 fn admin_token_guards_api_routes_but_not_metrics_or_health() {
     let server = TestServer::start(&["--shards", "1", "--admin-token", "s3cret"]);
-    let addr = admin(&server);
+    let addr = server.admin_addr();
     let ask = |auth: Option<&str>| {
         let headers: Vec<(&str, &str)> = auth.map(|a| ("Authorization", a)).into_iter().collect();
         HttpConn::open(addr).request("GET", "/api/stats", &headers, "")
@@ -891,7 +875,7 @@ fn admin_addr_none_starts_without_an_admin_listener() {
         .expect("listening line");
     assert!(line.contains(" admin=none "), "{line}");
     // The public port does not take over the admin routes.
-    assert_eq!(http_get(&server.addr(), "/metrics").0, 404);
+    assert_eq!(get(&server.addr(), "/metrics").status, 404);
     let (_client, hello) = server.ws_client();
     assert_eq!(hello["type"], "connection_established");
 }
@@ -899,7 +883,7 @@ fn admin_addr_none_starts_without_an_admin_listener() {
 #[test]
 fn second_server_on_the_same_admin_addr_exits_1_naming_the_flag() {
     let first = TestServer::start(&["--shards", "1"]);
-    let taken = admin(&first).to_string();
+    let taken = first.admin_addr().to_string();
     let (status, log) = match TestServer::try_start(&["--shards", "1", "--admin-addr", &taken]) {
         Ok(server) => panic!("second server started on admin {:?}", server.admin),
         Err(failure) => failure,
@@ -937,44 +921,11 @@ fn latency_report_dir_inside_a_regular_file_exits_1_with_a_clear_error() {
 
 // ---- helpers: servers and clients ----
 
-/// The admin address of a server started by the harness.
-pub(crate) fn admin(server: &TestServer) -> &str {
-    server
-        .admin
-        .as_deref()
-        .expect("server has an admin listener")
-}
-
-/// The connection id from a `connection_established` greeting.
-fn id_of(hello: &Value) -> String {
-    hello["connection_id"]
-        .as_str()
-        .expect("connection_id")
-        .to_string()
-}
-
-/// Opens /ws clients until at least `n` are open and both shards hold one;
-/// returns (shard, client, connection id) for each.
-fn clients_on_both_shards(server: &TestServer, n: usize) -> Vec<(usize, Client, String)> {
-    let mut clients = Vec::new();
-    let mut seen = [false; 2];
-    for _ in 0..64 {
-        let (client, hello) = server.ws_client();
-        let shard = hello["shard"].as_u64().expect("greeting names the shard") as usize;
-        seen[shard] = true;
-        clients.push((shard, client, id_of(&hello)));
-        if clients.len() >= n && seen.iter().all(|s| *s) {
-            return clients;
-        }
-    }
-    panic!("64 connections never reached both shards");
-}
-
 /// /echo clients until /api/stats shows new connections on both shards
 /// (an /echo greeting does not say where it landed).
 fn echo_clients_on_both_shards(server: &TestServer) -> Vec<Client> {
     let per_shard = |server: &TestServer| -> Vec<u64> {
-        let stats = get(admin(server), "/api/stats").json();
+        let stats = get(server.admin_addr(), "/api/stats").json();
         let shards = stats["shards"].as_array().expect("shards").clone();
         shards
             .iter()
@@ -997,31 +948,20 @@ fn echo_clients_on_both_shards(server: &TestServer) -> Vec<Client> {
     panic!("64 /echo connections never reached both shards");
 }
 
-/// Next data message as raw text.
-fn recv_text(c: &mut Client) -> String {
-    match c.recv() {
-        Message::Text(t) => t.as_str().to_string(),
-        other => panic!("expected a text message, got {other:?}"),
-    }
-}
-
-/// Proves nothing is queued for `c`: a heartbeat's reply comes next.
-fn assert_heartbeat_next(c: &mut Client) {
-    c.send_json(&json!({"type":"heartbeat","id":"probe"}));
-    assert_eq!(
-        c.recv_json(),
-        json!({"type":"heartbeat","id":"probe"}),
-        "something arrived before the heartbeat reply"
-    );
-}
-
-/// The value after `key` in a `key=value` log line.
-fn field<'a>(line: &'a str, key: &str) -> &'a str {
-    let rest = line
-        .split(key)
-        .nth(1)
-        .unwrap_or_else(|| panic!("no {key} in {line}"));
-    rest.split_whitespace().next().unwrap_or("")
+/// A one-shard server writing a latency report every 200 ms into a fresh
+/// directory named after `tag`; the directory lives as long as the returned guard.
+fn report_server(tag: &str) -> (TempDir, TestServer) {
+    let dir = TempDir::new(tag);
+    let dir_arg = dir.0.to_str().expect("utf-8 temp path");
+    let server = TestServer::start(&[
+        "--shards",
+        "1",
+        "--latency-report-interval",
+        "200ms",
+        "--latency-report-dir",
+        dir_arg,
+    ]);
+    (dir, server)
 }
 
 /// A fresh directory under the system temp dir, removed on drop.
@@ -1058,150 +998,6 @@ fn report_files(dir: &Path) -> Vec<PathBuf> {
         .collect();
     files.sort();
     files
-}
-
-// ---- helpers: a keep-alive HTTP/1.1 client ----
-
-/// One admin response.
-#[derive(Debug)]
-pub(crate) struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Response {
-    /// A header's value (name compared case-insensitively).
-    fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-    }
-
-    pub(crate) fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
-    }
-}
-
-/// One HTTP/1.1 connection that reads exactly Content-Length bytes per
-/// response, so several requests can share it.
-struct HttpConn {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl HttpConn {
-    fn open(addr: &str) -> HttpConn {
-        let stream = TcpStream::connect(addr).expect("connect to admin");
-        stream.set_read_timeout(Some(WAIT)).unwrap();
-        stream.set_write_timeout(Some(WAIT)).unwrap();
-        HttpConn {
-            stream,
-            buf: Vec::new(),
-        }
-    }
-
-    /// Sends one request (with a Content-Length when there is a body or it
-    /// is a POST) and reads its response.
-    fn request(
-        &mut self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &str,
-    ) -> Response {
-        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\n");
-        for (k, v) in headers {
-            req.push_str(&format!("{k}: {v}\r\n"));
-        }
-        if method == "POST" || !body.is_empty() {
-            req.push_str(&format!(
-                "Content-Type: application/json\r\nContent-Length: {}\r\n",
-                body.len()
-            ));
-        }
-        req.push_str("\r\n");
-        req.push_str(body);
-        self.write_raw(req.as_bytes());
-        self.read_response()
-    }
-
-    fn write_raw(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).expect("write request");
-    }
-
-    /// Reads one response: the head, then exactly Content-Length bytes.
-    fn read_response(&mut self) -> Response {
-        let head_end = loop {
-            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i;
-            }
-            assert!(self.fill() > 0, "connection closed before a response head");
-        };
-        let head = String::from_utf8(self.buf[..head_end].to_vec()).expect("ASCII head");
-        let mut lines = head.split("\r\n");
-        let status_line = lines.next().unwrap_or("");
-        assert!(status_line.starts_with("HTTP/1.1 "), "{head}");
-        let status = status_line[9..12].parse().expect("status code");
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-            .collect();
-        let length: usize = headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-            .map(|(_, v)| v.parse().expect("numeric Content-Length"))
-            .unwrap_or_else(|| panic!("no Content-Length: {head}"));
-        let start = head_end + 4;
-        while self.buf.len() < start + length {
-            assert!(self.fill() > 0, "connection closed inside a body: {head}");
-        }
-        let body = String::from_utf8(self.buf[start..start + length].to_vec()).expect("UTF-8 body");
-        self.buf.drain(..start + length);
-        Response {
-            status,
-            headers,
-            body,
-        }
-    }
-
-    /// True when the server ends the connection (EOF or reset) with nothing
-    /// more to say; false when more bytes arrive.
-    fn closed_by_peer(&mut self) -> bool {
-        if !self.buf.is_empty() {
-            return false;
-        }
-        let mut byte = [0u8; 1];
-        match self.stream.read(&mut byte) {
-            Ok(0) => true,
-            Ok(_) => false,
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => true,
-            Err(e) => panic!("connection still open after {WAIT:?}: {e}"),
-        }
-    }
-
-    fn fill(&mut self) -> usize {
-        let mut chunk = [0u8; 16384];
-        match self.stream.read(&mut chunk) {
-            Ok(n) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                n
-            }
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => 0,
-            Err(e) => panic!("no response within {WAIT:?}: {e}"),
-        }
-    }
-}
-
-/// One GET on a fresh connection.
-pub(crate) fn get(addr: &str, path: &str) -> Response {
-    HttpConn::open(addr).request("GET", path, &[], "")
-}
-
-/// One POST with a JSON body on a fresh connection.
-fn post(addr: &str, path: &str, body: &str) -> Response {
-    HttpConn::open(addr).request("POST", path, &[], body)
 }
 
 // ---- helpers: OpenMetrics text ----
@@ -1390,7 +1186,7 @@ fn closed(m: &Scrape, reason: &str) -> f64 {
 
 /// GET /metrics on the admin port, parsed.
 fn scrape(server: &TestServer) -> Scrape {
-    let response = get(admin(server), "/metrics");
+    let response = get(server.admin_addr(), "/metrics");
     assert_eq!(response.status, 200, "{}", response.body);
     Scrape::parse(&response.body)
 }

@@ -9,9 +9,7 @@ use std::collections::BTreeSet;
 use serde_json::{json, Value};
 
 use crate::harness::{Client, Pool, TestServer, WAIT};
-use crate::pubsub::{ask, assert_heartbeat_next, publish, publish_acked};
-
-/// Connections opened per request before giving up on reaching a shard.
+use crate::pubsub::{ask, publish, publish_acked};
 
 #[test]
 fn every_subscriber_on_every_shard_gets_each_message_once_in_order() {
@@ -49,7 +47,7 @@ fn every_subscriber_on_every_shard_gets_each_message_once_in_order() {
             );
             next[p] += 1;
         }
-        assert_heartbeat_next(sub);
+        sub.assert_heartbeat_next();
     }
 }
 
@@ -74,7 +72,7 @@ fn subscribed_reply_means_publishes_from_the_other_shard_arrive() {
         );
     }
     for sub in &mut subs {
-        assert_heartbeat_next(sub);
+        sub.assert_heartbeat_next();
     }
 }
 
@@ -147,7 +145,7 @@ fn new_subscriber_receives_after_the_last_one_on_its_shard_disconnected() {
         witness.recv_json(),
         json!({"type":"message","channel":"lobby","data":3})
     );
-    assert_heartbeat_next(&mut second);
+    second.assert_heartbeat_next();
 }
 
 #[test]
@@ -178,7 +176,7 @@ fn unsubscribed_client_gets_nothing_published_on_the_other_shard() {
             json!({"type":"message","channel":y,"data":"y1"}),
             "shard {a}"
         );
-        assert_heartbeat_next(&mut leaver);
+        leaver.assert_heartbeat_next();
         assert_eq!(
             neighbour.recv_json(),
             json!({"type":"message","channel":x,"data":"x1"})
@@ -202,7 +200,7 @@ fn unsubscribed_client_gets_nothing_published_on_the_other_shard() {
                 json!({"type":"message","channel":y,"data":"y2"}),
                 "shard {a}"
             );
-            assert_heartbeat_next(c);
+            c.assert_heartbeat_next();
         }
     }
 }
@@ -286,6 +284,6 @@ fn each_channel_reaches_only_its_subscribers_across_shards() {
             got, want,
             "shard {shard}: each joined channel's messages exactly once"
         );
-        assert_heartbeat_next(sub);
+        sub.assert_heartbeat_next();
     }
 }

@@ -4,13 +4,10 @@
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 
-use serde_json::Value;
-
-use crate::harness::{http_get, TestServer, WAIT};
-
-/// A key from RFC 6455 section 1.3 and the accept value the RFC gives for it.
-const RFC_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
-const RFC_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+use crate::harness::{
+    exchange, get, upgrade_request, upgrade_request_with_key, Response, TestServer, RFC_ACCEPT,
+    RFC_KEY, WAIT,
+};
 
 #[test]
 fn health_reports_status_shards_and_open_websockets() {
@@ -44,10 +41,11 @@ fn unknown_path_is_404() {
 #[test]
 fn post_to_ws_is_405_with_allow_get() {
     let server = TestServer::start(&["--shards", "1"]);
-    let resp = exchange(
-        &server.addr(),
-        &upgrade_request("POST", &[KEY_LINE, "Content-Length: 0"]),
-    );
+    // The valid upgrade request, sent as a POST with an empty body.
+    let req = upgrade_request("/ws")
+        .replacen("GET ", "POST ", 1)
+        .replacen("\r\n\r\n", "\r\nContent-Length: 0\r\n\r\n", 1);
+    let resp = exchange(&server.addr(), &req);
     assert_eq!(resp.status, 405, "{resp:?}");
     assert_eq!(resp.header("allow").as_deref(), Some("GET"), "{resp:?}");
 }
@@ -71,7 +69,7 @@ fn unsupported_websocket_version_is_426_naming_version_13() {
         "Upgrade: websocket",
         "Connection: Upgrade",
         "Sec-WebSocket-Version: 8",
-        KEY_LINE,
+        &key_line(),
     ]);
     let resp = exchange(&server.addr(), &req);
     assert_eq!(resp.status, 426, "{resp:?}");
@@ -110,11 +108,15 @@ fn upgrade_without_connection_upgrade_is_400() {
         "Upgrade: websocket",
         "Connection: keep-alive",
         "Sec-WebSocket-Version: 13",
-        KEY_LINE,
+        &key_line(),
     ]);
     let resp = exchange(&server.addr(), &req);
     assert_eq!(resp.status, 400, "{resp:?}");
-    let req = raw_upgrade(&["Upgrade: websocket", "Sec-WebSocket-Version: 13", KEY_LINE]);
+    let req = raw_upgrade(&[
+        "Upgrade: websocket",
+        "Sec-WebSocket-Version: 13",
+        &key_line(),
+    ]);
     let resp = exchange(&server.addr(), &req);
     assert_eq!(resp.status, 400, "{resp:?}");
 }
@@ -205,7 +207,8 @@ fn successful_upgrade_returns_the_rfc_accept_key() {
         );
         let mut s = TcpStream::connect(server.addr()).expect("tcp connect");
         s.set_read_timeout(Some(WAIT)).unwrap();
-        s.write_all(upgrade_with_key(key).as_bytes()).unwrap();
+        s.write_all(upgrade_request_with_key("/ws", key).as_bytes())
+            .unwrap();
         let resp = read_head(&mut s);
         assert_eq!(resp.status, 101, "{resp:?}");
         assert_eq!(
@@ -228,48 +231,6 @@ fn successful_upgrade_returns_the_rfc_accept_key() {
     }
 }
 
-const KEY_LINE: &str = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==";
-
-/// One HTTP response: status, head (status line and headers) and body.
-#[derive(Debug)]
-struct Response {
-    status: u16,
-    head: String,
-    body: String,
-}
-
-impl Response {
-    fn parse(text: &str) -> Response {
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text, ""));
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        Response {
-            status,
-            head: head.to_string(),
-            body: body.to_string(),
-        }
-    }
-
-    /// The value of header `name` (case-insensitive).
-    fn header(&self, name: &str) -> Option<String> {
-        self.head.lines().skip(1).find_map(|line| {
-            let (n, v) = line.split_once(':')?;
-            n.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().to_string())
-        })
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {self:?}"))
-    }
-}
-
-/// Sends `request` and reads the response until the server closes.
 #[test]
 fn request_head_in_two_parts_upgrades_once_the_rest_arrives() {
     // The server must read the first part, wait on its readiness, and
@@ -281,10 +242,10 @@ fn request_head_in_two_parts_upgrades_once_the_rest_arrives() {
     let mut s = TcpStream::connect(server.addr()).expect("tcp connect");
     s.set_read_timeout(Some(WAIT)).unwrap();
     s.set_nodelay(true).unwrap();
-    let req = upgrade_with_key(RFC_KEY);
+    let req = upgrade_request("/ws");
     let (first, rest) = req.split_at(req.len() / 2);
     s.write_all(first.as_bytes()).unwrap();
-    assert_eq!(http_get(&server.addr(), "/health").0, 200);
+    assert_eq!(get(&server.addr(), "/health").status, 200);
     s.write_all(rest.as_bytes()).unwrap();
     let resp = read_head(&mut s);
     assert_eq!(resp.status, 101, "{resp:?}");
@@ -292,23 +253,6 @@ fn request_head_in_two_parts_upgrades_once_the_rest_arrives() {
         resp.header("sec-websocket-accept").as_deref(),
         Some(RFC_ACCEPT)
     );
-}
-
-fn exchange(addr: &str, request: &str) -> Response {
-    let mut s = TcpStream::connect(addr).expect("tcp connect");
-    s.set_read_timeout(Some(WAIT)).unwrap();
-    s.write_all(request.as_bytes()).expect("write request");
-    let mut out = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        match s.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => out.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == ErrorKind::ConnectionReset && !out.is_empty() => break,
-            Err(e) => panic!("reading the response failed after {} bytes: {e}", out.len()),
-        }
-    }
-    Response::parse(&String::from_utf8_lossy(&out))
 }
 
 /// Reads a response head only (for a 101, after which the socket stays open).
@@ -325,35 +269,16 @@ fn read_head(s: &mut TcpStream) -> Response {
         );
         out.push(byte[0]);
     }
-    Response::parse(&String::from_utf8_lossy(&out))
+    let head = String::from_utf8_lossy(&out[..out.len() - 4]);
+    Response::parse(&head, "")
 }
 
-/// `METHOD /ws` with a complete, valid set of upgrade headers plus `extra`.
-fn upgrade_request(method: &str, extra: &[&str]) -> String {
-    let mut req = format!(
-        "{method} /ws HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Version: 13\r\n"
-    );
-    for line in extra {
-        req.push_str(line);
-        req.push_str("\r\n");
-    }
-    req.push_str("\r\n");
-    req
+/// The key header line carrying [`RFC_KEY`].
+fn key_line() -> String {
+    format!("Sec-WebSocket-Key: {RFC_KEY}")
 }
 
 /// `GET /ws` with exactly the header lines given (plus Host).
-/// A valid /ws upgrade request carrying `key`.
-fn upgrade_with_key(key: &str) -> String {
-    let key_line = format!("Sec-WebSocket-Key: {key}");
-    raw_upgrade(&[
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        "Sec-WebSocket-Version: 13",
-        &key_line,
-    ])
-}
-
 fn raw_upgrade(lines: &[&str]) -> String {
     let mut req = "GET /ws HTTP/1.1\r\nHost: test\r\n".to_string();
     for line in lines {

@@ -1,18 +1,24 @@
 //! Resource limits: --max-connections, the slow-consumer cut-off
 //! (--max-outbound-bytes), and the heartbeat (--ping-interval/--pong-timeout).
 
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tungstenite::protocol::CloseFrame;
-use tungstenite::{Message, WebSocket};
+use tungstenite::Message;
 
-use crate::admin::{admin, get};
-use crate::harness::{http_raw, Client, RawClient, TestServer, WAIT};
+use crate::harness::{exchange, get, upgrade_request, RawClient, TestServer, WAIT};
 
-const UPGRADE: &str = "GET /ws HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-                       Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+/// One shard with a heartbeat fast enough to watch in a test: a ping every
+/// 100 ms and a 300 ms pong timeout, so a silent client is closed within a
+/// second while an answering one sees several pings first.
+const FAST_HEARTBEAT: [&str; 6] = [
+    "--shards",
+    "1",
+    "--ping-interval",
+    "100ms",
+    "--pong-timeout",
+    "300ms",
+];
 
 #[test]
 fn connection_over_max_connections_gets_503_until_one_closes() {
@@ -20,9 +26,9 @@ fn connection_over_max_connections_gets_503_until_one_closes() {
     let (mut first, _) = server.ws_client();
     let (_second, _) = server.ws_client();
 
-    let (status, body) = http_raw(&server.addr(), UPGRADE);
-    assert_eq!(status, 503, "{body}");
-    assert!(body.contains("connection limit"), "{body}");
+    let response = exchange(&server.addr(), &upgrade_request("/ws"));
+    assert_eq!(response.status, 503, "{response:?}");
+    assert!(response.body.contains("connection limit"), "{response:?}");
     let health = server.health();
     assert_eq!(health["status"], "ok", "{health}");
     assert_eq!(health["connections"], 2, "{health}");
@@ -41,9 +47,7 @@ fn connection_over_max_connections_gets_503_until_one_closes() {
 #[test]
 fn slow_consumer_is_disconnected_while_others_get_every_message() {
     let server = TestServer::start(&["--shards", "1", "--max-outbound-bytes", "64KiB"]);
-    let mut slow = Client::connect_small_rcvbuf(&server.addr());
-    let hello = slow.recv_json();
-    assert_eq!(hello["type"], "connection_established", "{hello}");
+    let (mut slow, _) = server.ws_client_small_rcvbuf();
     slow.subscribe("firehose");
     let (mut fast, _) = server.ws_client();
     fast.subscribe("firehose");
@@ -81,16 +85,8 @@ fn slow_consumer_is_disconnected_while_others_get_every_message() {
         "{}",
         server.log_text()
     );
-    let close = read_until_close(&mut slow.ws);
-    assert_eq!(
-        close.as_ref().map(|c| u16::from(c.code)),
-        Some(1008),
-        "{close:?}"
-    );
-    assert_eq!(
-        close.map(|c| c.reason.to_string()).as_deref(),
-        Some("slow consumer")
-    );
+    let (code, reason) = slow.read_close();
+    assert_eq!((code, reason.as_str()), (1008, "slow consumer"));
     // Answer the close so the server can end the connection now.
     slow.ws.flush().expect("send close reply");
     let closed = server.wait_for_log("reason=slow_consumer", WAIT);
@@ -108,14 +104,7 @@ fn slow_consumer_is_disconnected_while_others_get_every_message() {
 
 #[test]
 fn silent_client_is_closed_after_pong_timeout() {
-    let server = TestServer::start(&[
-        "--shards",
-        "1",
-        "--ping-interval",
-        "100ms",
-        "--pong-timeout",
-        "300ms",
-    ]);
+    let server = TestServer::start(&FAST_HEARTBEAT);
     let mut silent = RawClient::connect(&server.addr(), "/echo");
     let mut pings = 0;
     let close = loop {
@@ -136,14 +125,7 @@ fn silent_client_is_closed_after_pong_timeout() {
 
 #[test]
 fn client_answering_pings_stays_open() {
-    let server = TestServer::start(&[
-        "--shards",
-        "1",
-        "--ping-interval",
-        "100ms",
-        "--pong-timeout",
-        "300ms",
-    ]);
+    let server = TestServer::start(&FAST_HEARTBEAT);
     let mut client = server.ws("/echo");
     let start = Instant::now();
     let mut pings = 0;
@@ -165,16 +147,6 @@ fn client_answering_pings_stays_open() {
     assert_eq!(client.recv(), Message::text("still here"));
 }
 
-/// Reads (data frames first) until the server's close frame.
-fn read_until_close(ws: &mut WebSocket<TcpStream>) -> Option<CloseFrame> {
-    loop {
-        match ws.read().expect("read until the close frame") {
-            Message::Close(frame) => return frame,
-            _ => continue,
-        }
-    }
-}
-
 #[test]
 fn subscriber_that_reads_late_gets_every_message_in_order() {
     // A subscriber that reads nothing until everything is published: twice
@@ -191,9 +163,7 @@ fn subscriber_that_reads_late_gets_every_message_in_order() {
     let n = ((2 * wmem_max + (2 << 20)) / FILL) as u64;
     let limit = format!("{}", (n as usize + 64) * (FILL + 128));
     let server = TestServer::start(&["--shards", "1", "--max-outbound-bytes", &limit]);
-    let mut late = Client::connect_small_rcvbuf(&server.addr());
-    let hello = late.recv_json();
-    assert_eq!(hello["type"], "connection_established", "{hello}");
+    let (mut late, _) = server.ws_client_small_rcvbuf();
     late.subscribe("backlog");
     let (mut publisher, _) = server.ws_client();
 
@@ -208,7 +178,7 @@ fn subscriber_that_reads_late_gets_every_message_in_order() {
             json!({"type":"published","channel":"backlog","id":seq})
         );
     }
-    let stats = get(admin(&server), "/api/stats").json();
+    let stats = get(server.admin_addr(), "/api/stats").json();
     let waiting = stats["shards"][0]["outbox_bytes"].as_u64().unwrap_or(0);
     assert!(
         waiting >= 2 << 20,

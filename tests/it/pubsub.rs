@@ -169,7 +169,7 @@ fn invalid_message_is_reported_for_non_objects_and_missing_or_mistyped_fields() 
         let reply = c.recv_json();
         assert_eq!(reply["type"], "error", "{text} -> {reply}");
         assert_eq!(reply["code"], "INVALID_MESSAGE", "{text} -> {reply}");
-        assert_heartbeat_next(&mut c);
+        c.assert_heartbeat_next();
     }
 }
 
@@ -276,7 +276,7 @@ fn too_many_channels_is_reported_and_connection_keeps_working() {
         c.recv_json(),
         json!({"type":"message","channel":"c","data":"kept"})
     );
-    assert_heartbeat_next(&mut c);
+    c.assert_heartbeat_next();
     // Leaving one channel makes room for another.
     assert_eq!(
         ask(&mut c, r#"{"type":"unsubscribe","channel":"a"}"#),
@@ -306,7 +306,7 @@ fn binary_frame_is_rejected_and_connection_stays_open() {
     for payload in payloads {
         c.ws.send(Message::binary(payload.to_vec()))
             .expect("send binary");
-        let text = recv_text(&mut c);
+        let text = c.recv_text();
         let reply: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(reply["type"], "error", "{text}");
         assert_eq!(reply["code"], "BINARY_NOT_SUPPORTED", "{text}");
@@ -319,7 +319,7 @@ fn binary_frame_is_rejected_and_connection_stays_open() {
             None,
             "binary frames carry no readable id: {text}"
         );
-        assert_heartbeat_next(&mut c);
+        c.assert_heartbeat_next();
     }
     publish(&mut publisher, "after-binary", &json!(1));
     assert_eq!(
@@ -384,11 +384,11 @@ fn ids_of_every_request_are_echoed_verbatim() {
         ];
         for (request, kind) in requests {
             c.send_text(&request);
-            let mut text = recv_text(&mut c);
+            let mut text = c.recv_text();
             if kind == "published" {
                 // The publisher is subscribed, so its own message may come first.
                 if serde_json::from_str::<Value>(&text).unwrap()["type"] == "message" {
-                    text = recv_text(&mut c);
+                    text = c.recv_text();
                 }
             }
             let reply: Value = serde_json::from_str(&text).unwrap();
@@ -446,7 +446,7 @@ fn data_of_every_json_type_is_delivered_byte_for_byte() {
             json!({"type":"published","channel":"raw","id":1}),
             "{request}"
         );
-        let text = recv_text(&mut sub);
+        let text = sub.recv_text();
         assert_eq!(
             raw_field(&text, "data"),
             Some(data.to_string()),
@@ -456,7 +456,7 @@ fn data_of_every_json_type_is_delivered_byte_for_byte() {
         assert_eq!(msg["type"], "message", "{text}");
         assert_eq!(msg["channel"], "raw", "{text}");
     }
-    assert_heartbeat_next(&mut sub);
+    sub.assert_heartbeat_next();
 }
 
 #[test]
@@ -497,8 +497,9 @@ fn channel_names_with_quotes_backslashes_and_unicode_round_trip() {
         r#"{"type":"unsubscribe","channel":"\u00e9\ud83d\ude00"}"#,
     );
     assert_eq!(reply, json!({"type":"unsubscribed","channel":"é😀"}));
-    publish(&mut publisher, "é😀", &json!(2));
-    assert_heartbeat_next(&mut sub);
+    // Acked, so the heartbeat below is handled after the publish.
+    publish_acked(&mut publisher, "é😀", &json!(2));
+    sub.assert_heartbeat_next();
 }
 
 #[test]
@@ -519,7 +520,7 @@ fn subscribing_twice_delivers_each_message_once() {
         sub.recv_json(),
         json!({"type":"message","channel":"twice","data":"two"})
     );
-    assert_heartbeat_next(&mut sub);
+    sub.assert_heartbeat_next();
     // One unsubscribe undoes both subscribes.
     assert_eq!(
         ask(&mut sub, r#"{"type":"unsubscribe","channel":"twice"}"#)["type"],
@@ -527,7 +528,7 @@ fn subscribing_twice_delivers_each_message_once() {
     );
     publish(&mut publisher, "twice", &json!("gone"));
     publish_acked(&mut publisher, "twice", &json!("gone too"));
-    assert_heartbeat_next(&mut sub);
+    sub.assert_heartbeat_next();
 }
 
 #[test]
@@ -552,7 +553,7 @@ fn unsubscribe_stops_delivery_and_leaves_other_channels() {
         sub.recv_json(),
         json!({"type":"message","channel":"kept","data":"for you"})
     );
-    assert_heartbeat_next(&mut sub);
+    sub.assert_heartbeat_next();
     // Unsubscribing from a channel never joined is answered the same way.
     let reply = ask(&mut sub, r#"{"type":"unsubscribe","channel":"never"}"#);
     assert_eq!(reply, json!({"type":"unsubscribed","channel":"never"}));
@@ -573,7 +574,7 @@ fn publish_without_id_gets_no_ack() {
     let (mut publisher, _) = server.ws_client();
     publish(&mut publisher, "quiet", &json!({"k":1}));
     publish(&mut publisher, "nobody-listens", &json!({"k":2}));
-    assert_heartbeat_next(&mut publisher);
+    publisher.assert_heartbeat_next();
     assert_eq!(
         sub.recv_json(),
         json!({"type":"message","channel":"quiet","data":{"k":1}})
@@ -599,7 +600,7 @@ fn publisher_subscribed_to_its_own_channel_receives_its_message_once() {
         c.recv_json(),
         json!({"type":"message","channel":"self","data":"no id"})
     );
-    assert_heartbeat_next(&mut c);
+    c.assert_heartbeat_next();
     c.send_json(&json!({"type":"publish","channel":"self","data":"with id","id":5}));
     let mut got = vec![c.recv_json(), c.recv_json()];
     got.sort_by_key(|v| v["type"].as_str().unwrap_or_default().to_string());
@@ -610,7 +611,7 @@ fn publisher_subscribed_to_its_own_channel_receives_its_message_once() {
             json!({"type":"published","channel":"self","id":5}),
         ]
     );
-    assert_heartbeat_next(&mut c);
+    c.assert_heartbeat_next();
 }
 
 #[test]
@@ -628,7 +629,7 @@ fn messages_from_one_publisher_arrive_in_publish_order() {
         assert_eq!(msg["type"], "message", "{msg}");
         assert_eq!(msg["data"]["seq"], seq, "expected seq {seq}, got {msg}");
     }
-    assert_heartbeat_next(&mut sub);
+    sub.assert_heartbeat_next();
 }
 
 #[test]
@@ -670,19 +671,11 @@ fn publishing_still_works_after_subscribers_disconnect() {
             c.recv_json(),
             json!({"type":"message","channel":"room","data":"later"})
         );
-        assert_heartbeat_next(c);
+        c.assert_heartbeat_next();
     }
 }
 
 // ---- helpers (also used by cross_shard.rs) ----
-
-/// Next data message as raw text.
-pub(crate) fn recv_text(c: &mut Client) -> String {
-    match c.recv() {
-        Message::Text(t) => t.as_str().to_string(),
-        other => panic!("expected a text message, got {other:?}"),
-    }
-}
 
 /// Sends one request's text and returns the next message.
 pub(crate) fn ask(c: &mut Client, request: &str) -> Value {
@@ -708,17 +701,6 @@ pub(crate) fn publish_acked(c: &mut Client, channel: &str, data: &Value) {
     );
 }
 
-/// Proves the connection is open and nothing is queued for it: a heartbeat's
-/// reply is the very next message.
-pub(crate) fn assert_heartbeat_next(c: &mut Client) {
-    let reply = ask(c, r#"{"type":"heartbeat","id":"probe"}"#);
-    assert_eq!(
-        reply,
-        json!({"type":"heartbeat","id":"probe"}),
-        "something arrived before the heartbeat reply"
-    );
-}
-
 /// The raw JSON text of a top-level field of `text`, exactly as sent.
 pub(crate) fn raw_field(text: &str, field: &str) -> Option<String> {
     let fields: BTreeMap<String, Box<RawValue>> =
@@ -730,7 +712,7 @@ pub(crate) fn raw_field(text: &str, field: &str) -> Option<String> {
 /// none), then proves the connection still works.
 fn assert_error(c: &mut Client, request: &str, code: &str, id: Option<&str>) {
     c.send_text(request);
-    let text = recv_text(c);
+    let text = c.recv_text();
     let reply: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(reply["type"], "error", "{request} -> {text}");
     assert_eq!(reply["code"], code, "{request} -> {text}");
@@ -739,5 +721,5 @@ fn assert_error(c: &mut Client, request: &str, code: &str, id: Option<&str>) {
         "{request} -> {text}"
     );
     assert_eq!(raw_field(&text, "id").as_deref(), id, "{request} -> {text}");
-    assert_heartbeat_next(c);
+    c.assert_heartbeat_next();
 }

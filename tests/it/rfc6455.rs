@@ -4,9 +4,10 @@
 //!
 //! Every case runs against `/echo`, which echoes each text and binary
 //! message verbatim. Well-formed traffic goes through tungstenite
-//! ([`Client`]); what a library would refuse to send goes through
-//! [`RawClient`]. A connection the server fails must get exactly one close
-//! frame with the expected code and then see the TCP connection end.
+//! ([`Client`](crate::harness::Client)); what a library would refuse to
+//! send goes through [`RawClient`]. A connection the server fails must get
+//! exactly one close frame with the expected code and then see the TCP
+//! connection end.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -14,7 +15,7 @@ use std::net::TcpStream;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::Message;
 
-use crate::harness::{encode_client_frame, Client, RawClient, RawFrame, TestServer, WAIT};
+use crate::harness::{encode_client_frame, upgrade_request, RawClient, RawFrame, TestServer, WAIT};
 
 const CONT: u8 = 0x0;
 const TEXT: u8 = 0x1;
@@ -242,7 +243,7 @@ fn each_opcode_fails_with_1002(opcodes: std::ops::RangeInclusive<u8>) {
         for payload in [&b""[..], b"reserved opcode"] {
             let mut c = raw(&server);
             c.send_frame(FIN | opcode, payload, true);
-            expect_failure_for(
+            expect_close_then_eof(
                 &mut c,
                 1002,
                 &format!("opcode {opcode:#x}, {} bytes", payload.len()),
@@ -329,7 +330,7 @@ fn fragmentation_5_continuation_with_nothing_to_continue_fails_with_1002() {
     for b0 in [FIN | CONT, CONT] {
         let mut c = raw(&server);
         c.send_frame(b0, b"nothing to continue", true);
-        expect_failure_for(&mut c, 1002, &format!("first byte {b0:#04x}"));
+        expect_close_then_eof(&mut c, 1002, &format!("first byte {b0:#04x}"));
     }
 }
 
@@ -345,7 +346,7 @@ fn fragmentation_5_new_data_frame_inside_a_fragmented_message_fails_with_1002() 
         let mut c = raw(&server);
         c.send_frame(TEXT, b"started", true);
         c.send_frame(b0, b"interloper", true);
-        expect_failure_for(&mut c, 1002, &format!("first byte {b0:#04x}"));
+        expect_close_then_eof(&mut c, 1002, &format!("first byte {b0:#04x}"));
     }
 }
 
@@ -357,7 +358,7 @@ fn fragmentation_5_fragmented_control_frame_fails_with_1002() {
         let mut c = raw(&server);
         c.send_frame(opcode, payload, true);
         c.send_frame(FIN | CONT, b"rest", true);
-        expect_failure_for(&mut c, 1002, &format!("opcode {opcode:#x} without FIN"));
+        expect_close_then_eof(&mut c, 1002, &format!("opcode {opcode:#x} without FIN"));
     }
 }
 
@@ -387,7 +388,7 @@ fn utf8_6_valid_multibyte_text_is_echoed() {
         "\u{feff}BOM",
     ] {
         c.send_text(text);
-        assert_eq!(recv_text(&mut c), text);
+        assert_eq!(c.recv_text(), text);
     }
 }
 
@@ -402,7 +403,7 @@ fn utf8_6_boundary_code_points_are_echoed() {
     for text in samples.into_iter().chain(["\u{10000}", "\u{10ffff}"]) {
         c.send_text(text);
         assert_eq!(
-            recv_text(&mut c),
+            c.recv_text(),
             text,
             "code point {:#x}",
             text.chars().next().unwrap() as u32
@@ -416,7 +417,7 @@ fn utf8_6_invalid_text_fails_with_1007() {
     for (what, bytes) in invalid_utf8_samples() {
         let mut c = raw(&server);
         c.send_frame(FIN | TEXT, bytes, true);
-        expect_failure_for(&mut c, 1007, what);
+        expect_close_then_eof(&mut c, 1007, what);
     }
 }
 
@@ -426,7 +427,7 @@ fn utf8_6_invalid_text_in_fragments_fails_with_1007() {
     for (what, bytes) in invalid_utf8_samples() {
         let mut c = raw(&server);
         c.send_raw(&one_byte_fragments(TEXT, bytes));
-        expect_failure_for(&mut c, 1007, &format!("{what}, in 1-byte fragments"));
+        expect_close_then_eof(&mut c, 1007, &format!("{what}, in 1-byte fragments"));
     }
 }
 
@@ -499,20 +500,7 @@ fn close_7_valid_codes_are_echoed_then_tcp_is_closed() {
     ] {
         let mut c = raw(&server);
         c.send_frame(FIN | CLOSE, &code.to_be_bytes(), true);
-        let frame = next_frame(&mut c);
-        assert_eq!(
-            (frame.fin, frame.opcode),
-            (true, CLOSE),
-            "code {code}: {}",
-            describe(&frame)
-        );
-        assert_eq!(
-            close_code(&frame),
-            Some(code),
-            "code {code}: {}",
-            describe(&frame)
-        );
-        c.expect_eof();
+        expect_close_then_eof(&mut c, code, &format!("code {code}"));
     }
 }
 
@@ -584,7 +572,7 @@ fn close_7_invalid_codes_fail_with_1002() {
     for code in codes {
         let mut c = raw(&server);
         c.send_frame(FIN | CLOSE, &code.to_be_bytes(), true);
-        expect_failure_for(&mut c, 1002, &format!("close code {code}"));
+        expect_close_then_eof(&mut c, 1002, &format!("close code {code}"));
     }
 }
 
@@ -607,8 +595,7 @@ fn close_7_message_sent_before_close_is_echoed_before_the_close_reply() {
     ));
     c.send_raw(&bytes);
     expect_frame(&mut c, TEXT, b"last words");
-    assert_eq!(close_code(&next_frame(&mut c)), Some(1000));
-    c.expect_eof();
+    expect_close_then_eof(&mut c, 1000, "");
 }
 
 #[test]
@@ -619,9 +606,7 @@ fn close_7_frames_after_the_clients_close_are_ignored() {
     bytes.extend(encode_client_frame(FIN | TEXT, b"too late", true));
     bytes.extend(encode_client_frame(FIN | PING, b"too late", true));
     c.send_raw(&bytes);
-    let frame = next_frame(&mut c);
-    assert_eq!(close_code(&frame), Some(1000), "{}", describe(&frame));
-    c.expect_eof();
+    expect_close_then_eof(&mut c, 1000, "");
 }
 
 #[test]
@@ -636,9 +621,7 @@ fn close_7_close_between_fragments_is_echoed_and_the_message_dropped() {
     ));
     bytes.extend(encode_client_frame(FIN | CONT, b"ment", true));
     c.send_raw(&bytes);
-    let frame = next_frame(&mut c);
-    assert_eq!(close_code(&frame), Some(1000), "{}", describe(&frame));
-    c.expect_eof();
+    expect_close_then_eof(&mut c, 1000, "");
 }
 
 // 9 Limits: --max-message-size (default 1 MiB) is inclusive.
@@ -695,11 +678,11 @@ fn limits_9_custom_limit_accepts_a_message_of_exactly_that_size() {
     let mut c = server.ws("/echo");
     let text = text_payload(1000);
     c.send_text(&text);
-    assert_eq!(recv_text(&mut c), text);
+    assert_eq!(c.recv_text(), text);
     let payload = binary_payload(1000);
     c.ws.send(Message::binary(payload.clone()))
         .expect("send binary");
-    assert_eq!(recv_binary(&mut c), payload);
+    assert_eq!(c.recv_binary(), payload);
 }
 
 #[test]
@@ -750,7 +733,7 @@ fn misc_10_unmasked_client_frames_fail_with_1002() {
     for (opcode, payload) in cases {
         let mut c = raw(&server);
         c.send_frame(FIN | opcode, payload, false);
-        expect_failure_for(&mut c, 1002, &format!("unmasked opcode {opcode:#x}"));
+        expect_close_then_eof(&mut c, 1002, &format!("unmasked opcode {opcode:#x}"));
     }
 }
 
@@ -829,7 +812,7 @@ fn assert_text_echo(len: usize) {
     let mut c = server.ws("/echo");
     let text = text_payload(len);
     c.send_text(&text);
-    let echoed = recv_text(&mut c);
+    let echoed = c.recv_text();
     assert!(
         echoed == text,
         "echo of {len} bytes differs ({} bytes back)",
@@ -844,29 +827,12 @@ fn assert_binary_echo(len: usize) {
     let payload = binary_payload(len);
     c.ws.send(Message::binary(payload.clone()))
         .expect("send binary");
-    let echoed = recv_binary(&mut c);
+    let echoed = c.recv_binary();
     assert!(
         echoed == payload,
         "echo of {len} bytes differs ({} bytes back)",
         echoed.len()
     );
-}
-
-fn recv_text(c: &mut Client) -> String {
-    match c.recv() {
-        Message::Text(t) => t.as_str().to_owned(),
-        other => panic!("expected a text message, got {}", describe_message(&other)),
-    }
-}
-
-fn recv_binary(c: &mut Client) -> Vec<u8> {
-    match c.recv() {
-        Message::Binary(b) => b.to_vec(),
-        other => panic!(
-            "expected a binary message, got {}",
-            describe_message(&other)
-        ),
-    }
 }
 
 /// Connects, sends one frame and expects the server to fail the connection.
@@ -889,13 +855,15 @@ fn fails_after_echo(server: &TestServer, b0: u8, payload: &[u8]) {
     expect_failure(&mut c, 1002);
 }
 
+/// The server fails the connection with `code` (see [`expect_close_then_eof`]).
 fn expect_failure(c: &mut RawClient, code: u16) {
-    expect_failure_for(c, code, "");
+    expect_close_then_eof(c, code, "");
 }
 
 /// The very next frame is a close with `code`, and then the server ends
-/// the TCP connection without sending anything else.
-fn expect_failure_for(c: &mut RawClient, code: u16, case: &str) {
+/// the TCP connection without sending anything else; `case` names the
+/// case in a failure message.
+fn expect_close_then_eof(c: &mut RawClient, code: u16, case: &str) {
     let frame = c
         .read_frame()
         .unwrap_or_else(|| panic!("{case}: TCP closed, expected close {code}"));
@@ -950,17 +918,6 @@ fn describe(frame: &RawFrame) -> String {
     )
 }
 
-fn describe_message(message: &Message) -> String {
-    match message {
-        Message::Close(frame) => format!("close {frame:?}"),
-        other => format!(
-            "{} message of {} bytes",
-            if other.is_text() { "text" } else { "non-text" },
-            other.len()
-        ),
-    }
-}
-
 /// ASCII text of `len` bytes that is not one repeated byte.
 fn text_payload(len: usize) -> String {
     (0..len)
@@ -1002,14 +959,6 @@ fn invalid_utf8_samples() -> Vec<(&'static str, &'static [u8])> {
         ("5-byte sequence", &[0xf8, 0x88, 0x80, 0x80, 0x80]),
         ("sequence cut at the end", &[b'o', b'k', 0xe2, 0x82]),
     ]
-}
-
-/// A minimal upgrade request for `path`.
-fn upgrade_request(path: &str) -> String {
-    format!(
-        "GET {path} HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-    )
 }
 
 /// Reads the HTTP response head and then exactly `n` more bytes.

@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 
 use tungstenite::Error;
 
-use crate::harness::{startup_error_line, Client, RawClient, TestServer, WAIT};
+use crate::harness::{
+    bare_command, clients_on_both_shards, command, startup_error_line, upgrade_request, Client,
+    RawClient, TestServer, WAIT,
+};
 
 #[test]
 fn sigterm_closes_clients_on_every_shard_with_1001_and_exits_0() {
@@ -18,7 +21,7 @@ fn sigterm_closes_clients_on_every_shard_with_1001_and_exits_0() {
     let mut clients = clients_on_both_shards(&server, 3);
 
     server.signal(libc::SIGTERM);
-    for client in &mut clients {
+    for (_, client, _) in &mut clients {
         let (code, reason) = client.read_close();
         assert_eq!((code, reason.as_str()), (1001, "server shutting down"));
         finish_close(client);
@@ -112,7 +115,7 @@ fn new_connections_are_refused_after_sigterm() {
 fn port_in_use_without_reuseport_exits_1_with_one_line() {
     let holder = std::net::TcpListener::bind("127.0.0.1:0").expect("bind holder");
     let port = holder.local_addr().unwrap().port().to_string();
-    let (status, log) = start_failure(command(&[
+    let (status, log) = start_failure(bare_command(&[
         "--addr",
         "127.0.0.1",
         "--port",
@@ -128,7 +131,7 @@ fn port_in_use_without_reuseport_exits_1_with_one_line() {
 
 #[test]
 fn zero_shards_is_rejected_at_startup() {
-    let (status, log) = start_failure(local(&["--shards", "0"]));
+    let (status, log) = start_failure(command(&["--shards", "0"]));
     assert_eq!(status.code(), Some(1), "{log}");
     assert!(
         startup_error_line(&log).contains("--shards must be at least 1"),
@@ -138,7 +141,7 @@ fn zero_shards_is_rejected_at_startup() {
 
 #[test]
 fn unparsable_size_flag_is_a_usage_error() {
-    let (status, log) = start_failure(local(&["--max-message-size", "banana"]));
+    let (status, log) = start_failure(command(&["--max-message-size", "banana"]));
     assert!(!status.success(), "{log}");
     assert_eq!(status.code(), Some(2), "clap's usage-error status: {log}");
     assert!(log.contains("--max-message-size"), "{log}");
@@ -147,7 +150,7 @@ fn unparsable_size_flag_is_a_usage_error() {
 
 #[test]
 fn low_memlock_limit_exits_1_explaining_how_to_raise_it() {
-    let mut cmd = local(&["--shards", "1"]);
+    let mut cmd = command(&["--shards", "1"]);
     // SAFETY: between fork and exec only setrlimit runs, which is
     // async-signal-safe; the closure allocates nothing.
     unsafe {
@@ -172,7 +175,7 @@ fn low_memlock_limit_exits_1_explaining_how_to_raise_it() {
 
 #[test]
 fn unprivileged_server_starts_two_shards_under_an_8_mib_memlock_limit() {
-    let mut cmd = local(&["--shards", "2"]);
+    let mut cmd = command(&["--shards", "2"]);
     // glommio only warns when it cannot lock its I/O memory; show its warnings.
     cmd.env("RUST_LOG", "corecast=debug,glommio=warn");
     // SAFETY: between fork and exec only setrlimit/setgid/setuid/geteuid
@@ -211,23 +214,11 @@ fn unprivileged_server_starts_two_shards_under_an_8_mib_memlock_limit() {
 
 #[test]
 fn unavailable_cpu_is_a_clear_error() {
-    let (status, log) = start_failure(local(&["--cpus", "99"]));
+    let (status, log) = start_failure(command(&["--cpus", "99"]));
     assert_eq!(status.code(), Some(1), "{log}");
     let line = startup_error_line(&log);
     assert!(line.contains("CPU 99"), "{line}");
     assert!(line.contains("allowed:"), "{line}");
-}
-
-/// `corecast` with exactly `args`.
-fn command(args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_corecast"));
-    cmd.args(args);
-    cmd
-}
-
-/// `corecast --addr 127.0.0.1 --port 0 --admin-addr 127.0.0.1:0` plus `args`.
-fn local(args: &[&str]) -> Command {
-    crate::harness::command(args)
 }
 
 /// Runs a command that must exit instead of listening; returns its status and output.
@@ -236,22 +227,6 @@ fn start_failure(cmd: Command) -> (ExitStatus, String) {
         Ok(server) => panic!("server started on port {} but should not have", server.port),
         Err((status, log)) => (status.expect("server exits within the wait"), log),
     }
-}
-
-/// Opens /ws clients until at least `n` are open and both shards hold one.
-fn clients_on_both_shards(server: &TestServer, n: usize) -> Vec<Client> {
-    let mut clients = Vec::new();
-    let mut seen = [false; 2];
-    for _ in 0..64 {
-        let (client, hello) = server.ws_client();
-        let shard = hello["shard"].as_u64().expect("greeting names the shard") as usize;
-        seen[shard] = true;
-        clients.push(client);
-        if clients.len() >= n && seen.iter().all(|s| *s) {
-            return clients;
-        }
-    }
-    panic!("64 connections never reached both shards");
 }
 
 /// Sends tungstenite's queued close reply and waits for the server to end TCP.
@@ -286,9 +261,7 @@ fn upgrade_attempt(addr: &str) -> Attempt {
         Err(e) => panic!("connect failed oddly: {e}"),
     };
     s.set_read_timeout(Some(WAIT)).unwrap();
-    let req = "GET /ws HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-               Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
-    if s.write_all(req.as_bytes()).is_err() {
+    if s.write_all(upgrade_request("/ws").as_bytes()).is_err() {
         return Attempt::Dropped;
     }
     let mut head = [0u8; 12];

@@ -1,5 +1,5 @@
 //! Integration tests: the real `corecast` binary, real sockets, real
-//! WebSocket clients. See harness.rs for how a server is started.
+//! WebSocket clients. See harness/ for how a server is started.
 
 mod admin;
 mod cross_shard;

@@ -70,7 +70,9 @@ if ((${#missing[@]})); then
     fi
     say "apt: installing ${missing[*]}"
     "${SUDO[@]}" apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # Through env: sudo's env_reset would drop a DEBIAN_FRONTEND set before it.
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     changed=1
 else
     say "apt: libuv1 present, nothing to install"

@@ -6,6 +6,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo test --workspace
-if [ -f tests/scripts/test_tuning.sh ]; then
-    bash tests/scripts/test_tuning.sh
-fi
+bash tests/scripts/test_tuning.sh

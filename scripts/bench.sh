@@ -3,7 +3,7 @@
 # freshly started release server, with the machine, kernel, applied sysctl
 # values, git sha and date stored next to every result.
 #
-#   scripts/bench.sh [--quick] [--big] [--out DIR]
+#   scripts/bench.sh [--quick] [--big | --big-only] [--out DIR]
 #
 #   (default)  conns 19,000 idle held 60 s; echo 100 conns x 64 B closed loop
 #              and fixed rate; fan-out 5,000 subs/1 channel and 1,000 subs/
@@ -14,13 +14,16 @@
 #              6 bench processes of 17,500 each, held 80 s (>= 60 s all at once). +~3 min.
 #
 # Server shards are pinned to CPU 0 and bench threads to CPU 1 when the
-# machine has two or more CPUs. Needs root for the sysctls (it sets only
-# ceilings, with `sysctl -w`). Every step is bounded by `timeout`; the whole
-# run stays under 10 minutes. Results: DIR/*.json, *.hgrm, *.svg, meta.txt,
-# summary.txt (default DIR: target/bench-results/DATE).
+# machine has two or more CPUs. Needs root for the sysctls (it raises
+# ceilings that are lower and never lowers one). Every step is bounded by
+# `timeout`; the whole run stays under 10 minutes. Results: DIR/*.json,
+# *.hgrm, *.svg, meta.txt, summary.txt (default DIR:
+# target/bench-results/DATE).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$ROOT/scripts/lib.sh"
 QUICK=0 BIG=0 STANDARD=1 OUT=""
 while [[ $# -gt 0 ]]; do
     case $1 in
@@ -28,7 +31,7 @@ while [[ $# -gt 0 ]]; do
         --big) BIG=1 ;;
         --big-only) BIG=1 STANDARD=0 ;;
         --out) OUT=$2; shift ;;
-        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        -h|--help) usage_from_header "${BASH_SOURCE[0]}"; exit 0 ;;
         *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -40,15 +43,17 @@ PORT=${BENCH_PORT:-18080}
 SRV_CPU=0 BENCH_CPU=1
 [[ $(nproc) -lt 2 ]] && BENCH_CPU=0
 SERVER_PIDS=()
+# The background benches of the big run (their `timeout` wrappers).
+BENCH_PIDS=()
 
+# Benches first: they watch the servers (--server-pid).
 cleanup() {
-    for pid in "${SERVER_PIDS[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
-    for pid in "${SERVER_PIDS[@]}"; do
-        timeout 15 tail --pid="$pid" -f /dev/null 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-    done
-    SERVER_PIDS=()
+    stop_pid TERM 10 "${BENCH_PIDS[@]}"
+    stop_pid INT 15 "${SERVER_PIDS[@]}"
+    BENCH_PIDS=() SERVER_PIDS=()
 }
 trap cleanup EXIT
+trap 'echo "bench.sh: interrupted" >&2; exit 130' INT TERM
 
 # Starts one server with the given extra flags and waits until it answers /health.
 # Servers that have an admin listener get none: several share one port here.
@@ -91,9 +96,13 @@ bench() {
     local name=$1 limit=$2; shift 2
     echo "--- $name: corecast-bench $*" | tee -a "$OUT/summary.txt"
     local rc=0
-    timeout "$limit" "$BIN/corecast-bench" "$@" --cpus "$BENCH_CPU" --label "$name" \
+    # --foreground: keep the bench in this terminal's process group, so
+    # Ctrl-C reaches it instead of only this shell.
+    timeout --foreground "$limit" "$BIN/corecast-bench" "$@" --cpus "$BENCH_CPU" --label "$name" \
         >"$OUT/$name.txt" || rc=$?
-    grep -v '^{' "$OUT/$name.txt" | tee -a "$OUT/summary.txt"
+    # awk, not grep -v: grep exits 1 on empty output (a bench that crashed),
+    # which would end this script under errexit and pipefail.
+    awk '!/^\{/' "$OUT/$name.txt" | tee -a "$OUT/summary.txt"
     tail -n1 "$OUT/$name.txt" >"$OUT/$name.json"
     echo "exit=$rc" | tee -a "$OUT/summary.txt"
 }
@@ -101,19 +110,12 @@ bench() {
 echo "== building release binaries"
 (cd "$ROOT" && cargo build --release -q -p corecast -p corecast-bench)
 
-echo "== applying sysctl ceilings"
-for kv in "net.ipv4.ip_local_port_range=1024 65535" net.core.somaxconn=65535 \
-    net.ipv4.tcp_max_syn_backlog=65535 net.core.netdev_max_backlog=16384 fs.file-max=4194304; do
-    sysctl -qw "$kv" || echo "warning: could not set $kv"
-done
+echo "== raising sysctl ceilings"
+raise_sysctls "net.ipv4.ip_local_port_range=1024 65535" net.core.somaxconn=65535 \
+    net.ipv4.tcp_max_syn_backlog=65535 net.core.netdev_max_backlog=16384 fs.file-max=4194304
 
 {
-    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "git: $(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (dirty tree)')"
-    echo "cpu: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) CPUs"
-    echo "memory: $(free -g | awk '/Mem:/ {print $2}') GiB"
-    echo "kernel: $(uname -r)"
-    echo "nofile: soft $(ulimit -Sn) hard $(ulimit -Hn)"
+    meta_lines "$ROOT" "$(nproc)"
     echo "pinning: server CPU $SRV_CPU, bench CPU $BENCH_CPU"
     echo "sysctl:"
     for k in fs.file-max fs.nr_open net.ipv4.ip_local_port_range net.core.somaxconn \
@@ -154,12 +156,11 @@ if [[ $BIG == 1 ]]; then
     before_rss=$(servers_rss_kib)
     before_slab=$(awk '/^Slab:/ {print $2}' /proc/meminfo)
     before_sock=$(awk '/^TCP:/ {print $NF}' /proc/net/sockstat)
-    pids=()
     for i in 0 1 2 3 4 5; do
         timeout 300 "$BIN/corecast-bench" conns --url "$URL/ws" -n 17500 --hold 80 --cpus "$BENCH_CPU" \
             --source-ips "127.0.$((i + 1)).1-127.0.$((i + 1)).20" --label "big-$i" \
             --server-pid "${SERVER_PIDS[$i]}" >"$OUT/big-$i.txt" 2>&1 &
-        pids+=($!)
+        BENCH_PIDS+=($!)
     done
     # Sample once every bench has finished its ramp: all 105,000 are open then.
     for _ in $(seq 120); do
@@ -179,10 +180,13 @@ if [[ $BIG == 1 ]]; then
             echo "server $pid: established $(find "/proc/$pid/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l) fds, VmRSS $(awk '/VmRSS/ {print $2}' "/proc/$pid/status") KiB"
         done
     } | tee -a "$OUT/summary.txt"
-    for p in "${pids[@]}"; do wait "$p" || true; done
+    for p in "${BENCH_PIDS[@]}"; do wait "$p" || true; done
+    BENCH_PIDS=()
     for i in 0 1 2 3 4 5; do
         tail -n1 "$OUT/big-$i.txt" >"$OUT/big-$i.json"
-        grep -v "^{" "$OUT/big-$i.txt" | grep -E "opened|open at end|failures|close frames" | sed "s/^/big-$i /" | tee -a "$OUT/summary.txt"
+        # awk, not grep: no match (a bench that crashed) must not end the script.
+        awk -v tag="big-$i" '!/^\{/ && /opened|open at end|failures|close frames/ {print tag " " $0}' \
+            "$OUT/big-$i.txt" | tee -a "$OUT/summary.txt"
     done
     cleanup
 fi

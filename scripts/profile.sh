@@ -63,6 +63,8 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 readonly ROOT
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$ROOT/scripts/lib.sh"
 readonly ALL_SCENARIOS="fixed50k fanout1000x100 fanout5000x1 echo"
 readonly INFERNO_VERSION=0.12.8
 readonly TOOLS=$ROOT/target/tools
@@ -83,9 +85,6 @@ readonly COUNT_EVENTS=raw_syscalls:sys_enter,syscalls:sys_enter_sendmsg,syscalls
 readonly FREQ=4000
 
 OUT="" SECS=10 ONLY="" TOOL=auto KEEP_DATA=0
-
-# The comment block at the top of this file, up to `set -euo pipefail`.
-usage() { awk 'NR > 1 && /^set /{exit} NR > 1 {sub(/^# ?/, ""); print}' "$0"; }
 
 die() { echo "profile.sh: $*" >&2; exit 1; }
 
@@ -120,7 +119,7 @@ parse_args() {
             --only) [[ $# -ge 2 ]] || die "--only needs names"; ONLY=$2; shift ;;
             --tool) [[ $# -ge 2 ]] || die "--tool needs perf or callgrind"; TOOL=$2; shift ;;
             --keep-data) KEEP_DATA=1 ;;
-            -h|--help) usage; exit 0 ;;
+            -h|--help) usage_from_header "${BASH_SOURCE[0]}"; exit 0 ;;
             *) echo "profile.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
         esac
         shift
@@ -136,28 +135,17 @@ parse_args() {
     OUT=${OUT:-$ROOT/docs/profile}
 }
 
-want() { [[ -z $ONLY ]] || [[ ",$ONLY," == *",$1,"* ]]; }
-
 # ---- processes: everything started here is tracked and stopped on exit ----
 
 SERVER_PID="" SERVER_TPID="" BENCH_TPID="" PERF_TPID="" WORK=""
 
 cleanup() {
     local rc=$?
-    stop_pid "$PERF_TPID" INT
-    stop_pid "$BENCH_TPID" TERM
+    stop_pid INT 10 "$PERF_TPID"
+    stop_pid TERM 10 "$BENCH_TPID"
     stop_server
     [[ -n $WORK ]] && rm -rf "$WORK"
     exit "$rc"
-}
-
-# stop_pid PID SIGNAL: signal one process we started, wait up to 10 s, then KILL.
-stop_pid() {
-    local pid=$1 sig=$2
-    [[ -z $pid ]] && return 0
-    kill -"$sig" "$pid" 2>/dev/null || true
-    timeout 10 tail --pid="$pid" -f /dev/null 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
 }
 
 stop_server() {
@@ -165,11 +153,8 @@ stop_server() {
     # exits on its own. Under valgrind the server's sigwait thread never
     # sees the signal (valgrind 3.19 here), hence the KILL after 20 s; the
     # profile was already dumped through callgrind_control.
-    if [[ -n $SERVER_PID ]]; then
-        kill -INT "$SERVER_PID" 2>/dev/null || true
-        timeout 20 tail --pid="$SERVER_PID" -f /dev/null 2>/dev/null || kill -KILL "$SERVER_PID" 2>/dev/null || true
-    fi
-    stop_pid "$SERVER_TPID" TERM
+    stop_pid INT 20 "$SERVER_PID"
+    stop_pid TERM 10 "$SERVER_TPID"
     SERVER_PID="" SERVER_TPID=""
 }
 
@@ -218,16 +203,10 @@ choose_tool() {
 }
 
 write_meta() {
-    local sha dirty=""
-    sha=$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)
-    git -C "$ROOT" diff --quiet HEAD -- src bench/src vendor Cargo.toml Cargo.lock 2>/dev/null \
-        || dirty=" (src, bench/src, vendor or Cargo files modified)"
-    GIT_DESC="$sha$dirty"
+    GIT_DESC=$(git_desc "$ROOT")
     {
-        echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-        echo "git: $GIT_DESC"
-        echo "cpu: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc --all) CPUs"
-        echo "kernel: $(uname -r)"
+        # --all: this shell is pinned to one CPU by now.
+        meta_lines "$ROOT" "$(nproc --all)"
         echo "tool: $TOOL"
         if [[ $TOOL == perf ]]; then
             echo "perf: $(perf --version)"
@@ -281,7 +260,7 @@ run_scenario() {
     BENCH_TPID=$!
 
     if ! wait_connections "$name" $((base + EXPECT)); then
-        stop_pid "$BENCH_TPID" TERM; BENCH_TPID=""
+        stop_pid TERM 10 "$BENCH_TPID"; BENCH_TPID=""
         stop_server
         echo "profile.sh: $name skipped: the bench did not connect (see its stderr above)" >&2
         return 0
@@ -326,13 +305,8 @@ run_scenario() {
     fi
 }
 
-# Next port with no local socket in any state (the benches' ephemeral ports
-# can leave one in TIME_WAIT), as compare.sh picks them.
+# The port before the first one next_port (lib.sh) hands out.
 PORT=${PROFILE_PORT:-18300}
-next_port() {
-    PORT=$((PORT + 1))
-    while [[ -n $(ss -Htan "( sport = :$PORT )" 2>/dev/null) ]]; do PORT=$((PORT + 1)); done
-}
 
 # snapshot_procs FILE: "pid ticks comm" for every process now, ticks being
 # utime+stime. (Per-CPU busy time from /proc/stat is not usable on this VM:
@@ -341,10 +315,9 @@ snapshot_procs() {
     local f s pid comm
     for f in /proc/[0-9]*/stat; do
         read -r s <"$f" 2>/dev/null || continue  # a builtin: no fork per process
-        pid=${s%% *} comm=${s#*(} comm=${comm%%) *} s=${s##*) }
-        # shellcheck disable=SC2086
-        set -- $s
-        echo "$pid $(( ${12} + ${13} )) ${comm// /_}"
+        pid=${s%% *} comm=${s#*(} comm=${comm%%) *}
+        stat_ticks "$s"
+        echo "$pid $TICKS ${comm// /_}"
     done >"$1"
 }
 
@@ -650,12 +623,15 @@ for fn, why in PICKS:
 PY
 }
 
-top_n() { local n=$1; shift; "$@" 2>/dev/null | grep -v '^#' | grep -v '^[[:space:]]*$' | head -n "$n"; }
+# top_n N CMD...: the first N lines of CMD's output that are not comments or
+# blank. awk reads to the end (head would stop early, and the producer's
+# SIGPIPE would fail the pipeline under pipefail).
+top_n() { local n=$1; shift; "$@" 2>/dev/null | grep -v '^#' | grep -v '^[[:space:]]*$' | awk -v n="$n" 'NR <= n'; }
 
 # cg_top N ARGS...: the first N count lines of callgrind_annotate ARGS.
 cg_top() {
     local n=$1; shift
-    callgrind_annotate "$@" 2>/dev/null | grep -E '^ *[0-9,]+ +\(' | sed "s#$WORK/##g" | head -n "$n"
+    callgrind_annotate "$@" 2>/dev/null | grep -E '^ *[0-9,]+ +\(' | sed "s#$WORK/##g" | awk -v n="$n" 'NR <= n'  # not head: see top_n
 }
 
 report_callgrind() {

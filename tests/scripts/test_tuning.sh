@@ -5,7 +5,8 @@
 # Side-effect free: tune.sh only ever runs with --dry-run, or with --prefix
 # and --proc-sys pointing into a temporary directory, so /etc and the live
 # sysctls are never written. Runs in a few seconds. The tests that switch
-# to an unprivileged user need root and setpriv, and are skipped without them.
+# to an unprivileged user need root, setpriv and a checkout that user can
+# reach, and are skipped without them.
 # Ends with the line "N passed, M failed"; exits 1 if anything failed.
 #
 # Usage: bash tests/scripts/test_tuning.sh
@@ -183,7 +184,7 @@ test_tune_reports_a_setting_it_cannot_write() {
 test_tune_refuses_non_root_but_allows_dry_run() {
     begin "tune.sh refuses to run without root (exit 1), except with --dry-run"
     if ! can_switch_user; then
-        skip "needs root and setpriv"
+        skip "$no_switch"
         return
     fi
     local proc="$tmp/nonroot-proc"
@@ -237,7 +238,7 @@ test_check_huge_n_fails_with_low_lines() {
 test_check_runs_unprivileged() {
     begin "check-tuning.sh works as an unprivileged user"
     if ! can_switch_user; then
-        skip "needs root and setpriv"
+        skip "$no_switch"
         return
     fi
     run as_nobody "$CHECK" -n 100 --shards 1
@@ -294,6 +295,11 @@ test_check_passes_1m_after_tune_values() {
 
 test_check_reads_a_running_process() {
     begin "check-tuning.sh --pid reads a running process's limits"
+    # The child lowers its soft limits, which cannot go above the hard ones.
+    if ! limit_at_least -Hn 1024 || ! limit_at_least -Hl 256; then
+        skip "hard limits too low for the child (nofile $(ulimit -Hn), needs 1024; memlock $(ulimit -Hl) KiB, needs 256)"
+        return
+    fi
     bash -c 'ulimit -Sn 1024 && ulimit -Sl 256 && exec sleep 10' &
     local pid=$! i
     # Wait (up to 5 s) until the child has lowered its limits and exec'd.
@@ -373,7 +379,8 @@ test_scripts_are_shellcheck_clean() {
         return
     fi
     # Every project script, not only the tuning ones.
-    run shellcheck "$ROOT"/scripts/*.sh "$ROOT"/tests/scripts/*.sh
+    # -x: follow `. lib.sh` (each script names it with a source directive).
+    run shellcheck -x "$ROOT"/scripts/*.sh "$ROOT"/tests/scripts/*.sh
     expect_rc 0
     end
 }
@@ -487,8 +494,28 @@ snapshot_etc() {
     done
 }
 
+# Whether the tests can run the scripts as user nobody; if not, says why in
+# no_switch. A checkout nobody cannot reach (say under /root, mode 700)
+# would otherwise fail those tests with exit 126 instead of skipping them.
+no_switch=
 can_switch_user() {
-    [[ $EUID -eq 0 ]] && command -v setpriv >/dev/null
+    if [[ $EUID -ne 0 ]] || ! command -v setpriv >/dev/null; then
+        no_switch="needs root and setpriv"
+        return 1
+    fi
+    # shellcheck disable=SC2016  # expanded by the inner bash
+    if ! as_nobody bash -c '[[ -x $1 && -r $1 && -x $2 && -r $2 && -r $3 && -r $4 && -x $5 ]]' _ \
+        "$TUNE" "$CHECK" "$CONF" "$LIMITS" "$tmp" 2>/dev/null; then
+        no_switch="user nobody cannot run the scripts in $ROOT/scripts or enter $tmp (a directory on the way closed to others?)"
+        return 1
+    fi
+}
+
+# limit_at_least FLAG MIN: `ulimit FLAG` is unlimited or at least MIN.
+limit_at_least() {
+    local v
+    v=$(ulimit "$1")
+    [[ $v == unlimited ]] || ((v >= $2))
 }
 
 as_nobody() {

@@ -7,5 +7,7 @@ mod harness;
 mod http;
 mod limits;
 mod pubsub;
+mod reliability;
+mod restart;
 mod rfc6455;
 mod shutdown;

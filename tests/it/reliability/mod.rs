@@ -1,0 +1,1 @@
+//! Clients that vanish or misbehave: every resource they held is released.

@@ -1,0 +1,1 @@
+//! Restarting the server right after a clean exit.

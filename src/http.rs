@@ -114,7 +114,7 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-enum HeadError {
+pub(crate) enum HeadError {
     TooLarge,
     Malformed(String),
     Io(std::io::Error),
@@ -176,7 +176,7 @@ fn fail(shard: &Shard, why: &str) -> Option<Upgrade> {
     None
 }
 
-async fn read_head<S: AsyncRead + Unpin>(
+pub(crate) async fn read_head<S: AsyncRead + Unpin>(
     stream: &mut S,
     max: usize,
 ) -> Result<(Vec<u8>, usize), HeadError> {
@@ -213,7 +213,7 @@ async fn read_head<S: AsyncRead + Unpin>(
 /// Parses the complete head and picks the answer: an upgrade (route and
 /// accept key) or a response. Synchronous on purpose: the 64-entry header
 /// array lives on the stack here, not in every handshaking task.
-fn decide(shard: &Shard, head: &[u8], admitted: bool) -> Result<(Route, String), Response> {
+pub(crate) fn decide(shard: &Shard, head: &[u8], admitted: bool) -> Result<(Route, String), Response> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     // read_head already parsed these bytes to completion.
@@ -286,7 +286,7 @@ pub(crate) fn header<'a>(req: &httparse::Request<'_, 'a>, name: &str) -> Option<
 }
 
 /// A key is base64 of 16 bytes: 22 base64 characters and "==".
-fn is_valid_key(key: &str) -> bool {
+pub(crate) fn is_valid_key(key: &str) -> bool {
     let b = key.as_bytes();
     b.len() == 24
         && b[22..] == *b"=="

@@ -16,7 +16,7 @@ use crate::http::Response;
 use crate::notify::with_timeout;
 use crate::shard::Shard;
 
-mod api;
+pub(crate) mod api;
 mod report;
 
 pub use report::report_latency_forever;
@@ -26,7 +26,7 @@ const MAX_ADMIN_CONNECTIONS: usize = 256;
 /// Most headers in an admin request.
 const MAX_HEADERS: usize = 32;
 /// Largest admin request head.
-const MAX_HEAD_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_HEAD_BYTES: usize = 16 * 1024;
 
 /// One parsed admin request.
 #[derive(Debug)]
@@ -42,7 +42,7 @@ pub struct Request {
     /// The body (Content-Length bytes).
     pub body: Vec<u8>,
     /// False when the client asked to close after this request.
-    keep_alive: bool,
+    pub(crate) keep_alive: bool,
 }
 
 /// Serves one admin connection until it closes, errs, idles past the
@@ -112,7 +112,7 @@ async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(), Option<Re
 
 /// Ok(None) while the head is incomplete; Ok(Some(head length, request
 /// without body, body length)) once it is whole.
-fn parse_head(
+pub(crate) fn parse_head(
     buf: &[u8],
     max_body: usize,
 ) -> Result<Option<(usize, Request, usize)>, Option<Response>> {

@@ -213,7 +213,11 @@ pub(crate) async fn read_head<S: AsyncRead + Unpin>(
 /// Parses the complete head and picks the answer: an upgrade (route and
 /// accept key) or a response. Synchronous on purpose: the 64-entry header
 /// array lives on the stack here, not in every handshaking task.
-pub(crate) fn decide(shard: &Shard, head: &[u8], admitted: bool) -> Result<(Route, String), Response> {
+pub(crate) fn decide(
+    shard: &Shard,
+    head: &[u8],
+    admitted: bool,
+) -> Result<(Route, String), Response> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     // read_head already parsed these bytes to completion.

@@ -255,27 +255,115 @@ impl Bus {
         };
         loop {
             link.pending.wait().await;
-            // One round drains one congestion episode: `queued` went 0 -> 1
-            // when it began and returns to 0 only after the last send below.
-            let mut drained = false;
+            if link.overflow.borrow().is_empty() {
+                continue; // A stale wake-up from the previous episode.
+            }
+            // However this round ends (drained, peer gone, task dropped at
+            // exit), dropping `_episode` ends the congestion it counted.
+            let _episode = Episode { bus: &self, link };
             loop {
                 let next = link.overflow.borrow_mut().pop_front();
                 let Some(msg) = next else { break };
-                drained = true;
                 if link.tx.send(msg).await.is_err() {
                     return; // The peer shard has exited; nothing more to deliver.
                 }
                 link.queued.set(link.queued.get() - 1);
             }
-            if !drained {
-                continue;
-            }
-            self.congested.set(self.congested.get() - 1);
-            if self.congested.get() == 0 {
-                for waker in self.waiters.borrow_mut().drain(..) {
-                    waker.wake();
-                }
+        }
+    }
+
+    /// One link's congestion episode is over: resume readers if it was the last.
+    fn uncongest(&self) {
+        self.congested.set(self.congested.get() - 1);
+        if self.congested.get() == 0 {
+            for waker in self.waiters.borrow_mut().drain(..) {
+                waker.wake();
             }
         }
+    }
+}
+
+/// One congestion episode of one link, held by its forwarder. `Bus::send`
+/// counts the episode in `congested` when it queues the first overflow
+/// message (`queued` 0 -> 1); dropping this guard empties the link and
+/// uncounts it, so no way out of the forwarder (a drained queue, a peer
+/// that has exited, the task dropped with its executor) leaves the shard's
+/// readers paused.
+struct Episode<'a> {
+    /// The bus whose `congested` count this episode is part of.
+    bus: &'a Bus,
+    /// The congested link.
+    link: &'a Link,
+}
+
+impl Drop for Episode<'_> {
+    fn drop(&mut self) {
+        // Empty already unless the peer is gone, in which case nothing queued
+        // can be delivered, and later sends fail at `try_send` instead.
+        self.link.overflow.borrow_mut().clear();
+        self.link.queued.set(0);
+        self.bus.uncongest();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    use glommio::{LocalExecutorBuilder, Placement};
+
+    fn probe(n: u64) -> BusMessage {
+        BusMessage::Broadcast {
+            frame: Bytes::from(n.to_string()),
+        }
+    }
+
+    /// Shard 0 fills its one-message channel to shard 1 and queues a second
+    /// message; shard 1 takes the first and exits, so the forwarder's send of
+    /// the second fails. The episode must still end, or shard 0's readers
+    /// would stay paused for good.
+    #[test]
+    fn congestion_ends_when_the_peer_exits_mid_episode() {
+        let mut ends = mesh(2, 1).into_iter();
+        let (ends0, ends1) = (ends.next().unwrap(), ends.next().unwrap());
+        let congested = Arc::new(AtomicBool::new(false));
+        let congested1 = congested.clone();
+        let peer = LocalExecutorBuilder::new(Placement::Unbound)
+            .name("bus-test-1")
+            .spawn(move || async move {
+                let (_bus, mut rxs) = Bus::connect(ShardId(1), ends1).await;
+                let (_, rx) = rxs.remove(0);
+                while !congested1.load(Ordering::Acquire) {
+                    glommio::timer::sleep(Duration::from_millis(1)).await;
+                }
+                assert!(rx.recv().await.is_some(), "the first message arrives");
+                // Returning drops the receiver: this shard has exited.
+            })
+            .expect("spawn the peer executor");
+        let me = LocalExecutorBuilder::new(Placement::Unbound)
+            .name("bus-test-0")
+            .spawn(move || async move {
+                let (bus, _rxs) = Bus::connect(ShardId(0), ends0).await;
+                let bus = Rc::new(bus);
+                bus.send(ShardId(1), probe(1));
+                bus.send(ShardId(1), probe(2));
+                assert!(bus.is_congested(), "the second message overflowed");
+                glommio::spawn_local(bus.clone().forward(ShardId(1))).detach();
+                congested.store(true, Ordering::Release);
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while bus.is_congested() && Instant::now() < deadline {
+                    glommio::timer::sleep(Duration::from_millis(1)).await;
+                }
+                assert!(!bus.is_congested(), "congestion outlived the peer");
+                assert_eq!(bus.queued(), 0);
+                bus.send(ShardId(1), probe(3));
+                assert_eq!(bus.queued(), 0, "nothing queues for an exited peer");
+                assert!(!bus.is_congested());
+            })
+            .expect("spawn the executor");
+        peer.join().expect("peer shard");
+        me.join().expect("shard 0");
     }
 }

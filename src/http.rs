@@ -252,11 +252,7 @@ pub(crate) fn decide(
     if shard.shutdown.is_set() {
         return Err(Response::error(503, "server is shutting down"));
     }
-    let has_token = |name: &str, token: &str| {
-        header(req, name)
-            .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-    };
-    if !has_token("upgrade", "websocket") {
+    if !has_token(req, "upgrade", "websocket") {
         return Err(
             Response::error(426, &format!("{path} needs a WebSocket upgrade request"))
                 .with_header("Upgrade: websocket")
@@ -266,7 +262,7 @@ pub(crate) fn decide(
     if req.version != Some(1) {
         return Err(Response::error(400, "a WebSocket upgrade needs HTTP/1.1"));
     }
-    if !has_token("connection", "upgrade") {
+    if !has_token(req, "connection", "upgrade") {
         return Err(Response::error(400, "missing \"Connection: Upgrade\""));
     }
     if header(req, "sec-websocket-version").map(str::trim) != Some("13") {
@@ -275,13 +271,39 @@ pub(crate) fn decide(
                 .with_header("Sec-WebSocket-Version: 13"),
         );
     }
-    match header(req, "sec-websocket-key").map(str::trim) {
-        Some(key) if is_valid_key(key) => Ok((route, ws::accept_key(key.as_bytes()))),
+    // RFC 6455 section 11.3.1: the key must not appear more than once, and
+    // two keys leave no way to pick the accept value the client checks.
+    let mut keys = header_values(req, "sec-websocket-key");
+    match (keys.next().map(str::trim), keys.next()) {
+        (_, Some(_)) => Err(Response::error(400, "more than one Sec-WebSocket-Key")),
+        (Some(key), None) if is_valid_key(key) => Ok((route, ws::accept_key(key.as_bytes()))),
         _ => Err(Response::error(400, "missing or invalid Sec-WebSocket-Key")),
     }
 }
 
-/// A header's value by case-insensitive name, if present and UTF-8.
+/// Every value of header `name` (case-insensitive), in the order sent. A
+/// value that is not UTF-8 reads as empty, which no caller accepts.
+pub(crate) fn header_values<'a, 'h>(
+    req: &'h httparse::Request<'_, 'a>,
+    name: &'h str,
+) -> impl Iterator<Item = &'a str> + 'h {
+    req.headers
+        .iter()
+        .filter(move |h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| std::str::from_utf8(h.value).unwrap_or(""))
+}
+
+/// True when list-valued header `name` holds `token` (case-insensitive).
+/// Repeated fields form one comma-separated list (RFC 9110 section 5.3), so
+/// `Connection: keep-alive` plus `Connection: Upgrade` holds `upgrade`.
+pub(crate) fn has_token(req: &httparse::Request<'_, '_>, name: &str, token: &str) -> bool {
+    header_values(req, name)
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// The first value of header `name` (case-insensitive), if present and
+/// UTF-8. Only for fields where a repeat changes nothing that is checked.
 pub(crate) fn header<'a>(req: &httparse::Request<'_, 'a>, name: &str) -> Option<&'a str> {
     req.headers
         .iter()

@@ -47,11 +47,7 @@ fn authorize(shard: &Shard, req: &Request) -> Result<(), Response> {
     let Some(token) = &shard.config.config.admin_token else {
         return Ok(());
     };
-    let given = req
-        .authorization
-        .as_deref()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+    let given = req.authorization.as_deref().and_then(bearer_token);
     match given {
         Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) => Ok(()),
         _ => {
@@ -62,6 +58,15 @@ fn authorize(shard: &Shard, req: &Request) -> Result<(), Response> {
             Err(r.with_header("WWW-Authenticate: Bearer"))
         }
     }
+}
+
+/// The token of `Bearer <token>`; the scheme name is case-insensitive
+/// (RFC 9110 section 11.1), so `bearer` and `BEARER` count too.
+fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.trim_start().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
 }
 
 /// Compares without an early exit, so the time taken does not reveal how
@@ -250,6 +255,20 @@ mod tests {
             authorization: None,
             body: body.as_bytes().to_vec(),
             keep_alive: false,
+        }
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        for (header, token) in [
+            ("Bearer t", Some("t")),
+            ("bearer t", Some("t")),
+            ("BEARER  t ", Some("t")),
+            ("Basic t", None),
+            ("Bearert", None),
+            ("t", None),
+        ] {
+            assert_eq!(bearer_token(header), token, "{header:?}");
         }
     }
 

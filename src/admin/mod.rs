@@ -138,12 +138,7 @@ pub(crate) fn parse_head(
             "send the body with a Content-Length",
         )));
     }
-    let content_length = match header("content-length") {
-        None => 0,
-        Some(v) => v
-            .parse::<usize>()
-            .map_err(|_| Some(Response::error(400, "invalid Content-Length")))?,
-    };
+    let content_length = content_length(&req).map_err(Some)?;
     if content_length > max_body {
         return Err(Some(Response::error(
             413,
@@ -152,7 +147,7 @@ pub(crate) fn parse_head(
     }
     let target = req.path.unwrap_or("/");
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let close = header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+    let close = crate::http::has_token(&req, "connection", "close");
     let request = Request {
         method: req.method.unwrap_or("").to_string(),
         path: path.to_string(),
@@ -162,6 +157,26 @@ pub(crate) fn parse_head(
         keep_alive: req.version == Some(1) && !close,
     };
     Ok(Some((head_len, request, content_length)))
+}
+
+/// The body length: 0 without a Content-Length. Repeats of one value, as
+/// separate fields or a list ("42, 42"), are that value, as RFC 9110
+/// section 8.6 allows; differing or malformed values are a 400, since the
+/// body's end would be a guess (RFC 9112 section 6.3).
+fn content_length(req: &httparse::Request<'_, '_>) -> Result<usize, Response> {
+    let mut length = None;
+    for item in crate::http::header_values(req, "content-length").flat_map(|v| v.split(',')) {
+        let item = item.trim();
+        let n = match item.parse::<usize>() {
+            Ok(n) if item.bytes().all(|b| b.is_ascii_digit()) => n,
+            _ => return Err(Response::error(400, "invalid Content-Length")),
+        };
+        if length.is_some_and(|l| l != n) {
+            return Err(Response::error(400, "conflicting Content-Length values"));
+        }
+        length = Some(n);
+    }
+    Ok(length.unwrap_or(0))
 }
 
 async fn write_response(

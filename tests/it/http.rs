@@ -122,6 +122,57 @@ fn upgrade_without_connection_upgrade_is_400() {
 }
 
 #[test]
+fn repeated_upgrade_and_connection_fields_combine_into_one_list() {
+    // RFC 9110 section 5.3: a list-valued field sent as several lines means
+    // the same as one line joining them with commas.
+    let server = TestServer::start(&["--shards", "1"]);
+    let key = key_line();
+    let cases: [&[&str]; 4] = [
+        &[
+            "Upgrade: websocket",
+            "Connection: keep-alive",
+            "Connection: Upgrade",
+        ],
+        &["Upgrade: websocket", "Connection: keep-alive, Upgrade"],
+        &["Upgrade: h2c", "Upgrade: websocket", "Connection: Upgrade"],
+        &["Upgrade: h2c", "Connection: Upgrade", "Upgrade: WebSocket"],
+    ];
+    for lines in cases {
+        let mut all = lines.to_vec();
+        all.extend_from_slice(&["Sec-WebSocket-Version: 13", &key]);
+        let mut s = TcpStream::connect(server.addr()).expect("tcp connect");
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        s.write_all(raw_upgrade(&all).as_bytes()).unwrap();
+        let resp = read_head(&mut s);
+        assert_eq!(resp.status, 101, "{lines:?}: {resp:?}");
+        assert_eq!(
+            resp.header("sec-websocket-accept").as_deref(),
+            Some(RFC_ACCEPT),
+            "{lines:?}"
+        );
+    }
+}
+
+#[test]
+fn two_websocket_keys_are_400() {
+    let server = TestServer::start(&["--shards", "1"]);
+    let other = "x3JJHMbDL1EzLkh9GBhXDw==";
+    for second in [other, RFC_KEY] {
+        let second = format!("Sec-WebSocket-Key: {second}");
+        let req = raw_upgrade(&[
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            "Sec-WebSocket-Version: 13",
+            &key_line(),
+            &second,
+        ]);
+        let resp = exchange(&server.addr(), &req);
+        assert_eq!(resp.status, 400, "{second}: {resp:?}");
+        assert!(resp.body.contains("Sec-WebSocket-Key"), "{resp:?}");
+    }
+}
+
+#[test]
 fn garbage_request_line_is_400() {
     let server = TestServer::start(&["--shards", "1"]);
     let resp = exchange(&server.addr(), "this is not http\r\n\r\n");

@@ -63,6 +63,64 @@ fn chunked_request_body_is_411() {
 }
 
 #[test]
+fn conflicting_content_lengths_are_400_and_identical_ones_count_once() {
+    let server = TestServer::start(&["--shards", "1"]);
+    let body = r#"{"channel":"c","data":1}"#;
+    let n = body.len();
+    for lengths in [
+        format!("Content-Length: {n}\r\nContent-Length: {}", n + 1),
+        format!("Content-Length: {}\r\nContent-Length: {n}", n - 1),
+        format!("Content-Length: {n}, {}", n + 1),
+    ] {
+        let mut conn = HttpConn::open(server.admin_addr());
+        conn.write_raw(
+            format!("POST /api/publish HTTP/1.1\r\nHost: t\r\n{lengths}\r\n\r\n{body}").as_bytes(),
+        );
+        let response = conn.read_response();
+        assert_eq!(response.status, 400, "{lengths:?}: {}", response.body);
+        assert!(
+            response.body.contains("Content-Length"),
+            "{}",
+            response.body
+        );
+        assert!(
+            conn.closed_by_peer(),
+            "{lengths:?}: the connection ends after a 400"
+        );
+    }
+    // RFC 9110 section 8.6: repeats of one value are that value. The next
+    // request on the same connection proves the body was framed by it.
+    for lengths in [
+        format!("Content-Length: {n}\r\nContent-Length: {n}"),
+        format!("Content-Length: {n}, {n}"),
+    ] {
+        let mut conn = HttpConn::open(server.admin_addr());
+        conn.write_raw(
+            format!("POST /api/publish HTTP/1.1\r\nHost: t\r\n{lengths}\r\n\r\n{body}").as_bytes(),
+        );
+        let response = conn.read_response();
+        assert_eq!(response.status, 200, "{lengths:?}: {}", response.body);
+        assert_eq!(conn.request("GET", "/health", &[], "").status, 200);
+    }
+}
+
+#[test]
+fn connection_close_counts_in_any_connection_field() {
+    let server = TestServer::start(&["--shards", "1"]);
+    let mut conn = HttpConn::open(server.admin_addr());
+    conn.write_raw(
+        b"GET /health HTTP/1.1\r\nHost: t\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n",
+    );
+    let response = conn.read_response();
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert_eq!(response.header("connection").as_deref(), Some("close"));
+    assert!(
+        conn.closed_by_peer(),
+        "Connection: close ends the connection"
+    );
+}
+
+#[test]
 fn keep_alive_answers_requests_in_turn_until_connection_close() {
     let server = TestServer::start(&["--shards", "2"]);
     let mut conn = HttpConn::open(server.admin_addr());
@@ -116,7 +174,16 @@ fn admin_token_guards_api_routes_but_not_metrics_or_health() {
             "{wrong}"
         );
     }
-    assert_eq!(ask(Some("Bearer s3cret")).status, 200);
+    // RFC 9110 section 11.1: the auth scheme is case-insensitive.
+    for right in [
+        "Bearer s3cret",
+        "bearer s3cret",
+        "BEARER s3cret",
+        "beaRer   s3cret",
+    ] {
+        let response = ask(Some(right));
+        assert_eq!(response.status, 200, "{right}: {}", response.body);
+    }
     let publish = HttpConn::open(addr).request(
         "POST",
         "/api/publish",

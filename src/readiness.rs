@@ -14,6 +14,14 @@
 //! handshake runs on an [`EpollStream`] (a waiter slot here), and the
 //! upgrade re-tags it for its connection ([`EpollSet::watch_upgraded`]).
 //! Admin connections still use glommio's own streams.
+//!
+//! Readiness rules (edge-triggered): `READABLE`/`WRITABLE` are edges, set
+//! by an event and cleared by a short transfer or `EAGAIN`, after which the
+//! kernel raises a new edge when something changes. A hang-up or error
+//! (`READ_CLOSED`/`WRITE_CLOSED`) is state, not an edge: it is reported
+//! once, often in the same event as the last bytes, so no short transfer
+//! clears it ([`can`], [`after_io`]), and every path that waits on a
+//! socket (handshake, serve, closing) sees it until it reads EOF.
 
 use std::cell::RefCell;
 use std::io;
@@ -29,10 +37,21 @@ use slab::Slab;
 use crate::shard::{log_limited, ConnKey, Shard};
 use crate::sys::{self, epoll_bits};
 
-/// Readiness bit: a `recv` may return data (or EOF).
+/// Readiness bit: a `recv` may return data (or EOF). Edge state: cleared
+/// by a short transfer.
 pub(crate) const READABLE: u8 = 1;
-/// Readiness bit: a `send` may take bytes.
+/// Readiness bit: a `send` may take bytes. Edge state: cleared by a short
+/// transfer.
 pub(crate) const WRITABLE: u8 = 2;
+/// Sticky bit: the peer shut its side, or the socket failed (`EPOLLRDHUP`,
+/// `EPOLLHUP`, `EPOLLERR`). Every later `recv` returns data, EOF or an
+/// error, never `EAGAIN`, and the kernel raises no new edge for it, so a
+/// short read must not clear it: a hang-up that arrived with the last
+/// bytes would otherwise be lost until a timer noticed.
+pub(crate) const READ_CLOSED: u8 = 4;
+/// Sticky bit: the connection is hung up or failed (`EPOLLHUP`,
+/// `EPOLLERR`): every later `send` fails at once.
+pub(crate) const WRITE_CLOSED: u8 = 8;
 /// Token bit of a socket still in its handshake; the rest of the token is
 /// its slot in `EpollSet::handshakes`.
 const HANDSHAKE: u64 = 1 << 63;
@@ -57,7 +76,7 @@ pub struct EpollSet {
 /// Readiness of one socket in its handshake.
 #[derive(Debug)]
 struct Waiter {
-    /// `READABLE`/`WRITABLE`, as for `ConnState::ready`.
+    /// Edge and sticky readiness bits, as for `ConnState::ready`.
     ready: u8,
     /// The handshake task, once it had to wait.
     waker: Option<Waker>,
@@ -145,7 +164,7 @@ fn token(key: ConnKey, seq: u64) -> u64 {
     u64::from(key.0) | (seq & 0x7fff_ffff) << 32
 }
 
-/// `READABLE`/`WRITABLE` for an event's epoll bits.
+/// Readiness bits (edge and sticky) for an event's epoll bits.
 fn ready_bits(bits: u32) -> u8 {
     let mut ready = 0;
     if bits & epoll_bits::IN != 0 {
@@ -154,18 +173,43 @@ fn ready_bits(bits: u32) -> u8 {
     if bits & epoll_bits::OUT != 0 {
         ready |= WRITABLE;
     }
+    if bits & epoll_bits::READ_CLOSED != 0 {
+        ready |= READ_CLOSED;
+    }
+    if bits & epoll_bits::CLOSED != 0 {
+        ready |= WRITE_CLOSED;
+    }
     ready
 }
 
+/// The sticky bit that keeps `bit` (`READABLE` or `WRITABLE`) usable.
+fn sticky(bit: u8) -> u8 {
+    if bit == READABLE {
+        READ_CLOSED | WRITE_CLOSED
+    } else {
+        WRITE_CLOSED
+    }
+}
+
+/// May an operation of kind `bit` (`READABLE` or `WRITABLE`) be tried on a
+/// socket whose readiness is `ready`? Yes while its edge bit is set, and
+/// for good once the matching sticky hang-up bit is.
+pub(crate) fn can(ready: u8, bit: u8) -> bool {
+    ready & (bit | sticky(bit)) != 0
+}
+
 /// Edge-triggered rule shared by every reader and writer of a public
-/// socket: after `result` of an operation offered `len` bytes, may the
-/// socket's readiness bit be cleared? Yes after `EAGAIN`, and after a short
-/// transfer (the kernel raises a new edge on the next byte or on room).
-/// EOF (`Ok(0)`) keeps the bit, so the next read sees EOF again.
-pub(crate) fn came_up_short(result: &io::Result<usize>, len: usize) -> bool {
+/// socket: updates `ready` after `result` of an operation of kind `bit`
+/// that offered `len` bytes. A short transfer clears the edge bit (the
+/// kernel raises a new edge on the next byte or on room) but never a
+/// sticky bit; EOF (`Ok(0)`) keeps everything, so the next read sees EOF
+/// again. `EAGAIN` clears the sticky bits too: the kernel has just said
+/// there is nothing, and trusting it beats spinning on a stale bit.
+pub(crate) fn after_io(ready: &mut u8, bit: u8, result: &io::Result<usize>, len: usize) {
     match result {
-        Ok(n) => *n > 0 && *n < len,
-        Err(e) => e.kind() == io::ErrorKind::WouldBlock,
+        Ok(n) if *n > 0 && *n < len => *ready &= !bit,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => *ready &= !(bit | sticky(bit)),
+        _ => {}
     }
 }
 
@@ -224,8 +268,9 @@ impl EpollStream {
         self.socket
     }
 
-    /// Runs `op` while the socket has `bit`; a short or refused operation
-    /// clears it (edge-triggered: the next change brings an event).
+    /// Runs `op` while the socket may do `bit` ([`can`]); a short or refused
+    /// operation clears the bit ([`after_io`]: the next change brings an
+    /// event).
     fn poll_io(
         &mut self,
         cx: &Context<'_>,
@@ -242,16 +287,14 @@ impl EpollStream {
                 let Some(waiter) = waiters.get_mut(slot.index) else {
                     return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
                 };
-                if waiter.ready & bit == 0 {
+                if !can(waiter.ready, bit) {
                     store_waker(&mut waiter.waker, cx.waker());
                     return Poll::Pending;
                 }
             }
             let result = op(fd);
-            if came_up_short(&result, len) {
-                if let Some(waiter) = slot.shard.epoll.handshakes.borrow_mut().get_mut(slot.index) {
-                    waiter.ready &= !bit;
-                }
+            if let Some(waiter) = slot.shard.epoll.handshakes.borrow_mut().get_mut(slot.index) {
+                after_io(&mut waiter.ready, bit, &result, len);
             }
             match result {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
@@ -292,5 +335,49 @@ impl AsyncWrite for EpollStream {
 
     fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(self.socket.shutdown(Shutdown::Write))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn short() -> io::Result<usize> {
+        Ok(10)
+    }
+
+    fn eagain() -> io::Result<usize> {
+        Err(io::ErrorKind::WouldBlock.into())
+    }
+
+    #[test]
+    fn a_hang_up_outlives_the_short_read_of_the_last_bytes() {
+        // Data and FIN in one event: the read of the data comes up short.
+        let mut ready = ready_bits(epoll_bits::IN | libc::EPOLLRDHUP as u32);
+        after_io(&mut ready, READABLE, &short(), 100);
+        assert!(can(ready, READABLE), "the EOF must still be read");
+        assert!(!can(ready, WRITABLE), "a half-close says nothing of writes");
+        after_io(&mut ready, READABLE, &Ok(0), 100);
+        assert!(can(ready, READABLE), "EOF keeps the socket readable");
+    }
+
+    #[test]
+    fn an_error_keeps_both_directions_usable() {
+        let mut ready = ready_bits(libc::EPOLLERR as u32);
+        after_io(&mut ready, WRITABLE, &short(), 100);
+        after_io(&mut ready, READABLE, &short(), 100);
+        assert!(can(ready, READABLE) && can(ready, WRITABLE));
+    }
+
+    #[test]
+    fn edges_clear_on_a_short_transfer_and_eagain_clears_all() {
+        let mut ready = READABLE | WRITABLE;
+        after_io(&mut ready, READABLE, &short(), 100);
+        assert!(!can(ready, READABLE) && can(ready, WRITABLE));
+        after_io(&mut ready, WRITABLE, &Ok(100), 100);
+        assert!(can(ready, WRITABLE), "a full write says nothing");
+        let mut ready = READABLE | READ_CLOSED;
+        after_io(&mut ready, READABLE, &eagain(), 100);
+        assert!(!can(ready, READABLE), "EAGAIN is the kernel's last word");
     }
 }

@@ -123,10 +123,15 @@ pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
 
 /// Readiness bits of an epoll event, as [`epoll_wait`] reports them.
 pub mod epoll_bits {
-    /// Data (or a FIN, or an error) to read.
-    pub const IN: u32 = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
-    /// Room in the send buffer (or an error).
-    pub const OUT: u32 = (libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+    /// Data to read (an edge).
+    pub const IN: u32 = libc::EPOLLIN as u32;
+    /// Room in the send buffer (an edge).
+    pub const OUT: u32 = libc::EPOLLOUT as u32;
+    /// The peer shut its sending side, or the connection ended: reads
+    /// return EOF or an error from now on (a state, not an edge).
+    pub const READ_CLOSED: u32 = (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+    /// The connection is hung up or failed: writes fail from now on.
+    pub const CLOSED: u32 = (libc::EPOLLHUP | libc::EPOLLERR) as u32;
 }
 
 /// A new epoll instance (close-on-exec).

@@ -25,7 +25,7 @@ use crate::http::{self, Route};
 use crate::latency::{self, Latency};
 use crate::message;
 use crate::outbox::MAX_IOVECS;
-use crate::readiness::{came_up_short, store_waker, EpollStream, READABLE, WRITABLE};
+use crate::readiness::{after_io, can, store_waker, EpollStream, READABLE, WRITABLE};
 use crate::shard::{log_limited, Shard};
 use crate::sys;
 use crate::ws::Decoder;
@@ -256,7 +256,7 @@ impl Connection {
             closing: state.closing,
             dead: state.dead,
             awaiting: state.awaiting_ack,
-            readable: state.ready & READABLE != 0,
+            readable: can(state.ready, READABLE),
         })
     }
 
@@ -273,16 +273,15 @@ impl Connection {
             if state.outbox.is_empty() {
                 return Ok(true);
             }
-            if state.ready & WRITABLE == 0 {
+            if !can(state.ready, WRITABLE) {
                 return Ok(false);
             }
             let written = {
                 let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
                 let n = state.outbox.slices(&mut slices);
                 let result = sys::send_vectored(fd, &slices[..n]);
-                if came_up_short(&result, slices[..n].iter().map(|s| s.len()).sum()) {
-                    state.ready &= !WRITABLE;
-                }
+                let len = slices[..n].iter().map(|s| s.len()).sum();
+                after_io(&mut state.ready, WRITABLE, &result, len);
                 match result {
                     Ok(written) => written,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
@@ -303,20 +302,18 @@ impl Connection {
     }
 
     /// One `recv` into the shard's scratch buffer, decoded on the spot;
-    /// only called while the socket is `READABLE`. Pending when it had
+    /// only called while the socket may be read ([`can`]). Pending when it had
     /// nothing (its next epoll event wakes us).
     fn read_some(&mut self) -> Poll<()> {
         let shard = self.shard.clone();
         let mut scratch = shard.scratch.borrow_mut();
         let result = sys::recv(self.socket.as_raw_fd(), &mut scratch[..]);
-        if came_up_short(&result, scratch.len()) {
-            if let Some(state) = shard
-                .conns
-                .borrow_mut()
-                .get_mut(self.session.key.0 as usize)
-            {
-                state.ready &= !READABLE;
-            }
+        if let Some(state) = shard
+            .conns
+            .borrow_mut()
+            .get_mut(self.session.key.0 as usize)
+        {
+            after_io(&mut state.ready, READABLE, &result, scratch.len());
         }
         match result {
             Ok(0) => {

@@ -124,6 +124,11 @@ impl TestServer {
         self.log.lines.lock().unwrap().join("\n")
     }
 
+    /// The server's process id (for /proc readings: RSS, open fds).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends a signal (e.g. `libc::SIGTERM`) to the server.
     pub fn signal(&self, sig: i32) {
         // SAFETY: kill(2) with our child's pid; no memory is involved.
@@ -237,7 +242,11 @@ pub fn command(args: &[&str]) -> Command {
 /// variable, so none is passed on from the environment the tests run in:
 /// a test's server is configured by its arguments alone.
 pub fn bare_command(args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_corecast"));
+    // CORECAST_TEST_BINARY runs the suite against another build (e.g. to
+    // check that a new test fails on the code before a fix).
+    let binary = std::env::var_os("CORECAST_TEST_BINARY")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_corecast").into());
+    let mut cmd = Command::new(binary);
     for (key, _) in std::env::vars_os() {
         if key.as_encoded_bytes().starts_with(b"CORECAST_") {
             cmd.env_remove(key);

@@ -61,8 +61,9 @@ pub struct Config {
     #[arg(long, env = "CORECAST_MAX_MESSAGE_SIZE", default_value = "1MiB", value_parser = parse_size)]
     pub max_message_size: usize,
 
-    /// Bytes that may wait in one connection's outbound queue before it is closed as a
-    /// slow consumer (close 1008 "slow consumer").
+    /// Memory one connection's outbound queue may hold before it is closed as a slow
+    /// consumer (close 1008 "slow consumer"): frame bytes plus 96 B per queued frame, so
+    /// a flood of tiny frames (pongs) is bounded like a few large ones.
     #[arg(long, env = "CORECAST_MAX_OUTBOUND_BYTES", default_value = "1MiB", value_parser = parse_size)]
     pub max_outbound_bytes: usize,
 

@@ -5,7 +5,9 @@
 //! the connection writes as many as fit in one `sendmsg` (the "cork").
 //! Each frame carries the time its publish entered the server (0 for
 //! replies and control frames), reported when its last byte is written.
-//! An empty outbox holds no heap memory.
+//! An empty outbox holds no heap memory. The limit is applied to
+//! [`Outbox::cost`], which charges each frame its queue slot as well as its
+//! bytes, so a flood of tiny frames is bounded like a few large ones.
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
@@ -14,6 +16,14 @@ use bytes::Bytes;
 
 /// Most frames handed to one `sendmsg`; well under IOV_MAX (1024).
 pub const MAX_IOVECS: usize = 64;
+
+/// What one queued frame costs beyond its bytes, charged against
+/// `--max-outbound-bytes` so that the limit bounds memory, not just
+/// payload: its slot in the queue (40 B), twice over because a `VecDeque`
+/// doubles its capacity (up to half of it may be empty), plus one malloc
+/// chunk header (16 B) for a frame allocated for this connection alone (a
+/// reply). A flood of 2-byte frames is thus charged 98 B each, not 2.
+pub const ENTRY_COST: usize = 2 * std::mem::size_of::<(Bytes, u64)>() + 16;
 
 /// Queued outbound frames of one connection.
 #[derive(Debug, Default)]
@@ -29,16 +39,22 @@ pub struct Outbox {
 
 impl Outbox {
     /// Queues a frame stamped with its publish time (0: none). Returns the
-    /// unwritten byte count afterwards.
+    /// outbox's [`Outbox::cost`] afterwards.
     pub fn push(&mut self, frame: Bytes, stamp: u64) -> usize {
         self.queued += frame.len();
         self.frames.push_back((frame, stamp));
-        self.queued
+        self.cost()
     }
 
     /// Unwritten bytes.
     pub fn queued(&self) -> usize {
         self.queued
+    }
+
+    /// Memory the queue stands for: unwritten bytes plus [`ENTRY_COST`]
+    /// per queued frame.
+    pub fn cost(&self) -> usize {
+        self.queued + self.frames.len() * ENTRY_COST
     }
 
     /// True when nothing waits to be written.
@@ -113,6 +129,17 @@ mod tests {
         assert_eq!(sent, vec![7], "only stamped frames are reported");
         assert!(o.is_empty());
         assert_eq!(o.queued(), 0);
+    }
+
+    #[test]
+    fn every_frame_is_charged_its_queue_slot() {
+        let mut o = Outbox::default();
+        assert_eq!(o.cost(), 0);
+        let cost = o.push(Bytes::from_static(b"ab"), 0);
+        assert_eq!(cost, 2 + ENTRY_COST);
+        assert!(ENTRY_COST >= 2 * std::mem::size_of::<(Bytes, u64)>());
+        o.advance(2, |_| {});
+        assert_eq!(o.cost(), 0);
     }
 
     #[test]

@@ -279,8 +279,16 @@ pub fn encode_with(kind: Kind, size_hint: usize, write: impl FnOnce(&mut Vec<u8>
     bytes
 }
 
-/// A pong echoing a ping's payload (at most 125 bytes, checked by the decoder).
+/// A pong with an empty payload, the answer to most pings; shared, so a
+/// flood of empty pings queues no heap object per reply.
+pub static PONG: Bytes = Bytes::from_static(&[0x8A, 0x00]);
+
+/// A pong echoing a ping's payload (at most 125 bytes, checked by the
+/// decoder). An empty payload costs no allocation ([`PONG`]).
 pub fn pong(payload: &[u8]) -> Bytes {
+    if payload.is_empty() {
+        return PONG.clone();
+    }
     let mut buf = BytesMut::with_capacity(2 + payload.len());
     buf.put_u8(0x8A);
     buf.put_u8(payload.len() as u8);

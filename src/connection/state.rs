@@ -34,9 +34,11 @@ pub struct ConnState {
     pub(super) dead: bool,
     /// A /ws (pub/sub) connection, as opposed to /echo; broadcasts reach only these.
     pubsub: bool,
-    /// `READABLE`/`WRITABLE`: set by the shard's epoll events (edge-triggered),
-    /// cleared by the task when a `recv` or `send` comes up short, so an idle
-    /// socket is never asked again until the kernel says something changed.
+    /// `READABLE`/`WRITABLE` edges, set by the shard's epoll events and
+    /// cleared by the task when a `recv` or `send` comes up short (so an
+    /// idle socket is never asked again until the kernel says something
+    /// changed), plus the sticky `READ_CLOSED`/`WRITE_CLOSED` hang-up bits
+    /// that no short transfer clears (see [`crate::readiness`]).
     pub(super) ready: u8,
 }
 
@@ -58,7 +60,7 @@ impl ConnState {
         }
     }
 
-    /// Records readiness (`READABLE`/`WRITABLE` bits) and wakes the task.
+    /// Records readiness (edge and sticky bits) and wakes the task.
     pub fn on_readiness(&mut self, ready: u8) {
         self.ready |= ready;
         self.wake();
@@ -74,7 +76,8 @@ impl ConnState {
         self.outbox.queued()
     }
 
-    /// Queues a frame. Returns false when the outbox is over `limit`; the
+    /// Queues a frame. Returns false when the outbox's cost (bytes plus a
+    /// per-frame charge, [`crate::outbox::ENTRY_COST`]) is over `limit`; the
     /// caller then closes the connection as a slow consumer. A frame that
     /// finds the outbox empty always fits, so a message of the largest
     /// allowed size can be sent whatever the limit. Frames queued after the
@@ -84,9 +87,9 @@ impl ConnState {
             return true;
         }
         let was_empty = self.outbox.is_empty();
-        let queued = self.outbox.push(frame, stamp);
+        let cost = self.outbox.push(frame, stamp);
         self.wake();
-        was_empty || queued <= limit
+        was_empty || cost <= limit
     }
 
     /// Queues the close frame for `reason` (once); the connection must then be

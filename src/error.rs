@@ -37,12 +37,14 @@ impl fmt::Display for StartupError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StartupError::Config(msg) => write!(f, "invalid configuration: {msg}"),
+            // Whose socket it is cannot be known from here: another program,
+            // another corecast, or a listener the kernel is still closing.
             StartupError::Bind { addr, flag, source } if source.kind() == io::ErrorKind::AddrInUse => write!(
                 f,
-                "cannot listen on {addr}: address already in use (another process holds it{}); \
-                 pick another {flag}{}",
-                if *flag == "--port" { " without SO_REUSEPORT, or another user's process shares it" } else { "" },
-                if *flag == "--admin-addr" { " or --admin-addr none (each corecast process needs its own admin port)" } else { "" },
+                "cannot listen on {addr} ({flag}): address already in use: another socket holds \
+                 it{}; stop what holds it or pick another {flag}{}",
+                if *flag == "--port" { " without SO_REUSEPORT or under another user" } else { "" },
+                if *flag == "--admin-addr" { ", or use --admin-addr none (each corecast process needs its own admin port)" } else { "" },
             ),
             StartupError::Bind { addr, flag, source } => write!(f, "cannot listen on {addr} ({flag}): {source}"),
             StartupError::IoUring(msg) => write!(

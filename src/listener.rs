@@ -82,10 +82,43 @@ pub enum Port {
     Admin,
 }
 
+/// The admin socket as bound: one duplicate per shard, plus the main
+/// thread's [`AdminLinger`].
+pub struct AdminSockets {
+    /// One duplicate of the listening socket per shard.
+    pub per_shard: Vec<Socket>,
+    /// Takes the socket out of LISTEN when dropped.
+    pub linger: AdminLinger,
+    /// The address actually bound (the real port when asked for port 0).
+    pub addr: SocketAddr,
+}
+
+/// The main thread's own duplicate of the admin socket. Dropping it (after
+/// the shards have exited, or on a failed start) shuts the socket's read
+/// side, which moves it from LISTEN to CLOSE at once, so the port is free
+/// for an immediate restart.
+///
+/// Why this is needed: the admin port keeps serving through the drain, so
+/// each shard exits with an io_uring accept still in flight on it. That
+/// request holds a reference to the socket, and the kernel cancels a dead
+/// process's io_uring requests asynchronously, after the process is gone:
+/// the socket stayed in LISTEN for 10-30 ms past exit, and a restart in
+/// that window failed with EADDRINUSE (SO_REUSEADDR only covers sockets
+/// no longer listening). The public port does not linger because its
+/// listeners shut their read side when the drain starts.
+pub struct AdminLinger(Socket);
+
+impl Drop for AdminLinger {
+    fn drop(&mut self) {
+        // ENOTCONN if already shut; either way it no longer listens.
+        let _ = self.0.shutdown(std::net::Shutdown::Read);
+    }
+}
+
 /// Binds the admin address once, without SO_REUSEPORT (a second process
 /// must fail loudly rather than silently share it), and hands each shard
-/// its own duplicate of the socket. Returns the sockets and the real address.
-pub fn bind_admin(addr: SocketAddr, n: usize) -> Result<(Vec<Socket>, SocketAddr), StartupError> {
+/// its own duplicate of the socket.
+pub fn bind_admin(addr: SocketAddr, n: usize) -> Result<AdminSockets, StartupError> {
     let err = |source| StartupError::Bind {
         addr: addr.to_string(),
         flag: "--admin-addr",
@@ -97,12 +130,17 @@ pub fn bind_admin(addr: SocketAddr, n: usize) -> Result<(Vec<Socket>, SocketAddr
         .ok()
         .and_then(|a| a.as_socket())
         .unwrap_or(addr);
-    let mut sockets = Vec::with_capacity(n);
+    let linger = AdminLinger(socket.try_clone().map_err(err)?);
+    let mut per_shard = Vec::with_capacity(n);
     for _ in 1..n {
-        sockets.push(socket.try_clone().map_err(err)?);
+        per_shard.push(socket.try_clone().map_err(err)?);
     }
-    sockets.push(socket);
-    Ok((sockets, bound))
+    per_shard.push(socket);
+    Ok(AdminSockets {
+        per_shard,
+        linger,
+        addr: bound,
+    })
 }
 
 /// Accepts connections on this shard's listener, spawning a task for each,

@@ -52,12 +52,16 @@ pub fn run(config: Config) -> Result<(), StartupError> {
     let n = config.cpus.len();
     let backlog = effective_backlog(cfg.backlog);
     let (sockets, port) = listener::bind_all(cfg.addr, cfg.port, n, backlog)?;
-    let (mut admin_sockets, admin_addr) = match cfg.admin_addr.0 {
+    // `_admin_linger` lives to the end of this function: once every shard
+    // has exited (or startup has failed) it takes the admin socket out of
+    // LISTEN, so an immediate restart can bind it (see `AdminLinger`).
+    let (mut admin_sockets, admin_addr, _admin_linger) = match cfg.admin_addr.0 {
         Some(addr) => {
-            let (sockets, bound) = listener::bind_admin(addr, n)?;
-            (sockets.into_iter().map(Some).collect(), Some(bound))
+            let admin = listener::bind_admin(addr, n)?;
+            let sockets = admin.per_shard.into_iter().map(Some).collect();
+            (sockets, Some(admin.addr), Some(admin.linger))
         }
-        None => ((0..n).map(|_| None).collect::<Vec<_>>(), None),
+        None => ((0..n).map(|_| None).collect::<Vec<_>>(), None, None),
     };
     check_admin_exposure(&config);
     prepare_report_dir(&config)?;

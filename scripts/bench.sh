@@ -18,7 +18,8 @@
 # ceilings that are lower and never lowers one). Every step is bounded by
 # `timeout`; the whole run stays under 10 minutes. Results: DIR/*.json,
 # *.hgrm, *.svg, meta.txt, summary.txt (default DIR:
-# target/bench-results/DATE).
+# target/bench-results/DATE). Builds into and runs from $CARGO_TARGET_DIR
+# when it is set (else target/).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -36,9 +37,11 @@ while [[ $# -gt 0 ]]; do
     esac
     shift
 done
-OUT=${OUT:-$ROOT/target/bench-results/$(date -u +%Y%m%dT%H%M%SZ)}
+CARGO_TARGET_DIR=$(cargo_target_dir "$ROOT")
+export CARGO_TARGET_DIR
+OUT=${OUT:-$CARGO_TARGET_DIR/bench-results/$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT"
-BIN=$ROOT/target/release
+BIN=$CARGO_TARGET_DIR/release
 PORT=${BENCH_PORT:-18080}
 SRV_CPU=0 BENCH_CPU=1
 [[ $(nproc) -lt 2 ]] && BENCH_CPU=0

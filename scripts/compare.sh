@@ -48,6 +48,9 @@
 # steers each side's receive processing to its own CPU (packets to the
 # server on CPU 0, to the bench on CPU 1), as two hosts' NICs would. The
 # floor is skipped (its sender lives in the bench process). Use with --out.
+#
+# The release build goes to, and runs from, $CARGO_TARGET_DIR when it is
+# set (else target/).
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -69,7 +72,9 @@ done
 OUT=${OUT:-$ROOT/docs/compare}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-BIN=$ROOT/target/release
+CARGO_TARGET_DIR=$(cargo_target_dir "$ROOT")
+export CARGO_TARGET_DIR
+BIN=$CARGO_TARGET_DIR/release
 BENCH=$BIN/corecast-bench
 PY=$ROOT/bench/peers/.venv/bin/python
 BASE_PORT=${COMPARE_PORT:-18100}

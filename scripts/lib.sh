@@ -9,6 +9,17 @@ usage_from_header() {
     awk 'NR > 1 && /^set /{exit} NR > 1 {sub(/^# ?/, ""); print}' "$1"
 }
 
+# cargo_target_dir ROOT: cargo's target directory as an absolute path:
+# $CARGO_TARGET_DIR when set (a relative one is taken from the current
+# directory, as cargo takes it), else ROOT/target. The scripts export the
+# result as CARGO_TARGET_DIR, so the cargo they run from ROOT builds the
+# binaries where they look for them.
+cargo_target_dir() {
+    local dir=${CARGO_TARGET_DIR:-$1/target}
+    [[ $dir == /* ]] || dir=$PWD/$dir
+    echo "$dir"
+}
+
 # want NAME: true if NAME is in the comma-separated global ONLY, or ONLY is
 # empty (run everything).
 want() { [[ -z $ONLY ]] || [[ ",$ONLY," == *",$1,"* ]]; }

@@ -46,8 +46,9 @@
 # Tools: perf from the distribution; inferno 0.12.8 (inferno-collapse-perf,
 # inferno-flamegraph) is installed from crates.io on first use with
 #   cargo install inferno --version 0.12.8 --locked --root target/tools
-# into the repository's target/ (not ~/.cargo), so nothing global changes and
-# `cargo clean` removes it; later runs reuse it.
+# into cargo's target directory (not ~/.cargo), so nothing global changes and
+# `cargo clean` removes it; later runs reuse it. That directory, for the
+# build and the tools, is $CARGO_TARGET_DIR when it is set, else target/.
 #
 # If perf cannot record (perf_event_paranoid > 1 as non-root, no
 # perf_event_open in a container) or with --tool callgrind, the server runs
@@ -67,7 +68,10 @@ readonly ROOT
 . "$ROOT/scripts/lib.sh"
 readonly ALL_SCENARIOS="fixed50k fanout1000x100 fanout5000x1 echo"
 readonly INFERNO_VERSION=0.12.8
-readonly TOOLS=$ROOT/target/tools
+CARGO_TARGET_DIR=$(cargo_target_dir "$ROOT")
+readonly CARGO_TARGET_DIR
+export CARGO_TARGET_DIR
+readonly TOOLS=$CARGO_TARGET_DIR/tools
 readonly SRV_CPU=0 BENCH_CPU=1
 # Seconds between "every connection is up" and the start of sampling, so
 # subscribe replies and the first publishes' cold caches are not profiled.
@@ -165,7 +169,7 @@ build() {
     (cd "$ROOT" && cargo build --release -q --workspace) || die "build failed"
     # Run private copies, so a concurrent `cargo build` cannot swap the
     # binaries between scenarios or under perf's symbol lookup.
-    cp "$ROOT/target/release/corecast" "$ROOT/target/release/corecast-bench" "$WORK/"
+    cp "$CARGO_TARGET_DIR/release/corecast" "$CARGO_TARGET_DIR/release/corecast-bench" "$WORK/"
     SERVER_BIN=$WORK/corecast BENCH_BIN=$WORK/corecast-bench
 }
 

@@ -20,6 +20,8 @@ pub mod bus;
 pub mod config;
 pub mod connection;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod latency;
 pub mod listener;

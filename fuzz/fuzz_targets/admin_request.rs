@@ -1,0 +1,4 @@
+//! Fuzz target `admin_request`: the invariants live in `corecast::fuzzing::check_admin_request`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| corecast::fuzzing::check_admin_request(data));

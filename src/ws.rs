@@ -301,7 +301,13 @@ pub fn close(code: u16, reason: &str) -> Bytes {
     if code == 1005 {
         return Bytes::from_static(&[0x88, 0x00]);
     }
-    let reason = &reason.as_bytes()[..reason.len().min(123)];
+    // Cut on a character boundary: the peer fails a close reason that is
+    // not UTF-8 (1007), so a cut sequence would turn our close into an error.
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    let reason = &reason.as_bytes()[..end];
     let mut buf = BytesMut::with_capacity(4 + reason.len());
     buf.put_u8(0x88);
     buf.put_u8((2 + reason.len()) as u8);

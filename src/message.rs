@@ -136,6 +136,15 @@ pub(crate) fn is_object(json: &str) -> bool {
 /// Parses one client text message.
 pub fn parse(text: &str) -> Result<Request<'_>, RequestError<'_>> {
     let fields: Fields<'_> = serde_json::from_str(text).map_err(|e| {
+        // serde stops at the first mismatch, so `"x" junk` fails as a data
+        // error although it is not JSON: then the syntax error is the answer.
+        let e = if e.is_data() {
+            serde_json::from_str::<serde::de::IgnoredAny>(text)
+                .err()
+                .unwrap_or(e)
+        } else {
+            e
+        };
         let code = if e.is_data() {
             ErrorCode::InvalidMessage
         } else {

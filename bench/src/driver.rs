@@ -1,6 +1,8 @@
 //! The per-thread event loop: one mio `Poll` owns every connection the
 //! thread opened, drives connect → upgrade → frames, and hands text
-//! messages to a [`Workload`]. Threads share nothing on the message path
+//! messages to a [`Workload`], which may also close connections (RST, FIN,
+//! or a clean WebSocket close) and ask for closed slots to be reopened.
+//! Threads share nothing on the message path
 //! but a few atomics in [`Shared`]; each returns its own stats on exit.
 
 use std::collections::BTreeMap;
@@ -67,7 +69,7 @@ pub enum State {
     Upgrading,
     /// WebSocket open.
     Open,
-    /// Gone; the slot is never reused.
+    /// Gone; the slot is reused only if the workload reopens it ([`Workload::next_reopen`]).
     Closed,
 }
 
@@ -87,6 +89,11 @@ pub struct Conn {
     error: Option<String>,
     /// xorshift state for frame masks.
     rng: u32,
+    /// When a close this side started was sent; the server's close frame ends it.
+    closing: Option<Instant>,
+    /// Send only part of the upgrade request, then close (a client that gives up
+    /// mid-handshake); set when a workload reopens the slot with [`Reopen`].
+    abandon_upgrade: bool,
 }
 
 /// Largest write backlog one connection may build before sends are refused.
@@ -98,6 +105,34 @@ impl Conn {
     /// Returns false (and counts nothing) if the backlog is full.
     pub fn send_text(&mut self, payload: &[u8]) -> bool {
         self.send(ws::OP_TEXT, payload)
+    }
+
+    /// Resets the connection: SO_LINGER 0, so dropping the socket sends an RST
+    /// instead of a FIN. The loop closes it after this turn.
+    pub fn abort(&mut self, cause: &str) {
+        if let Some(stream) = self.stream.as_ref() {
+            let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));
+        }
+        self.error.get_or_insert_with(|| cause.into());
+    }
+
+    /// Closes the TCP connection (FIN) after this turn, with no close frame.
+    pub fn drop_tcp(&mut self, cause: &str) {
+        self.error.get_or_insert_with(|| cause.into());
+    }
+
+    /// Starts a clean WebSocket close: sends close 1000 and keeps reading until the
+    /// server's close frame arrives (or `--connect-timeout` passes, a failure).
+    pub fn close_clean(&mut self, now: Instant) {
+        if self.state == State::Open && self.closing.is_none() {
+            self.send(ws::OP_CLOSE, &1000u16.to_be_bytes());
+            self.closing = Some(now);
+        }
+    }
+
+    /// True once [`Conn::close_clean`] has sent a close frame.
+    pub fn is_closing(&self) -> bool {
+        self.closing.is_some()
     }
 
     fn send(&mut self, opcode: u8, payload: &[u8]) -> bool {
@@ -160,7 +195,26 @@ pub trait Workload {
     /// Called on every loop turn; sends scheduled messages. Returns how soon it wants
     /// to run again (`None`: only when events arrive).
     fn tick(&mut self, conns: &mut [Conn], phase: u8, now: Instant) -> Option<Duration>;
+    /// A closed connection to open again on its slot (same id and target), asked
+    /// for while the loop has room to connect; `None` (the default) opens nothing.
+    fn next_reopen(&mut self) -> Option<Reopen> {
+        None
+    }
 }
+
+/// A closed slot the workload wants connected again.
+#[derive(Debug, Clone, Copy)]
+pub struct Reopen {
+    /// The slot (connection id); it must be closed.
+    pub id: usize,
+    /// Send only the first half of the upgrade request, then close.
+    pub abandon_upgrade: bool,
+}
+
+/// Cause recorded for a connection closed by [`Reopen::abandon_upgrade`].
+pub const ABANDONED_UPGRADE: &str = "upgrade abandoned by the bench";
+/// Cause recorded when the server answers a close started with [`Conn::close_clean`].
+pub const CLEAN_CLOSE: &str = "clean close (server answered the bench's close)";
 
 /// Per-thread limits of the loop.
 #[derive(Debug, Clone)]
@@ -271,39 +325,40 @@ pub fn run_loop<W: Workload>(
         }
         while connecting < cfg.max_connecting && conns.len() < targets.len() {
             let id = conns.len();
-            let t = targets[id];
-            let mut conn = Conn {
-                stream: None,
-                state: State::Closed,
-                rbuf: Vec::new(),
-                wbuf: Vec::new(),
-                wpos: 0,
-                started: now,
-                error: None,
-                rng: seed.wrapping_add(id as u32).wrapping_mul(2_654_435_761) | 1,
+            conns.push(new_conn(seed, id, now));
+            open(
+                id,
+                &mut conns[id],
+                &ctx(&poll, urls, targets),
+                &mut connecting,
+                &mut stats,
+                shared,
+                workload,
+            )?;
+        }
+        // Bounded per turn: a reopen that fails at once is asked for again by
+        // the workload, and must not spin this loop.
+        let mut reopens = cfg.max_connecting;
+        while connecting < cfg.max_connecting && phase < phase::DRAIN && reopens > 0 {
+            reopens -= 1;
+            let Some(r) = workload.next_reopen() else {
+                break;
             };
-            match net::start_connect(urls[t.url].addr, t.src) {
-                Ok(mut stream) => {
-                    poll.registry().register(
-                        &mut stream,
-                        Token(id),
-                        Interest::READABLE | Interest::WRITABLE,
-                    )?;
-                    conn.stream = Some(stream);
-                    conn.state = State::Connecting;
-                    connecting += 1;
-                    conns.push(conn);
-                }
-                Err(e) => {
-                    conns.push(conn);
-                    count(
-                        &mut stats.errors,
-                        format!("connect: {}", net::errno_name(&e)),
-                    );
-                    shared.failed.fetch_add(1, Ordering::Relaxed);
-                    workload.on_closed(id, false);
-                }
+            if conns.get(r.id).is_none_or(|c| c.state != State::Closed) {
+                continue;
             }
+            let c = &mut conns[r.id];
+            *c = new_conn(seed, r.id, now);
+            c.abandon_upgrade = r.abandon_upgrade;
+            open(
+                r.id,
+                c,
+                &ctx(&poll, urls, targets),
+                &mut connecting,
+                &mut stats,
+                shared,
+                workload,
+            )?;
         }
         if now >= next_scan {
             next_scan = now + TIMEOUT_SCAN;
@@ -316,6 +371,12 @@ pub fn run_loop<W: Workload>(
                         _ => "timeout: upgrade",
                     };
                     c.error = Some(cause.into());
+                    finish(id, c, &mut connecting, &mut stats, shared, workload);
+                } else if c.state == State::Open
+                    && c.closing
+                        .is_some_and(|t| now.duration_since(t) > cfg.connect_timeout)
+                {
+                    c.error = Some("timeout: no close frame from the server".into());
                     finish(id, c, &mut connecting, &mut stats, shared, workload);
                 }
             }
@@ -379,6 +440,72 @@ pub fn run_loop<W: Workload>(
     Ok(stats)
 }
 
+/// What [`open`] needs from the loop besides the connection.
+struct Ctx<'a> {
+    poll: &'a Poll,
+    urls: &'a [net::Url],
+    targets: &'a [Target],
+}
+
+fn ctx<'a>(poll: &'a Poll, urls: &'a [net::Url], targets: &'a [Target]) -> Ctx<'a> {
+    Ctx {
+        poll,
+        urls,
+        targets,
+    }
+}
+
+/// A closed connection for slot `id`, not yet connecting.
+fn new_conn(seed: u32, id: usize, now: Instant) -> Conn {
+    Conn {
+        stream: None,
+        state: State::Closed,
+        rbuf: Vec::new(),
+        wbuf: Vec::new(),
+        wpos: 0,
+        started: now,
+        error: None,
+        rng: seed.wrapping_add(id as u32).wrapping_mul(2_654_435_761) | 1,
+        closing: None,
+        abandon_upgrade: false,
+    }
+}
+
+/// Starts connecting slot `id` to its target; a connect that fails at once is
+/// counted and reported to the workload as closed.
+fn open<W: Workload>(
+    id: usize,
+    conn: &mut Conn,
+    cx: &Ctx<'_>,
+    connecting: &mut usize,
+    stats: &mut LoopStats,
+    shared: &Shared,
+    workload: &mut W,
+) -> io::Result<()> {
+    let t = cx.targets[id];
+    match net::start_connect(cx.urls[t.url].addr, t.src) {
+        Ok(mut stream) => {
+            cx.poll.registry().register(
+                &mut stream,
+                Token(id),
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
+            conn.stream = Some(stream);
+            conn.state = State::Connecting;
+            *connecting += 1;
+        }
+        Err(e) => {
+            count(
+                &mut stats.errors,
+                format!("connect: {}", net::errno_name(&e)),
+            );
+            shared.failed.fetch_add(1, Ordering::Relaxed);
+            workload.on_closed(id, false);
+        }
+    }
+    Ok(())
+}
+
 /// Adds one to `cause` in `map`.
 pub fn count(map: &mut BTreeMap<String, u64>, cause: String) {
     *map.entry(cause).or_default() += 1;
@@ -412,6 +539,13 @@ fn connected(c: &mut Conn, request: &[u8]) {
         }
     }
     c.state = State::Upgrading;
+    if c.abandon_upgrade {
+        // Half the head: the request line and some headers, never the blank line.
+        c.wbuf.extend_from_slice(&request[..request.len() / 2]);
+        let _ = c.flush();
+        c.error = Some(ABANDONED_UPGRADE.into());
+        return;
+    }
     c.wbuf.extend_from_slice(request);
     if let Err(e) = c.flush() {
         c.error = Some(format!("upgrade write: {}", net::errno_name(&e)));
@@ -529,6 +663,9 @@ fn decode_all<W: Workload>(
                 c.send(ws::OP_PONG, frame.payload);
             }
             ws::OP_PONG => {}
+            ws::OP_CLOSE if c.closing.is_some() => {
+                c.error = Some(CLEAN_CLOSE.into());
+            }
             ws::OP_CLOSE => {
                 let (code, reason) = ws::close_code(frame.payload);
                 count(

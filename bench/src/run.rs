@@ -123,6 +123,7 @@ where
     W: Workload + Send + 'static,
     F: Fn(&[usize], &Arc<Shared>) -> W + Send + Sync + 'static,
 {
+    check_outputs(common)?;
     let urls: Vec<net::Url> = common
         .urls
         .iter()
@@ -276,6 +277,55 @@ fn progress_bar(total: u64, what: &str) -> ProgressBar {
     bar
 }
 
+/// Refuses, before any connection, a `--hgrm` or `--plot` file that could
+/// not be written after the run: a missing or unwritable directory, a
+/// directory given as the file, or a plot that is neither .svg nor .png.
+/// Leaves no file behind: an existing one is only opened for writing, and
+/// one created for the check is removed.
+pub fn check_outputs(common: &Common) -> Result<(), String> {
+    if let Some(path) = &common.plot {
+        if !(path.ends_with(".svg") || path.ends_with(".png")) {
+            return Err(format!("--plot {path}: the file must end in .svg or .png"));
+        }
+    }
+    let files = [("--hgrm", &common.hgrm), ("--plot", &common.plot)];
+    for (flag, path) in files {
+        if let Some(path) = path {
+            check_writable(path).map_err(|e| format!("{flag} {path}: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether `path` can be opened for writing, without truncating or leaving a file.
+fn check_writable(path: &str) -> Result<(), String> {
+    use std::fs::OpenOptions;
+    let p = std::path::Path::new(path);
+    if p.is_dir() {
+        return Err("is a directory".into());
+    }
+    let parent = match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    if !parent.is_dir() {
+        return Err(format!("directory {} does not exist", parent.display()));
+    }
+    if p.exists() {
+        return OpenOptions::new()
+            .write(true)
+            .open(p)
+            .map(drop)
+            .map_err(|e| format!("cannot write: {e}"));
+    }
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(p)
+        .map_err(|e| format!("cannot create: {e}"))?;
+    std::fs::remove_file(p).map_err(|e| format!("cannot remove the check file: {e}"))
+}
+
 /// Writes the .hgrm file and the plot a run asked for; failures become report rows.
 pub fn save_outputs(
     common: &Common,
@@ -311,6 +361,55 @@ mod tests {
         assert!(parse_cpu_list("3-1").unwrap_err().contains("backwards"));
         assert!(parse_cpu_list("x").unwrap_err().contains("not a CPU"));
         assert!(parse_cpu_list(" , ").unwrap_err().contains("empty"));
+    }
+
+    fn common(hgrm: Option<String>, plot: Option<String>) -> Common {
+        Common {
+            urls: vec!["ws://127.0.0.1:1/ws".into()],
+            loops: Loops {
+                threads: 1,
+                cpus: None,
+                source_ips: None,
+                max_connecting: 1,
+                connect_timeout: 1.0,
+                ramp_timeout: 1.0,
+            },
+            hgrm,
+            plot,
+            label: None,
+        }
+    }
+
+    #[test]
+    fn bad_output_paths_are_refused_before_the_run() {
+        let dir = std::env::temp_dir().join(format!("cc-bench-out-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let at = |name: &str| dir.join(name).to_str().unwrap().to_string();
+        let ok = common(Some(at("a.hgrm")), Some(at("a.svg")));
+        assert!(check_outputs(&ok).is_ok());
+        assert!(!dir.join("a.hgrm").exists(), "the check leaves no file");
+        std::fs::write(dir.join("kept.hgrm"), "old").unwrap();
+        assert!(check_outputs(&common(Some(at("kept.hgrm")), None)).is_ok());
+        assert_eq!(
+            std::fs::read_to_string(dir.join("kept.hgrm")).unwrap(),
+            "old"
+        );
+
+        let missing = common(None, Some(at("no/such/dir/a.svg")));
+        let e = check_outputs(&missing).unwrap_err();
+        assert!(
+            e.starts_with("--plot ") && e.contains("does not exist"),
+            "{e}"
+        );
+        let e = check_outputs(&common(Some(dir.to_str().unwrap().into()), None)).unwrap_err();
+        assert!(
+            e.starts_with("--hgrm ") && e.contains("is a directory"),
+            "{e}"
+        );
+        let e = check_outputs(&common(None, Some(at("a.txt")))).unwrap_err();
+        assert!(e.contains(".svg or .png"), "{e}");
+        assert!(check_outputs(&common(None, None)).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

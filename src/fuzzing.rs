@@ -36,10 +36,10 @@ use crate::ws::{self, Decoder, Event, Kind};
 /// spec; bits 1-3: pause the decoder every N events), one for
 /// `--max-message-size`, one seeding the cuts, then the stream. The stream
 /// decoded whole and decoded in cuts (with pauses) gives the same events,
-/// error and held bytes; the held bytes never exceed the limit plus one
-/// header; consumed frames are masked (checked by a header walker of our
-/// own); every event re-encodes with the server's encoders to a frame that
-/// decodes to the same event.
+/// error and held bytes; the held bytes never exceed the limit (at least
+/// 125, for control frames) plus one header; consumed frames are masked
+/// (checked by a header walker of our own); every event re-encodes with the
+/// server's encoders to a frame that decodes to the same event.
 pub fn check_ws_decoder(data: &[u8]) {
     let Some((&[mode, max_sel, seed], rest)) = data.split_first_chunk::<3>() else {
         return;
@@ -198,9 +198,11 @@ fn decode_in_cuts(stream: &[u8], cut_lens: &[usize], max: usize, pause_every: us
         if out.error.is_some() {
             return out;
         }
-        // Only an incomplete frame is held, and its header passed the limit.
+        // Only an incomplete frame is held, and its header passed the limit:
+        // the message limit for data, 125 bytes for control frames (which
+        // exceeds a --max-message-size under 125).
         assert!(
-            dec.partial.len() <= max + MAX_CLIENT_HEADER,
+            dec.partial.len() <= max.max(125) + MAX_CLIENT_HEADER,
             "decoder holds {} bytes with a {max}-byte limit",
             dec.partial.len()
         );

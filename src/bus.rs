@@ -326,6 +326,8 @@ mod tests {
     /// would stay paused for good.
     #[test]
     fn congestion_ends_when_the_peer_exits_mid_episode() {
+        // glommio's rings need memlock; raise it as the server does at start.
+        let _ = crate::sys::raise_memlock();
         let mut ends = mesh(2, 1).into_iter();
         let (ends0, ends1) = (ends.next().unwrap(), ends.next().unwrap());
         let congested = Arc::new(AtomicBool::new(false));

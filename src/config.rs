@@ -182,6 +182,11 @@ pub struct Resolved {
     pub max_connections: usize,
 }
 
+/// Longest timeout or interval: per-connection timers keep the low 32 bits
+/// of a millisecond clock (49 days), and a week is far past any useful
+/// heartbeat or deadline.
+const MAX_TIMER: Duration = Duration::from_secs(7 * 24 * 3600);
+
 impl Config {
     /// Checks values that clap's types cannot.
     pub fn validate(&self) -> Result<(), StartupError> {
@@ -216,6 +221,10 @@ impl Config {
         ] {
             if d < Duration::from_millis(10) {
                 return bad(format!("{name} must be at least 10ms (got {d:?})"));
+            }
+            // Per-connection timers keep 32 bits of milliseconds.
+            if d > MAX_TIMER {
+                return bad(format!("{name} must be at most 7 days (got {d:?})"));
             }
         }
         Ok(())

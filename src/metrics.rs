@@ -56,6 +56,12 @@ pub struct Counters {
     pub bus_sent: u64,
     /// Messages received from other shards.
     pub bus_received: u64,
+    /// Ticker passes run (each visits a slice of the connection table).
+    pub ticker_passes: u64,
+    /// Longest ticker pass, in nanoseconds (a maximum, not a sum, when merged).
+    pub ticker_pass_max_ns: u64,
+    /// Flush passes run (each writes every outbox fan-out filled since the last).
+    pub flush_passes: u64,
 }
 
 impl Counters {
@@ -75,6 +81,9 @@ impl Counters {
         add_all(&mut self.request_errors, &o.request_errors);
         self.bus_sent += o.bus_sent;
         self.bus_received += o.bus_received;
+        self.ticker_passes += o.ticker_passes;
+        self.ticker_pass_max_ns = self.ticker_pass_max_ns.max(o.ticker_pass_max_ns);
+        self.flush_passes += o.flush_passes;
     }
 
     /// Connections closed as slow consumers.
@@ -134,7 +143,7 @@ impl ShardMetrics {
             .collect();
         log::info!(
             "shard stats accepted={} upgraded={} refused={} published={} delivered={} messages_received={} \
-             bytes_in={} bytes_out={} slow_consumers={} closed=[{}]",
+             bytes_in={} bytes_out={} slow_consumers={} flush_passes={} ticker_pass_max_us={} closed=[{}]",
             c.accepted,
             c.upgraded,
             c.refused,
@@ -144,6 +153,8 @@ impl ShardMetrics {
             c.bytes_in,
             c.bytes_out,
             c.slow_consumers(),
+            c.flush_passes,
+            c.ticker_pass_max_ns / 1000,
             closed.join(" "),
         );
     }

@@ -1,16 +1,23 @@
 //! `Outbox`: one connection's queue of encoded frames waiting for the
 //! socket, bounded in bytes.
 //!
-//! Frames are shared `Bytes` (a fan-out pushes a refcount, not a copy), and
-//! the connection writes as many as fit in one `sendmsg` (the "cork").
-//! Each frame carries the time its publish entered the server (0 for
-//! replies and control frames), reported when its last byte is written.
-//! An empty outbox holds no heap memory. The limit is applied to
-//! [`Outbox::cost`], which charges each frame its queue slot as well as its
-//! bytes, so a flood of tiny frames is bounded like a few large ones.
+//! A publish is queued as a [`Frame::Shared`]: one shard-local `Rc` per
+//! shard per publish, so queuing it for a subscriber is a non-atomic
+//! increment on a line this core owns, never a copy and never an atomic on
+//! the `Bytes` every shard shares. Replies and control frames are
+//! [`Frame::Own`]. The connection writes as many frames as fit in one
+//! `sendmsg` (the "cork"); a publish's stamp (when it entered the server)
+//! is reported when its last byte is written. The queue keeps its storage
+//! when it drains, so a subscriber that keeps up queues without
+//! allocating; [`Outbox::reclaim`] (from the shard's ticker) frees it once
+//! the connection is idle, so an idle connection holds no heap memory. The
+//! limit is applied to [`Outbox::cost`], which charges each frame its
+//! queue slot as well as its bytes, so a flood of tiny frames is bounded
+//! like a few large ones.
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
+use std::rc::Rc;
 
 use bytes::Bytes;
 
@@ -19,18 +26,69 @@ pub const MAX_IOVECS: usize = 64;
 
 /// What one queued frame costs beyond its bytes, charged against
 /// `--max-outbound-bytes` so that the limit bounds memory, not just
-/// payload: its slot in the queue (40 B), twice over because a `VecDeque`
+/// payload: its slot in the queue, twice over because a `VecDeque`
 /// doubles its capacity (up to half of it may be empty), plus one malloc
 /// chunk header (16 B) for a frame allocated for this connection alone (a
-/// reply). A flood of 2-byte frames is thus charged 98 B each, not 2.
-pub const ENTRY_COST: usize = 2 * std::mem::size_of::<(Bytes, u64)>() + 16;
+/// reply). A flood of 2-byte frames is thus charged about 50x its bytes.
+pub const ENTRY_COST: usize = 2 * std::mem::size_of::<Frame>() + 16;
+
+/// A publish's frame as one shard holds it: the bytes every shard shares
+/// and the time the publish entered the server.
+#[derive(Debug)]
+pub struct Published {
+    /// The encoded frame (shared with other shards).
+    pub frame: Bytes,
+    /// `latency::now_ns` at the publish; 0 when not measured.
+    pub stamp: u64,
+}
+
+/// One queued frame.
+#[derive(Debug, Clone)]
+pub enum Frame {
+    /// A frame for this connection alone (a reply, a control frame).
+    Own(Bytes),
+    /// A publish, shared by every local subscriber through one shard-local
+    /// reference count.
+    Shared(Rc<Published>),
+}
+
+impl Frame {
+    fn bytes(&self) -> &Bytes {
+        match self {
+            Frame::Own(bytes) => bytes,
+            Frame::Shared(published) => &published.frame,
+        }
+    }
+
+    fn stamp(&self) -> u64 {
+        match self {
+            Frame::Own(_) => 0,
+            Frame::Shared(published) => published.stamp,
+        }
+    }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> usize {
+        self.bytes().len()
+    }
+
+    /// True for an empty frame (never queued in practice).
+    pub fn is_empty(&self) -> bool {
+        self.bytes().is_empty()
+    }
+}
+
+impl From<Bytes> for Frame {
+    fn from(bytes: Bytes) -> Frame {
+        Frame::Own(bytes)
+    }
+}
 
 /// Queued outbound frames of one connection.
 #[derive(Debug, Default)]
 pub struct Outbox {
-    /// Whole frames with their publish stamps, oldest first; the first may
-    /// be partly written.
-    frames: VecDeque<(Bytes, u64)>,
+    /// Whole frames, oldest first; the first may be partly written.
+    frames: VecDeque<Frame>,
     /// Bytes of `frames[0]` already written.
     head_written: usize,
     /// Unwritten bytes across all frames.
@@ -38,11 +96,10 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// Queues a frame stamped with its publish time (0: none). Returns the
-    /// outbox's [`Outbox::cost`] afterwards.
-    pub fn push(&mut self, frame: Bytes, stamp: u64) -> usize {
+    /// Queues a frame. Returns the outbox's [`Outbox::cost`] afterwards.
+    pub fn push(&mut self, frame: Frame) -> usize {
         self.queued += frame.len();
-        self.frames.push_back((frame, stamp));
+        self.frames.push_back(frame);
         self.cost()
     }
 
@@ -65,34 +122,41 @@ impl Outbox {
     /// Fills `slices` with the unwritten bytes, oldest first; returns the count.
     pub fn slices<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
         let mut n = 0;
-        for (i, (frame, _)) in self.frames.iter().take(slices.len()).enumerate() {
+        for (i, frame) in self.frames.iter().take(slices.len()).enumerate() {
             let start = if i == 0 { self.head_written } else { 0 };
-            slices[i] = IoSlice::new(&frame[start..]);
+            slices[i] = IoSlice::new(&frame.bytes()[start..]);
             n += 1;
         }
         n
     }
 
     /// Marks `n` bytes written, calling `on_sent` with the stamp of each
-    /// stamped frame whose last byte went out; releases the queue's memory
-    /// once it is empty.
+    /// stamped frame whose last byte went out. The queue keeps its storage
+    /// (see [`Outbox::reclaim`]).
     pub fn advance(&mut self, mut n: usize, mut on_sent: impl FnMut(u64)) {
         self.queued -= n;
         while n > 0 {
-            let left = self.frames[0].0.len() - self.head_written;
+            let left = self.frames[0].len() - self.head_written;
             if n < left {
                 self.head_written += n;
                 return;
             }
             n -= left;
-            if let Some((_, stamp)) = self.frames.pop_front() {
+            if let Some(frame) = self.frames.pop_front() {
+                let stamp = frame.stamp();
                 if stamp != 0 {
                     on_sent(stamp);
                 }
             }
             self.head_written = 0;
         }
-        if self.frames.is_empty() {
+    }
+
+    /// Frees the queue's storage if it is empty: called from the shard's
+    /// ticker, so a busy subscriber does not allocate per delivery and an
+    /// idle one holds no heap memory for longer than one ticker cycle.
+    pub fn reclaim(&mut self) {
+        if self.frames.is_empty() && self.frames.capacity() > 0 {
             self.frames = VecDeque::new();
         }
     }
@@ -103,7 +167,7 @@ impl Outbox {
     pub fn discard_unstarted(&mut self) {
         let keep = usize::from(self.head_written > 0);
         while self.frames.len() > keep {
-            if let Some((frame, _)) = self.frames.pop_back() {
+            if let Some(frame) = self.frames.pop_back() {
                 self.queued -= frame.len();
             }
         }
@@ -114,11 +178,18 @@ impl Outbox {
 mod tests {
     use super::*;
 
+    fn shared(bytes: &'static [u8], stamp: u64) -> Frame {
+        Frame::Shared(Rc::new(Published {
+            frame: Bytes::from_static(bytes),
+            stamp,
+        }))
+    }
+
     #[test]
     fn partial_writes_resume_mid_frame() {
         let mut o = Outbox::default();
-        o.push(Bytes::from_static(b"abc"), 7);
-        o.push(Bytes::from_static(b"de"), 0);
+        o.push(shared(b"abc", 7));
+        o.push(Bytes::from_static(b"de").into());
         let mut sent = Vec::new();
         o.advance(2, |s| sent.push(s));
         let mut s = [IoSlice::new(&[]); 4];
@@ -135,18 +206,35 @@ mod tests {
     fn every_frame_is_charged_its_queue_slot() {
         let mut o = Outbox::default();
         assert_eq!(o.cost(), 0);
-        let cost = o.push(Bytes::from_static(b"ab"), 0);
+        let cost = o.push(Bytes::from_static(b"ab").into());
         assert_eq!(cost, 2 + ENTRY_COST);
-        assert!(ENTRY_COST >= 2 * std::mem::size_of::<(Bytes, u64)>());
+        assert!(ENTRY_COST >= 2 * std::mem::size_of::<Frame>());
         o.advance(2, |_| {});
         assert_eq!(o.cost(), 0);
     }
 
     #[test]
+    fn storage_is_kept_until_reclaimed() {
+        let mut o = Outbox::default();
+        o.push(shared(b"abc", 1));
+        o.advance(3, |_| {});
+        assert!(o.frames.capacity() > 0, "a drained queue keeps its storage");
+        o.push(shared(b"d", 1));
+        o.reclaim();
+        assert!(
+            o.frames.capacity() > 0,
+            "a non-empty queue is not reclaimed"
+        );
+        o.advance(1, |_| {});
+        o.reclaim();
+        assert_eq!(o.frames.capacity(), 0);
+    }
+
+    #[test]
     fn discard_keeps_a_started_frame() {
         let mut o = Outbox::default();
-        o.push(Bytes::from_static(b"abc"), 0);
-        o.push(Bytes::from_static(b"de"), 0);
+        o.push(Bytes::from_static(b"abc").into());
+        o.push(Bytes::from_static(b"de").into());
         o.advance(1, |_| {});
         o.discard_unstarted();
         assert_eq!(o.queued(), 2);

@@ -183,6 +183,24 @@ impl Collector for Scrape {
             "Messages received from other shards.",
             |c| c.bus_received,
         )?;
+        counter(
+            &mut enc,
+            "corecast_flush_passes",
+            "Flush passes: each writes every outbox fan-out filled since the last.",
+            |c| c.flush_passes,
+        )?;
+        counter(
+            &mut enc,
+            "corecast_ticker_passes",
+            "Heartbeat ticker passes (each visits a slice of the connection table).",
+            |c| c.ticker_passes,
+        )?;
+        gauge(
+            &mut enc,
+            "corecast_ticker_pass_longest_microseconds",
+            "Longest heartbeat ticker pass since start (a whole number of microseconds).",
+            |r| r.counters.ticker_pass_max_ns / 1000,
+        )?;
         gauge(
             &mut enc,
             "corecast_bus_queue_depth",

@@ -272,6 +272,7 @@ async fn shard_main(plan: ShardPlan) {
         epoll,
     ));
     glommio::spawn_local(EpollSet::dispatch_forever(shard.clone())).detach();
+    glommio::spawn_local(shard.clone().flush_forever()).detach();
     for (_, rx) in receivers {
         let shard = shard.clone();
         glommio::spawn_local(async move {

@@ -13,7 +13,7 @@
 //! `state.rs` holds `ConnState`, `session.rs` the protocol handling.
 
 use std::future::Future;
-use std::io::{self, IoSlice};
+use std::io;
 use std::net::Shutdown;
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
@@ -22,10 +22,8 @@ use std::task::{Context, Poll, Waker};
 
 use crate::error::CloseReason;
 use crate::http::{self, Route};
-use crate::latency::{self, Latency};
 use crate::message;
-use crate::outbox::MAX_IOVECS;
-use crate::readiness::{after_io, can, store_waker, EpollStream, READABLE, WRITABLE};
+use crate::readiness::{after_io, can, store_waker, EpollStream, READABLE};
 use crate::shard::{log_limited, Shard};
 use crate::sys;
 use crate::ws::Decoder;
@@ -89,7 +87,7 @@ fn start(shard: Rc<Shard>, socket: std::net::TcpStream, upgrade: http::Upgrade) 
     if let Err(e) = socket.set_nodelay(true) {
         log::debug!("set_nodelay failed: {e}");
     }
-    let (key, seq) = shard.register(upgrade.route == Route::Ws);
+    let (key, seq) = shard.register(socket.as_raw_fd(), upgrade.route == Route::Ws);
     if let Err(e) = shard.epoll.watch_upgraded(socket.as_raw_fd(), key, seq) {
         log_limited!(
             shard,
@@ -260,45 +258,15 @@ impl Connection {
         })
     }
 
-    /// Writes as much of the outbox as the socket takes, one `sendmsg` per
-    /// batch of frames. Ok(true) when the outbox is empty; Ok(false) when the
-    /// socket is full (its next epoll event wakes the task).
+    /// Writes as much of the outbox as the socket takes
+    /// ([`Shard::write_outbox`]). Ok(true) when the outbox is empty;
+    /// Ok(false) when the socket is full (its next epoll event wakes the task).
     fn flush(&mut self) -> io::Result<bool> {
-        let fd = self.socket.as_raw_fd();
         let mut conns = self.shard.conns.borrow_mut();
         let Some(state) = conns.get_mut(self.session.key.0 as usize) else {
             return Ok(true);
         };
-        loop {
-            if state.outbox.is_empty() {
-                return Ok(true);
-            }
-            if !can(state.ready, WRITABLE) {
-                return Ok(false);
-            }
-            let written = {
-                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-                let n = state.outbox.slices(&mut slices);
-                let result = sys::send_vectored(fd, &slices[..n]);
-                let len = slices[..n].iter().map(|s| s.len()).sum();
-                after_io(&mut state.ready, WRITABLE, &result, len);
-                match result {
-                    Ok(written) => written,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-                    Err(e) => return Err(e),
-                }
-            };
-            let mut latency = self.shard.latency.borrow_mut();
-            let mut now_ns = 0;
-            state.outbox.advance(written, |stamp| {
-                if now_ns == 0 {
-                    now_ns = latency::now_ns();
-                }
-                Latency::record(&mut latency.fanout, stamp, now_ns);
-            });
-            self.shard.metrics.bump(|c| c.bytes_out += written as u64);
-        }
+        self.shard.write_outbox(state)
     }
 
     /// One `recv` into the shard's scratch buffer, decoded on the spot;
@@ -416,7 +384,8 @@ mod tests {
         );
         assert!(
             std::mem::size_of::<ConnState>() <= 128,
-            "the shard's table slot"
+            "the shard's table slot: {}",
+            std::mem::size_of::<ConnState>()
         );
     }
 }

@@ -2,12 +2,11 @@
 //! so fan-out and the ticker can queue frames and wake the task without
 //! touching the socket.
 
+use std::os::fd::RawFd;
 use std::task::Waker;
 
-use bytes::Bytes;
-
 use crate::error::CloseReason;
-use crate::outbox::Outbox;
+use crate::outbox::{Frame, Outbox};
 use crate::readiness::{READABLE, WRITABLE};
 use crate::ws;
 
@@ -15,17 +14,18 @@ use crate::ws;
 #[derive(Debug)]
 pub struct ConnState {
     /// Frames waiting for the socket.
-    pub(super) outbox: Outbox,
+    pub(crate) outbox: Outbox,
     /// Wakes the connection's task when something is queued.
     pub(super) waker: Option<Waker>,
     /// Per-shard sequence number; tells a reused key from its old owner.
     pub(crate) seq: u64,
-    /// Last ping sent (shard ms).
-    last_ping_ms: u64,
-    /// First ping not yet followed by any received byte; 0 when none.
-    pub(super) unanswered_ping_ms: u64,
-    /// When a closing connection is dropped regardless (shard ms).
-    close_deadline_ms: u64,
+    /// Last ping sent (shard ms, low 32 bits: see [`since`]).
+    last_ping_ms: u32,
+    /// First ping not yet followed by any received byte (low 32 bits of
+    /// shard ms, never 0); 0 when none.
+    pub(super) unanswered_ping_ms: u32,
+    /// When a closing connection is dropped regardless (low 32 bits of shard ms).
+    close_deadline_ms: u32,
     /// Set once the server has queued its close frame.
     pub(super) closing: Option<CloseReason>,
     /// Reads paused until other shards acknowledge a subscribe.
@@ -39,17 +39,22 @@ pub struct ConnState {
     /// idle socket is never asked again until the kernel says something
     /// changed), plus the sticky `READ_CLOSED`/`WRITE_CLOSED` hang-up bits
     /// that no short transfer clears (see [`crate::readiness`]).
-    pub(super) ready: u8,
+    pub(crate) ready: u8,
+    /// In the shard's flush list (queued to by fan-out since the last pass).
+    pub(crate) dirty: bool,
+    /// The socket, owned by the connection's task; the shard's flush pass
+    /// writes to it too.
+    pub(crate) fd: RawFd,
 }
 
 impl ConnState {
-    /// State of a connection opened at `now_ms`.
-    pub fn new(seq: u64, now_ms: u64, pubsub: bool) -> ConnState {
+    /// State of connection `fd` opened at `now_ms`.
+    pub fn new(fd: RawFd, seq: u64, now_ms: u64, pubsub: bool) -> ConnState {
         ConnState {
             outbox: Outbox::default(),
             waker: None,
             seq,
-            last_ping_ms: now_ms,
+            last_ping_ms: now_ms as u32,
             unanswered_ping_ms: 0,
             close_deadline_ms: 0,
             closing: None,
@@ -57,12 +62,25 @@ impl ConnState {
             dead: false,
             pubsub,
             ready: READABLE | WRITABLE,
+            dirty: false,
+            fd,
         }
     }
 
     /// Records readiness (edge and sticky bits) and wakes the task.
     pub fn on_readiness(&mut self, ready: u8) {
         self.ready |= ready;
+        self.wake();
+    }
+
+    /// True once the server has queued its close frame.
+    pub fn is_closing(&self) -> bool {
+        self.closing.is_some()
+    }
+
+    /// A write to the socket failed: the task must end now.
+    pub(crate) fn fail(&mut self) {
+        self.dead = true;
         self.wake();
     }
 
@@ -76,19 +94,19 @@ impl ConnState {
         self.outbox.queued()
     }
 
-    /// Queues a frame. Returns false when the outbox's cost (bytes plus a
+    /// Queues a frame, without waking the task (the shard's flush pass
+    /// writes it). Returns false when the outbox's cost (bytes plus a
     /// per-frame charge, [`crate::outbox::ENTRY_COST`]) is over `limit`; the
     /// caller then closes the connection as a slow consumer. A frame that
     /// finds the outbox empty always fits, so a message of the largest
     /// allowed size can be sent whatever the limit. Frames queued after the
     /// server's close frame are dropped.
-    pub fn push(&mut self, frame: Bytes, stamp: u64, limit: usize) -> bool {
+    pub fn push(&mut self, frame: Frame, limit: usize) -> bool {
         if self.closing.is_some() {
             return true;
         }
         let was_empty = self.outbox.is_empty();
-        let cost = self.outbox.push(frame, stamp);
-        self.wake();
+        let cost = self.outbox.push(frame);
         was_empty || cost <= limit
     }
 
@@ -105,40 +123,71 @@ impl ConnState {
             self.outbox.discard_unstarted();
         }
         if reason != CloseReason::Abnormal {
-            self.outbox.push(ws::close(reason.code(), reason.text()), 0);
+            self.outbox
+                .push(Frame::Own(ws::close(reason.code(), reason.text())));
         }
         self.closing = Some(reason);
-        self.close_deadline_ms = deadline_ms;
+        self.close_deadline_ms = deadline_ms as u32;
         self.wake();
         true
     }
 
-    /// Periodic check: pings, the pong timeout and the close deadline.
+    /// Periodic check: pings, the pong timeout and the close deadline; an
+    /// idle outbox gives its storage back.
     pub fn tick(&mut self, now: u64, ping_ms: u64, pong_ms: u64, close_deadline: u64) {
+        self.outbox.reclaim();
         if self.closing.is_some() {
-            if now >= self.close_deadline_ms && !self.dead {
+            if passed(now, self.close_deadline_ms) && !self.dead {
                 self.dead = true;
                 self.wake();
             }
             return;
         }
-        if self.unanswered_ping_ms != 0 && now - self.unanswered_ping_ms >= pong_ms {
+        if self.unanswered_ping_ms != 0 && since(now, self.unanswered_ping_ms) >= pong_ms {
             self.begin_close(CloseReason::HeartbeatTimeout, close_deadline);
             return;
         }
-        if now - self.last_ping_ms >= ping_ms {
-            self.last_ping_ms = now;
+        if since(now, self.last_ping_ms) >= ping_ms {
+            self.last_ping_ms = now as u32;
             if self.unanswered_ping_ms == 0 {
-                self.unanswered_ping_ms = now;
+                self.unanswered_ping_ms = (now as u32).max(1);
             }
-            self.outbox.push(ws::PING.clone(), 0);
+            self.outbox.push(Frame::Own(ws::PING.clone()));
             self.wake();
         }
     }
 
-    fn wake(&self) {
+    /// Wakes the connection's task (to read again, or to see a state change).
+    pub(crate) fn wake(&self) {
         if let Some(waker) = &self.waker {
             waker.wake_by_ref();
         }
+    }
+}
+
+/// Milliseconds from `then` (the low 32 bits of a shard time) to `now`.
+/// Keeping 32 bits saves 12 bytes per connection; it is exact for spans
+/// under 49 days, and every timer span is bounded far below that
+/// (`Config::validate`).
+fn since(now: u64, then: u32) -> u64 {
+    u64::from((now as u32).wrapping_sub(then))
+}
+
+/// True once `now` has reached `deadline` (low 32 bits of a shard time set
+/// less than 24 days before).
+fn passed(now: u64, deadline: u32) -> bool {
+    (deadline.wrapping_sub(now as u32) as i32) <= 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_timer_fields_survive_the_32_bit_wrap() {
+        let before_wrap = u64::from(u32::MAX) - 5;
+        assert_eq!(since(before_wrap + 10, before_wrap as u32), 10);
+        assert!(passed(before_wrap + 10, (before_wrap + 3) as u32));
+        assert!(!passed(before_wrap, (before_wrap + 3) as u32));
     }
 }

@@ -8,6 +8,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use crate::error::CloseReason;
 use crate::latency::Latency;
 use crate::metrics::ShardMetrics;
 use crate::notify::{with_timeout, Latch, Notify};
+use crate::outbox::Frame;
 use crate::readiness::EpollSet;
 use crate::topics::TopicRouter;
 
@@ -75,6 +77,7 @@ struct PendingInterest {
     replies: Vec<(ConnKey, u64, Bytes)>,
 }
 
+mod flush;
 mod pubsub;
 mod query;
 
@@ -97,6 +100,10 @@ pub struct Shard {
     pub(crate) bus: Rc<Bus>,
     /// Readiness of every public socket of this shard (handshaking or upgraded).
     pub(crate) epoll: EpollSet,
+    /// Connections fan-out queued frames to since the last flush pass.
+    flush_list: RefCell<Vec<ConnKey>>,
+    /// Wakes the flush task when the list stops being empty.
+    flush_wake: Notify,
     /// Read buffer lent to one connection at a time while it decodes.
     pub(crate) scratch: RefCell<Vec<u8>>,
     /// Counters of this shard.
@@ -119,6 +126,11 @@ pub struct Shard {
     /// Gates [`Shard::may_warn`].
     warn_gate: RateGate,
 }
+
+/// Connection-table slots one ticker pass visits: at ~20 ns a slot, a pass
+/// costs ~40 µs, so the ticker never holds the shard for long, and a
+/// million connections take ~500 passes a cycle.
+const TICK_SLICE: usize = 2048;
 
 /// Shortest gap between two per-connection warnings of one shard, so a
 /// failure that hits every connection (an exhausted kernel limit) logs a
@@ -173,6 +185,8 @@ impl Shard {
             pending: RefCell::new(HashMap::new()),
             bus,
             epoll,
+            flush_list: RefCell::new(Vec::new()),
+            flush_wake: Notify::default(),
             scratch: RefCell::new(vec![0; SCRATCH_BYTES]),
             metrics: ShardMetrics::default(),
             shutdown: Latch::default(),
@@ -219,15 +233,16 @@ impl Shard {
         self.shared.open_connections.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Registers a new upgraded connection; returns its key and sequence number.
-    pub fn register(&self, pubsub: bool) -> (ConnKey, u64) {
+    /// Registers a new upgraded connection on socket `fd`; returns its key
+    /// and sequence number.
+    pub fn register(&self, fd: RawFd, pubsub: bool) -> (ConnKey, u64) {
         let seq = self.next_seq.get();
         self.next_seq.set(seq + 1);
         let now = self.now_ms();
         let key = self
             .conns
             .borrow_mut()
-            .insert(ConnState::new(seq, now, pubsub));
+            .insert(ConnState::new(fd, seq, now, pubsub));
         self.shared.websockets.fetch_add(1, Ordering::Relaxed);
         (ConnKey(key as u32), seq)
     }
@@ -257,18 +272,19 @@ impl Shard {
         }
     }
 
-    /// Queues a frame for one local connection (a reply or a delivery).
+    /// Queues a frame for one local connection (a reply).
     pub fn send_to(&self, key: ConnKey, frame: Bytes) {
         if let Some(conn) = self.conns.borrow_mut().get_mut(key.0 as usize) {
-            self.deliver(conn, frame, 0);
+            self.deliver(key, conn, Frame::Own(frame));
         }
     }
 
-    /// Queues `frame` (publish stamp `stamp`, 0 for none) for one
-    /// connection, closing it as a slow consumer when over the limit.
-    pub(crate) fn deliver(&self, conn: &mut ConnState, frame: Bytes, stamp: u64) {
+    /// Queues `frame` for connection `key` and marks it for the next flush
+    /// pass, closing it as a slow consumer when over the limit.
+    pub(crate) fn deliver(&self, key: ConnKey, conn: &mut ConnState, frame: Frame) {
         let limit = self.config.config.max_outbound_bytes;
-        if conn.push(frame, stamp, limit) {
+        if conn.push(frame, limit) {
+            self.mark_dirty(key, conn);
             return;
         }
         // Over the limit: cut this subscriber off; the publisher never waits.
@@ -286,20 +302,47 @@ impl Shard {
         }
     }
 
-    /// Heartbeats and deadlines; runs every `period` for the shard's life.
-    pub async fn tick_forever(self: Rc<Self>, period: Duration) {
+    /// Heartbeats and deadlines: visits every connection once per `cycle`,
+    /// for the shard's life, in passes of at most [`TICK_SLICE`] table
+    /// slots spread evenly over the cycle, so no pass stalls the shard's
+    /// deliveries for long however many connections it holds.
+    pub async fn tick_forever(self: Rc<Self>, cycle: Duration) {
+        let mut cursor = 0;
         loop {
-            glommio::timer::sleep(period).await;
-            let cfg = &self.config.config;
-            let (ping, pong, close) = (
-                Self::ms(cfg.ping_interval),
-                Self::ms(cfg.pong_timeout),
-                Self::ms(cfg.close_timeout),
-            );
-            let now = self.now_ms();
-            for (_, conn) in self.conns.borrow_mut().iter_mut() {
+            let slots = self.conns.borrow().capacity().max(1);
+            let passes = slots.div_ceil(TICK_SLICE) as u32;
+            glommio::timer::sleep(cycle / passes).await;
+            let started = Instant::now();
+            cursor = self.tick_slice(cursor);
+            let took = started.elapsed().as_nanos() as u64;
+            self.metrics.bump(|c| {
+                c.ticker_passes += 1;
+                c.ticker_pass_max_ns = c.ticker_pass_max_ns.max(took);
+            });
+        }
+    }
+
+    /// One ticker pass over table slots `from..from + TICK_SLICE`; returns
+    /// where the next pass starts (0 after the end of the table).
+    fn tick_slice(&self, from: usize) -> usize {
+        let cfg = &self.config.config;
+        let (ping, pong, close) = (
+            Self::ms(cfg.ping_interval),
+            Self::ms(cfg.pong_timeout),
+            Self::ms(cfg.close_timeout),
+        );
+        let now = self.now_ms();
+        let mut conns = self.conns.borrow_mut();
+        let end = from + TICK_SLICE;
+        for key in from..end {
+            if let Some(conn) = conns.get_mut(key) {
                 conn.tick(now, ping, pong, now + close);
             }
+        }
+        if end >= conns.capacity() {
+            0
+        } else {
+            end
         }
     }
 

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use super::{ConnKey, PendingInterest, Shard, Subscription};
 use crate::bus::BusMessage;
 use crate::latency::{self, Latency};
+use crate::outbox::{Frame, Published};
 use crate::topics::Subscribed;
 
 impl Shard {
@@ -167,7 +168,9 @@ impl Shard {
                 continue;
             };
             conn.awaiting_ack = false;
-            self.deliver(conn, reply, 0);
+            // The task paused its reads for this reply: let it resume.
+            conn.wake();
+            self.deliver(key, conn, Frame::Own(reply));
             drop(conns);
             self.topics.borrow_mut().subscribe(channel, key);
         }
@@ -182,8 +185,9 @@ impl Shard {
         }
     }
 
-    /// Pushes `frame` to each connection in `keys`: a refcount bump each, no
-    /// copy. `stamp` is when the publish entered the server.
+    /// Queues `frame` for each connection in `keys`: a shard-local refcount
+    /// bump each, no copy, no atomic; the flush pass writes them. `stamp` is
+    /// when the publish entered the server.
     pub(super) fn fan_out_local(
         &self,
         keys: impl Iterator<Item = ConnKey>,
@@ -192,9 +196,14 @@ impl Shard {
     ) {
         let mut conns = self.conns.borrow_mut();
         let mut n = 0;
+        // One shard-local reference for every local subscriber.
+        let frame = Frame::Shared(Rc::new(Published {
+            frame: frame.clone(),
+            stamp,
+        }));
         for key in keys {
             if let Some(conn) = conns.get_mut(key.0 as usize) {
-                self.deliver(conn, frame.clone(), stamp);
+                self.deliver(key, conn, frame.clone());
                 n += 1;
             }
         }

@@ -11,12 +11,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{Shard, ShardId};
+use super::{ConnKey, Shard, ShardId};
 use crate::bus::BusMessage;
 use crate::error::CloseReason;
 use crate::latency::LatencySnapshot;
 use crate::metrics::Counters;
 use crate::notify::with_timeout;
+use crate::outbox::{Frame, Published};
 
 /// How long a query waits for other shards before answering with what it
 /// has (a shard that has exited during shutdown never replies).
@@ -228,8 +229,12 @@ impl Shard {
     pub(super) fn broadcast_local(&self, frame: &Bytes) {
         let mut conns = self.conns.borrow_mut();
         let mut n = 0;
-        for (_, conn) in conns.iter_mut().filter(|(_, c)| c.is_pubsub()) {
-            self.deliver(conn, frame.clone(), 0);
+        let frame = Frame::Shared(Rc::new(Published {
+            frame: frame.clone(),
+            stamp: 0,
+        }));
+        for (key, conn) in conns.iter_mut().filter(|(_, c)| c.is_pubsub()) {
+            self.deliver(ConnKey(key as u32), conn, frame.clone());
             n += 1;
         }
         drop(conns);

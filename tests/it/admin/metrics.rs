@@ -9,7 +9,7 @@ use crate::harness::{clients_on_both_shards, connection_id, get, Client, Pool, T
 use super::openmetrics::{assert_histogram_well_formed, closed, delta, scrape, Scrape};
 
 /// Every metric family /metrics must expose, with its OpenMetrics type.
-const FAMILIES: [(&str, &str); 20] = [
+const FAMILIES: [(&str, &str); 23] = [
     ("corecast_connections_open", "gauge"),
     ("corecast_connections_accepted", "counter"),
     ("corecast_connections_refused", "counter"),
@@ -27,6 +27,9 @@ const FAMILIES: [(&str, &str); 20] = [
     ("corecast_outbox_bytes", "gauge"),
     ("corecast_bus_messages_sent", "counter"),
     ("corecast_bus_messages_received", "counter"),
+    ("corecast_flush_passes", "counter"),
+    ("corecast_ticker_passes", "counter"),
+    ("corecast_ticker_pass_longest_microseconds", "gauge"),
     ("corecast_bus_queue_depth", "gauge"),
     ("corecast_fanout_latency_seconds", "histogram"),
     ("corecast_bus_hop_latency_seconds", "histogram"),

@@ -136,20 +136,17 @@ pub(crate) fn is_object(json: &str) -> bool {
 /// Parses one client text message.
 pub fn parse(text: &str) -> Result<Request<'_>, RequestError<'_>> {
     let fields: Fields<'_> = serde_json::from_str(text).map_err(|e| {
-        // serde stops at the first mismatch, so `"x" junk` fails as a data
-        // error although it is not JSON: then the syntax error is the answer.
-        let e = if e.is_data() {
-            serde_json::from_str::<serde::de::IgnoredAny>(text)
-                .err()
-                .unwrap_or(e)
-        } else {
-            e
-        };
-        let code = if e.is_data() {
-            ErrorCode::InvalidMessage
-        } else {
+        // serde's category is not "is it JSON": it stops at the first type
+        // mismatch (`"x" junk` is a data error) and calls a five-element
+        // array "trailing characters". So the text is checked on its own
+        // (error path only), and a syntax error from that check wins.
+        let not_json = serde_json::from_str::<serde::de::IgnoredAny>(text).err();
+        let code = if not_json.is_some() {
             ErrorCode::InvalidJson
+        } else {
+            ErrorCode::InvalidMessage
         };
+        let e = not_json.unwrap_or(e);
         let message = match code {
             ErrorCode::InvalidMessage => {
                 format!("request must be a JSON object with a \"type\": {e}")
@@ -385,6 +382,13 @@ mod tests {
         assert_eq!(code_of("[1,2]"), ErrorCode::InvalidMessage);
         assert_eq!(code_of(r#"["heartbeat"]"#), ErrorCode::InvalidMessage);
         assert_eq!(code_of(r#" ["subscribe","c"]"#), ErrorCode::InvalidMessage);
+        // serde calls a long array "trailing characters" and `"x" junk` a
+        // type error; what decides is whether the text is JSON.
+        assert_eq!(
+            code_of(r#"["a","b","c","d","e"]"#),
+            ErrorCode::InvalidMessage
+        );
+        assert_eq!(code_of(r#""x" junk"#), ErrorCode::InvalidJson);
         assert_eq!(
             code_of(r#"{"type":"dance"}"#),
             ErrorCode::UnknownMessageType

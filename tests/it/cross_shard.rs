@@ -287,3 +287,61 @@ fn each_channel_reaches_only_its_subscribers_across_shards() {
         sub.assert_heartbeat_next();
     }
 }
+
+#[test]
+fn concurrent_publishers_on_both_shards_keep_their_order_for_late_readers() {
+    // Subscribers on each shard read nothing until both publishers, each in
+    // its own thread on its own shard, are done: their sockets fill, the
+    // flush pass leaves the rest to their tasks, and every frame must still
+    // arrive once, each publisher's in its order.
+    let server = TestServer::start(&["--shards", "2", "--max-outbound-bytes", "64MiB"]);
+    let mut late: Vec<(usize, Client)> = Vec::new();
+    for _ in 0..64 {
+        if late.len() == 2 {
+            break;
+        }
+        let (mut client, hello) = server.ws_client_small_rcvbuf();
+        let shard = hello["shard"].as_u64().expect("shard") as usize;
+        if late.iter().all(|(s, _)| *s != shard) {
+            client.subscribe("busy");
+            late.push((shard, client));
+        }
+    }
+    assert_eq!(late.len(), 2, "no late subscriber on each shard");
+    let mut pool = Pool::new(&server);
+    let publishers = [pool.on_shard(0), pool.on_shard(1)];
+    const N: u64 = 1500;
+    let fill = "z".repeat(1024);
+    std::thread::scope(|scope| {
+        for (p, mut publisher) in publishers.into_iter().enumerate() {
+            let fill = &fill;
+            scope.spawn(move || {
+                for seq in 0..N {
+                    let data = json!({"p":p,"seq":seq,"fill":fill});
+                    publish(&mut publisher, "busy", &data);
+                }
+                // A heartbeat reply after every publish means all were taken.
+                publisher.send_json(&json!({"type":"heartbeat","id":"end"}));
+                loop {
+                    let reply = publisher.recv_json();
+                    if reply["type"] == "heartbeat" {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    for (shard, sub) in &mut late {
+        let mut next = [0u64; 2];
+        while next != [N, N] {
+            let msg = sub.recv_json();
+            assert_eq!(msg["type"], "message", "shard {shard}: {msg}");
+            let p = msg["data"]["p"].as_u64().expect("p") as usize;
+            assert_eq!(
+                msg["data"]["seq"], next[p],
+                "late subscriber on shard {shard}, publisher {p}: lost, duplicated or reordered"
+            );
+            next[p] += 1;
+        }
+    }
+}

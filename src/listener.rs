@@ -108,6 +108,14 @@ pub struct AdminSockets {
 /// listeners shut their read side when the drain starts.
 pub struct AdminLinger(Socket);
 
+impl AdminLinger {
+    /// Another handle on the socket, for the signal thread to shut before a
+    /// forced exit (which never reaches this one's drop).
+    pub fn duplicate(&self) -> std::io::Result<Socket> {
+        self.0.try_clone()
+    }
+}
+
 impl Drop for AdminLinger {
     fn drop(&mut self) {
         // ENOTCONN if already shut; either way it no longer listens.

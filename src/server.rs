@@ -117,7 +117,12 @@ pub fn run(config: Config) -> Result<(), StartupError> {
         config.config.max_message_size,
         config.config.max_outbound_bytes,
     );
-    shutdown::spawn_signal_thread(controls);
+    let listening = _admin_linger
+        .as_ref()
+        .and_then(|linger| linger.duplicate().ok())
+        .into_iter()
+        .collect();
+    shutdown::spawn_signal_thread(controls, listening);
     for thread in threads {
         if thread.join().is_err() {
             log::error!("a shard thread panicked");

@@ -11,8 +11,11 @@ use crate::sys;
 /// Exit status when a second signal cuts the drain short.
 pub const FORCED_EXIT_STATUS: i32 = 130;
 
-/// Starts the thread that turns signals into shard shutdowns.
-pub fn spawn_signal_thread(controls: Vec<UnixStream>) {
+/// Starts the thread that turns signals into shard shutdowns. `listening`
+/// are sockets to take out of LISTEN before a forced exit, so that a
+/// restart right after it finds their ports free (see
+/// `listener::AdminLinger`).
+pub fn spawn_signal_thread(controls: Vec<UnixStream>, listening: Vec<socket2::Socket>) {
     let spawned = std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
@@ -29,6 +32,9 @@ pub fn spawn_signal_thread(controls: Vec<UnixStream>) {
             }
             if let Ok(sig) = sys::wait_for_signal() {
                 log::warn!("received {sig} again, exiting without finishing the drain");
+            }
+            for socket in &listening {
+                let _ = socket.shutdown(std::net::Shutdown::Read);
             }
             std::process::exit(FORCED_EXIT_STATUS);
         });

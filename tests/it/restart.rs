@@ -73,3 +73,37 @@ fn free_port() -> u16 {
     let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a probe");
     probe.local_addr().expect("probe address").port()
 }
+
+#[test]
+fn immediate_restart_after_a_forced_exit_always_starts() {
+    let (port, admin) = (free_port(), free_port());
+    let admin_addr = format!("127.0.0.1:{admin}");
+    for round in 1..=5 {
+        let mut cmd = fixed_ports(port, &admin_addr);
+        cmd.args(["--shutdown-timeout", "30s"]);
+        let mut server = match TestServer::spawn(cmd) {
+            Ok(server) => server,
+            Err((status, log)) => panic!("start {round} failed ({status:?}):\n{log}"),
+        };
+        // A client that never answers the close keeps the drain going, so
+        // the second signal cuts it short.
+        let _stubborn = crate::harness::RawClient::connect(&server.addr(), "/ws");
+        assert_eq!(get(&admin_addr, "/health").status, 200);
+        server.signal(libc::SIGTERM);
+        assert!(
+            server.wait_for_log("draining", WAIT).is_some(),
+            "{}",
+            server.log_text()
+        );
+        server.signal(libc::SIGTERM);
+        let status = server
+            .wait_exit(WAIT)
+            .expect("exits after a second SIGTERM");
+        assert_eq!(
+            status.code(),
+            Some(130),
+            "round {round}:\n{}",
+            server.log_text()
+        );
+    }
+}

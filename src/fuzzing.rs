@@ -840,11 +840,12 @@ fn check_admin_route(req: &admin::Request, max_body: usize) {
         req.path,
         response.status
     );
-    let token = req
-        .authorization
-        .as_deref()
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let authorized = token.map(str::trim) == Some(ADMIN_TOKEN);
+    // RFC 9110 11.1: `Bearer` is case-insensitive, then one or more spaces.
+    let token = req.authorization.as_deref().and_then(|v| {
+        let (scheme, rest) = v.trim_start().split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+    });
+    let authorized = token == Some(ADMIN_TOKEN);
     if known && req.path.starts_with("/api/") {
         assert_eq!(
             response.status == 401,

@@ -143,3 +143,201 @@ stat_ticks() {
     # shellcheck disable=SC2034  # the caller reads it
     TICKS=$((${12} + ${13}))
 }
+
+# ---- CPU caps (--cap PCT): a cgroup per cap whose CPU quota is PCT% of one
+# CPU. cgroup v1 (a child of the cpu controller's mount: cpu.cfs_period_us
+# 100000, cpu.cfs_quota_us PCT*1000) is used where the machine has it, else
+# cgroup v2 (cpu.max "PCT*1000 100000" in a cgroup2 mount whose
+# cgroup.controllers lists cpu). $CORECAST_CGROUP_ROOT (default
+# /sys/fs/cgroup) lets the tests use a fake tree; with it set, the root check
+# is skipped. Globals: CAPS (the caps asked for), CG_VERSION (v1 or v2),
+# CG_BASE (where groups are made), CG_DIR (the group made last), CG_DIRS
+# (every group still to remove).
+
+# The CFS period: 100 ms, the kernel's default, so a 25% cap is 25 ms of
+# CPU in every 100 ms.
+CAP_PERIOD_US=100000
+CAPS=() CG_VERSION="" CG_BASE="" CG_DIR="" CG_DIRS=()
+
+# add_caps LIST: appends to CAPS each cap in LIST (comma- or space-separated
+# whole percentages of one CPU, 1-100), skipping repeats. Prints an error
+# and returns 1 at the first bad value; an empty LIST is bad.
+add_caps() {
+    local pct seen=0 c dup list=()
+    read -r -a list <<<"${1//,/ }"
+    for pct in "${list[@]}"; do
+        seen=1
+        if [[ ! $pct =~ ^[0-9]+$ ]] || ((10#$pct < 1 || 10#$pct > 100)); then
+            echo "bad --cap value '$pct': a whole percentage of one CPU, 1-100" >&2
+            return 1
+        fi
+        pct=$((10#$pct)) dup=0
+        for c in "${CAPS[@]}"; do [[ $c != "$pct" ]] || dup=1; done
+        ((dup)) || CAPS+=("$pct")
+    done
+    ((seen)) || { echo "bad --cap value '$1': a whole percentage of one CPU, 1-100" >&2; return 1; }
+}
+
+# cap_quota_us PCT: the CFS quota, in microseconds per CAP_PERIOD_US, of a
+# PCT% cap.
+cap_quota_us() { echo $(($1 * CAP_PERIOD_US / 100)); }
+
+# cgroup_detect ROOT: sets CG_VERSION and CG_BASE from the cgroup mounts
+# under ROOT: v1 if ROOT/cpu has cpu.cfs_quota_us, else v2 at ROOT/unified
+# (hybrid) or ROOT (unified) if its cgroup.controllers lists cpu. Returns 1
+# when there is no cpu controller to use.
+cgroup_detect() {
+    local root=$1 dir words=()
+    CG_VERSION="" CG_BASE=""
+    if [[ -f $root/cpu/cpu.cfs_quota_us ]]; then
+        CG_VERSION=v1 CG_BASE=$root/cpu
+        return 0
+    fi
+    for dir in "$root/unified" "$root"; do
+        [[ -f $dir/cgroup.controllers ]] || continue
+        read -r -a words <"$dir/cgroup.controllers" || true
+        if [[ " ${words[*]} " == *" cpu "* ]]; then
+            CG_VERSION=v2 CG_BASE=$dir
+            return 0
+        fi
+    done
+    return 1
+}
+
+# cap_preflight: refuses (message on stderr, status 1) unless this is root
+# (or a fake tree) and a cpu controller can be written; sets CG_VERSION and
+# CG_BASE.
+cap_preflight() {
+    local root=${CORECAST_CGROUP_ROOT:-/sys/fs/cgroup}
+    if [[ -z ${CORECAST_CGROUP_ROOT:-} ]] && ((EUID != 0)); then
+        echo "--cap needs root: it creates a cgroup and moves the servers into it" >&2
+        return 1
+    fi
+    if ! cgroup_detect "$root"; then
+        echo "--cap: no cpu controller: neither $root/cpu/cpu.cfs_quota_us (cgroup v1) nor cpu in cgroup.controllers of $root/unified or $root (cgroup v2)" >&2
+        return 1
+    fi
+    if [[ ! -w $CG_BASE ]]; then
+        echo "--cap: cannot create a cgroup in $CG_BASE (not writable)" >&2
+        return 1
+    fi
+}
+
+# cgroup_describe: one line naming the cgroup version and files used.
+cgroup_describe() {
+    case $CG_VERSION in
+        v1) echo "cgroup v1, cpu controller at $CG_BASE (cpu.cfs_period_us $CAP_PERIOD_US, cpu.cfs_quota_us PCT*1000)" ;;
+        v2) echo "cgroup v2 at $CG_BASE (cpu.max \"PCT*1000 $CAP_PERIOD_US\")" ;;
+        *) echo "no cgroup" ;;
+    esac
+}
+
+# cgroup_create PCT: makes a group under CG_BASE named after PCT and this
+# shell's pid (unique among running scripts), sets its quota to PCT% of one
+# CPU, sets CG_DIR and adds it to CG_DIRS. Returns 1 (message on stderr)
+# if any step fails; a group made before the failure is still in CG_DIRS.
+cgroup_create() {
+    local pct=$1 dir quota words=()
+    dir=$CG_BASE/corecast-cap$pct-$$
+    quota=$(cap_quota_us "$pct")
+    mkdir "$dir" || { echo "--cap: cannot create $dir" >&2; return 1; }
+    CG_DIRS+=("$dir")
+    CG_DIR=$dir
+    if [[ $CG_VERSION == v1 ]]; then
+        { echo "$CAP_PERIOD_US" >"$dir/cpu.cfs_period_us" && echo "$quota" >"$dir/cpu.cfs_quota_us"; } 2>/dev/null
+    else
+        # A v2 child has cpu.max only once its parent hands the controller down.
+        read -r -a words <"$CG_BASE/cgroup.subtree_control" 2>/dev/null || true
+        if [[ " ${words[*]} " != *" cpu "* ]]; then
+            echo +cpu 2>/dev/null >"$CG_BASE/cgroup.subtree_control"
+        fi
+        echo "$quota $CAP_PERIOD_US" 2>/dev/null >"$dir/cpu.max"
+    fi || { echo "--cap: cannot set the quota of $dir" >&2; return 1; }
+}
+
+# cgroup_move PID [DIR]: moves process PID and each of its threads into DIR
+# (default CG_DIR); threads it starts later are born there. v1: the process
+# through cgroup.procs, then every /proc/PID/task/* through tasks; v2 moves
+# a process's threads together, through cgroup.procs. Returns 1 if PID
+# could not be moved (a thread that exits meanwhile is not an error).
+cgroup_move() {
+    local pid=$1 dir=${2:-$CG_DIR} task
+    echo "$pid" 2>/dev/null >>"$dir/cgroup.procs" || {
+        echo "--cap: cannot move pid $pid into $dir" >&2
+        return 1
+    }
+    [[ $CG_VERSION == v1 ]] || return 0
+    for task in "/proc/$pid/task/"*; do
+        [[ -e $task ]] || continue
+        echo "${task##*/}" 2>/dev/null >>"$dir/tasks" || true
+    done
+}
+
+# cgroup_path_of VERSION: reads a /proc/PID/cgroup file on stdin and prints
+# the path of its cpu group (v1: the line whose controller list has cpu;
+# v2: the "0::" line).
+cgroup_path_of() {
+    local line id ctl path
+    while IFS= read -r line; do
+        id=${line%%:*} line=${line#*:}
+        ctl=${line%%:*} path=${line#*:}
+        if [[ $1 == v1 && ",$ctl," == *,cpu,* ]] || [[ $1 == v2 && $id == 0 && -z $ctl ]]; then
+            echo "$path"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# cgroup_verify PID [DIR]: true if every thread of PID is in DIR (default
+# CG_DIR); else prints the threads that are not, on stderr.
+cgroup_verify() {
+    local pid=$1 dir=${2:-$CG_DIR} want task path bad=()
+    want=/${dir#"$CG_BASE"/}
+    for task in "/proc/$pid/task/"*; do
+        [[ -r $task/cgroup ]] || continue
+        path=$(cgroup_path_of "$CG_VERSION" <"$task/cgroup") || path="?"
+        [[ $path == "$want" ]] || bad+=("${task##*/}:$path")
+    done
+    ((${#bad[@]} == 0)) && return 0
+    echo "--cap: threads of $pid outside $want: ${bad[*]}" >&2
+    return 1
+}
+
+# cgroup_stat [DIR]: DIR's (default CG_DIR) cpu.stat as one line of
+# key=value (periods, throttled periods and time), read without forking.
+cgroup_stat() {
+    local dir=${1:-$CG_DIR} k v out=()
+    [[ -r $dir/cpu.stat ]] || return 0
+    while read -r k v; do out+=("$k=$v"); done <"$dir/cpu.stat"
+    echo "${out[*]}"
+}
+
+# cgroup_remove DIR: moves whatever is still in DIR back to its parent,
+# removes DIR and drops it from CG_DIRS. A fake tree (tests) holds plain
+# files, which rmdir cannot remove, so there it is removed with rm.
+cgroup_remove() {
+    local dir=$1 pid keep=() d
+    if [[ -d $dir ]]; then
+        if [[ -r $dir/cgroup.procs ]]; then
+            while read -r pid; do
+                echo "$pid" 2>/dev/null >"${dir%/*}/cgroup.procs" || true
+            done <"$dir/cgroup.procs"
+        fi
+        if ! rmdir "$dir" 2>/dev/null; then
+            if [[ -n ${CORECAST_CGROUP_ROOT:-} ]]; then
+                rm -rf -- "$dir"
+            else
+                echo "warning: could not remove cgroup $dir" >&2
+            fi
+        fi
+    fi
+    for d in "${CG_DIRS[@]}"; do [[ $d == "$dir" ]] || keep+=("$d"); done
+    CG_DIRS=("${keep[@]}")
+}
+
+# cgroup_remove_all: removes every group in CG_DIRS (for EXIT traps).
+cgroup_remove_all() {
+    local d
+    for d in "${CG_DIRS[@]}"; do cgroup_remove "$d"; done
+}

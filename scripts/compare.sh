@@ -5,6 +5,7 @@
 # plus the raw floor (`corecast-bench baseline`) for CPU per delivery.
 #
 #   scripts/compare.sh [--quick] [--out DIR] [--only NAME[,NAME...]] [--report-only] [--two-hosts]
+#                      [--cap PCT[,PCT...]]... [--cap-only]
 #
 # Placement ("pinned"): the server on CPU 0 (corecast `--shards 1 --cpus 0`,
 # every server also started under `taskset -c 0`), corecast-bench on CPU 1
@@ -49,6 +50,24 @@
 # server on CPU 0, to the bench on CPU 1), as two hosts' NICs would. The
 # floor is skipped (its sender lives in the bench process). Use with --out.
 #
+# --cap PCT (root; may be repeated, or a list: --cap 25 --cap 40, --cap
+# 25,40): after the runs above, one more pass per cap in which every pinned
+# server (corecast --shards 1 and the three peers; not corecast_unpinned)
+# runs on CPU 0 inside a cgroup whose CPU quota is PCT% of one CPU, so the
+# server and not the bench is the bottleneck, through echo, fan1, fan100 and
+# cpu50k. cgroup v1 (cpu.cfs_period_us 100000, cpu.cfs_quota_us PCT*1000 in
+# a child of /sys/fs/cgroup/cpu) where the machine has it, else v2
+# (cpu.max); which one is printed in meta.txt and capped.md. The server's
+# pid and every thread (/proc/PID/task/*) are moved in once it has started
+# and checked once it answers /health; threads made later inherit the
+# group. The groups are removed on exit. Results: NAME.capPCT.SCENARIO.json
+# and .samples (the group's cpu.stat before and after in its header), and
+# capped.md: deliveries (round trips for echo) per second and per
+# CPU-second of the server (utime+stime over the steady window), side by
+# side, with corecast ÷ peer ratios and the share of CFS periods in which
+# the group was throttled. --cap-only skips the uncapped runs, the floor
+# and their report (the committed tables are then left alone).
+#
 # The release build goes to, and runs from, $CARGO_TARGET_DIR when it is
 # set (else target/).
 set -uo pipefail
@@ -56,7 +75,7 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$ROOT/scripts/lib.sh"
-QUICK=0 OUT="" ONLY="" REPORT_ONLY=0 TWO_HOSTS=0
+QUICK=0 OUT="" ONLY="" REPORT_ONLY=0 TWO_HOSTS=0 CAP_ONLY=0
 while [[ $# -gt 0 ]]; do
     case $1 in
         --quick) QUICK=1 ;;
@@ -64,11 +83,21 @@ while [[ $# -gt 0 ]]; do
         --only) ONLY=$2; shift ;;
         --report-only) REPORT_ONLY=1 ;;
         --two-hosts) TWO_HOSTS=1 ;;
+        --cap) add_caps "${2-}" || exit 2; shift ;;
+        --cap-only) CAP_ONLY=1 ;;
         -h|--help) usage_from_header "${BASH_SOURCE[0]}"; exit 0 ;;
         *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
 done
+if [[ $CAP_ONLY == 1 && ${#CAPS[@]} == 0 ]]; then echo "compare.sh: --cap-only needs --cap PCT" >&2; exit 2; fi
+if [[ ${#CAPS[@]} -gt 0 && $REPORT_ONLY == 0 ]]; then cap_preflight || exit 1; fi
+# A capped-only run rewrites meta.txt and summary.txt, which the committed
+# uncapped tables are generated from.
+if [[ $CAP_ONLY == 1 && $REPORT_ONLY == 0 && ( -z $OUT || $OUT -ef $ROOT/docs/compare ) ]]; then
+    echo "compare.sh: --cap-only would overwrite docs/compare's meta.txt; give --out DIR" >&2
+    exit 2
+fi
 OUT=${OUT:-$ROOT/docs/compare}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -125,6 +154,8 @@ SERVERS=(
 )
 
 TIMEOUT_PID="" SERVER_PID="" PORT=$BASE_PORT
+# The cgroup the servers started now go into (a capped pass), else empty.
+CAP_CG=""
 # SIGINT drains the server; its `timeout` wrapper is stopped too, also when
 # the server's pid was never found (it died or hung at startup).
 stop_server() {
@@ -136,6 +167,7 @@ BENCH_TPID=""
 cleanup() {
     [[ -n $BENCH_TPID ]] && kill -TERM "$BENCH_TPID" 2>/dev/null
     stop_server
+    cgroup_remove_all
     [[ $TWO_HOSTS == 1 ]] && two_hosts_down
 }
 trap cleanup EXIT
@@ -161,14 +193,25 @@ start_server_once() {
     RUST_LOG=warn timeout -k 5 300 "${NETNS[@]}" taskset -c "$cpus" $cmd >>"$OUT/server.log" 2>&1 &
     TIMEOUT_PID=$!
     SERVER_PID=""
+    local moved=""
     for _ in $(seq 200); do
         [[ -z $SERVER_PID ]] && SERVER_PID=$(pgrep -P "$TIMEOUT_PID" | head -1)
+        # Capped: into the group as soon as the pid is known, before any load.
+        if [[ -n $CAP_CG && -n $SERVER_PID && -z $moved ]]; then
+            cgroup_move "$SERVER_PID" "$CAP_CG" || { stop_server; return 1; }
+            moved=1
+        fi
         if ! kill -0 "$TIMEOUT_PID" 2>/dev/null; then
             echo "compare.sh: $name exited at startup (see $OUT/server.log)" >&2
             SERVER_PID="" TIMEOUT_PID=""; return 1
         fi
         if [[ -n $SERVER_PID ]] && curl -sf -m 1 "http://$HOST:$PORT/health" >/dev/null 2>&1; then
-            echo "$name $SERVER_PID ${NETNS[*]} taskset -c $cpus $cmd" >>"$OUT/commands.txt"
+            # Threads started before the move went with it (cgroup_move);
+            # check that none was missed.
+            if [[ -n $CAP_CG ]] && ! cgroup_verify "$SERVER_PID" "$CAP_CG"; then
+                stop_server; return 1
+            fi
+            echo "$name $SERVER_PID ${NETNS[*]} taskset -c $cpus $cmd${CAP_CG:+ (in cgroup $CAP_CG)}" >>"$OUT/commands.txt"
             return 0
         fi
         sleep 0.1
@@ -212,6 +255,7 @@ bench() {
     # With no server (baseline), the bench measures its own threads' CPU.
     [[ -n $SERVER_PID ]] && {
         echo "# name=$name expect=$expect secs=$secs server_pid=$SERVER_PID clk_tck=$(getconf CLK_TCK) base_fds=$base"
+        [[ -n $CAP_CG ]] && echo "# cgroup_before $(cgroup_stat "$CAP_CG")"
         echo "# t server_ticks server_fds bench_ticks"
         # A pipe nobody writes to: `read -t` on it is a fork-free sleep.
         exec {nap}<> <(:)
@@ -229,6 +273,7 @@ bench() {
             read -r -t 0.25 -u "$nap" _ || true
         done
         exec {nap}<&-
+        [[ -n $CAP_CG ]] && echo "# cgroup_after $(cgroup_stat "$CAP_CG")"
     } >"$OUT/$name.samples"
     local rc=0
     wait "$BENCH_TPID" || rc=$?
@@ -704,7 +749,168 @@ PYEOF
     echo "== results in $OUT (tables.md, chart.svg, results.json, summary.txt); docs: $bench_md, $comparison_md"
 }
 
-if [[ $REPORT_ONLY == 1 ]]; then report; exit 0; fi
+# ---- capped passes: capped.md and capped.json (stdlib Python only) ----
+# Deliveries (echo: round trips) per second and per CPU-second of the
+# server, for every cap and pinned server, with corecast ÷ peer ratios.
+cap_report() {
+    python3 - "$OUT" <<'PYEOF'
+import json, os, re, sys
+out = sys.argv[1]
+SERVERS = ["corecast", "python_websockets", "socketify", "node_ws"]
+PEERS = SERVERS[1:]
+SCENARIOS = [
+    ("echo", "Echo, 100 connections × 64 B, closed loop: round trips", "round_trips_per_s"),
+    ("fan1", "Fan-out, max rate, 5,000 subscribers × 1 channel, 1 publisher: deliveries", "delivered_per_s"),
+    ("fan100", "Fan-out, max rate, 1,000 subscribers × 100 channels, 4 publishers: deliveries", "delivered_per_s"),
+    ("cpu50k", "Fixed load, 1,000 × 100 at 5,000 publishes/s = 50,000 deliveries/s: deliveries", "delivered_per_s"),
+]
+names = os.listdir(out)
+caps = sorted({int(m.group(1)) for f in names for m in [re.match(r"^\w+\.cap(\d+)\.\w+\.json$", f)] if m})
+
+def load(name):
+    try:
+        return json.loads(open(os.path.join(out, name + ".json")).read())
+    except Exception:
+        return None
+
+def samples(name):
+    """Header (name=..., expect=...), rows (t, server ticks, fds, bench ticks), cgroup cpu.stat before/after."""
+    meta, rows, cg = {}, [], {}
+    p = os.path.join(out, name + ".samples")
+    for line in open(p) if os.path.exists(p) else []:
+        if line.startswith("# name="):
+            meta = dict(kv.split("=", 1) for kv in line[2:].split())
+        elif line.startswith("# cgroup_"):
+            tag, *kvs = line[2:].split()
+            cg[tag] = {k: int(v) for k, v in (kv.split("=", 1) for kv in kvs) if v.isdigit()}
+        elif line.strip() and not line.startswith("#"):
+            t, st, fds, bt = line.split()
+            rows.append((float(t), None if st == "NA" else int(st), int(fds)))
+    return meta, rows, cg
+
+def server_cpu(name):
+    """Server CPU-seconds per second over the steady window (as the main report's cpu_window)."""
+    meta, rows, _ = samples(name)
+    if not rows or "expect" not in meta:
+        return None
+    hz = float(meta.get("clk_tck", 100))
+    expect, secs = int(meta["expect"]), float(meta["secs"])
+    base = int(meta.get("base_fds", rows[0][2]))
+    ready = next((r[0] for r in rows if r[2] - base >= 0.98 * expect), None)
+    if ready is None:
+        top = max(r[2] for r in rows)
+        ready = next(r[0] for r in rows if r[2] == top)
+    lead, tail = (1.0, 0.5) if secs >= 8 else (0.5, 0.25)
+    win = [r for r in rows if ready + lead <= r[0] <= ready + secs - tail and r[1] is not None]
+    if len(win) < 2 or win[-1][0] <= win[0][0]:
+        return None
+    return (win[-1][1] - win[0][1]) / hz / (win[-1][0] - win[0][0])
+
+def throttled(name):
+    """Share of the group's CFS periods that were throttled, over the whole bench run."""
+    _, _, cg = samples(name)
+    a, b = cg.get("cgroup_before", {}), cg.get("cgroup_after", {})
+    try:
+        periods = b["nr_periods"] - a["nr_periods"]
+        return (b["nr_throttled"] - a["nr_throttled"]) / periods if periods > 0 else None
+    except KeyError:
+        return None
+
+def status(d):
+    if d is None:
+        return "not run"
+    if d.get("missing"):
+        return f"no result (exit {d.get('exit')})"
+    bits = [] if d.get("ok") else ["FAILED"]
+    for k in ["lost", "duplicated", "out_of_order", "mismatched", "unfinished"]:
+        if d.get(k):
+            bits.append(f"{k} {d[k]:,}")
+    for k in ["failures", "sender_failures"]:
+        if d.get(k):
+            bits.append(f"{k} " + ",".join(f"{a}:{b}" for a, b in d[k].items()))
+    if d.get("close_codes"):
+        bits.append("closes " + ",".join(f"{k}:{v}" for k, v in d["close_codes"].items()))
+    return "; ".join(bits) or "ok"
+
+R = {}
+for s in SERVERS:
+    for sc, _, key in SCENARIOS:
+        for c in caps:
+            name = f"{s}.cap{c}.{sc}"
+            d = load(name)
+            if d is None:
+                continue
+            rate = None if d.get("missing") else d.get(key)
+            cpu = server_cpu(name)
+            R[(s, sc, c)] = {"rate": rate, "server_cpu": cpu,
+                             "per_cpu_s": rate / cpu if rate and cpu else None,
+                             "throttled": throttled(name), "check": status(d)}
+
+def n(v):
+    return "–" if v is None else f"{v:,.0f}"
+
+def ratio(c, p):
+    if not c or not p:
+        return "–"
+    return f"{c / p:.2f}×" + (" ✓" if c > p else "")
+
+meta = {}
+p = os.path.join(out, "meta.txt")
+for line in open(p) if os.path.exists(p) else []:
+    k, _, v = line.partition(": ")
+    meta.setdefault(k.strip(), v.strip())
+lines = [f"From the run of {meta.get('date', '?')}, git {meta.get('git', '?')}; "
+         f"{meta.get('cgroup', '?')}; caps {', '.join(f'{c}%' for c in caps)} of one CPU; "
+         f"{meta.get('pinning', '?')}; mode {meta.get('mode', '?')}; "
+         f"loadavg before {meta.get('loadavg before', '?')}, after {meta.get('loadavg after', '?')}.", "",
+         "Per CPU-second: the bench's rate ÷ the server's CPU-seconds per second (utime+stime from "
+         "/proc/PID/stat over the steady window). Throttled: share of the cgroup's CFS periods in which "
+         "it ran out of quota, over the whole bench run (ramp included). Ratios are corecast ÷ peer; "
+         "✓ where corecast is ahead.", ""]
+for sc, title, _ in SCENARIOS:
+    if not any((s, sc, c) in R for s in SERVERS for c in caps):
+        continue
+    lines.append(f"### {title}\n")
+    hdr = ["server"]
+    for c in caps:
+        hdr += [f"{c}%: /s", f"{c}%: per CPU-s", f"{c}%: server CPU s/s", f"{c}%: throttled"]
+    hdr.append("check")
+    lines += ["| " + " | ".join(hdr) + " |", "|" + "---|" * len(hdr)]
+    for s in SERVERS:
+        if not any((s, sc, c) in R for c in caps):
+            continue
+        row, checks = [f"**{s}**" if s == "corecast" else s], []
+        for c in caps:
+            r = R.get((s, sc, c), {})
+            cpu, th = r.get("server_cpu"), r.get("throttled")
+            row += [n(r.get("rate")), n(r.get("per_cpu_s")), "–" if cpu is None else f"{cpu:.2f}",
+                    "–" if th is None else f"{th:.0%}"]
+            checks.append(f"{c}%: {r.get('check', 'not run')}")
+        lines.append("| " + " | ".join(row + ["; ".join(checks)]) + " |")
+    for peer in PEERS:
+        if not any((peer, sc, c) in R and ("corecast", sc, c) in R for c in caps):
+            continue
+        row = [f"corecast ÷ {peer}"]
+        for c in caps:
+            a, b = R.get(("corecast", sc, c), {}), R.get((peer, sc, c), {})
+            row += [ratio(a.get("rate"), b.get("rate")), ratio(a.get("per_cpu_s"), b.get("per_cpu_s")), "", ""]
+        lines.append("| " + " | ".join(row + [""]) + " |")
+    lines.append("")
+text = "\n".join(lines) + "\n"
+open(os.path.join(out, "capped.md"), "w").write(text)
+json.dump({f"{s}.cap{c}.{sc}": v for (s, sc, c), v in R.items()},
+          open(os.path.join(out, "capped.json"), "w"), indent=1)
+print(text)
+PYEOF
+    echo "== capped results in $OUT/capped.md and capped.json"
+}
+
+if [[ $REPORT_ONLY == 1 ]]; then
+    # Uncapped results are reported when there are any, capped ones likewise.
+    [[ $CAP_ONLY == 1 ]] || report
+    if compgen -G "$OUT/*.cap*.json" >/dev/null; then cap_report; fi
+    exit 0
+fi
 
 echo "== building release binaries"
 (cd "$ROOT" && cargo build --release -q --workspace) || { echo "build failed" >&2; exit 1; }
@@ -722,6 +928,10 @@ rm -f "$OUT"/*.json "$OUT"/*.samples "$OUT/server.log" "$OUT/commands.txt"
     echo "pinning: server CPU $SRV_CPU (unpinned corecast: $ALL_CPUS), bench CPU $BENCH_CPU"
     echo "python: $($PY --version 2>&1); websockets $($PY -c 'import websockets;print(websockets.__version__)' 2>/dev/null); uvloop $($PY -c 'import uvloop;print(uvloop.__version__)' 2>/dev/null); socketify $($PY -m pip show socketify 2>/dev/null | sed -n 's/^Version: //p')"
     echo "node: $(node --version); ws $(node -p "require('$ROOT/bench/peers/node_ws/node_modules/ws/package.json').version" 2>/dev/null)"
+    if [[ ${#CAPS[@]} -gt 0 ]]; then
+        echo "caps: ${CAPS[*]} (% of one CPU)$([[ $CAP_ONLY == 1 ]] && echo ", capped runs only")"
+        echo "cgroup: $(cgroup_describe)"
+    fi
 } | tee "$OUT/meta.txt"
 cp "$OUT/meta.txt" "$OUT/summary.txt"
 
@@ -730,7 +940,7 @@ if [[ $TWO_HOSTS == 1 ]]; then
     two_hosts_up || { echo "compare.sh: cannot set up the two-host model (netns $NS)" >&2; exit 1; }
     echo "two hosts model: servers in netns $NS at $HOST behind veth, bench at 10.77.0.1; RPS: to server on CPU $SRV_CPU, to bench on CPU $BENCH_CPU" | tee -a "$OUT/meta.txt" "$OUT/summary.txt"
 fi
-if want baseline && [[ $TWO_HOSTS == 0 ]]; then
+if want baseline && [[ $TWO_HOSTS == 0 && $CAP_ONLY == 0 ]]; then
     echo "=== baseline (no server: raw sender on CPU $SRV_CPU, receivers on CPU $BENCH_CPU)" | tee -a "$OUT/summary.txt"
     bench baseline.max $((SECS + 60)) 1000 "$SECS" baseline --sender-cpu "$SRV_CPU" \
         --subs 1000 --size 64 --secs "$SECS"
@@ -738,7 +948,34 @@ if want baseline && [[ $TWO_HOSTS == 0 ]]; then
         --subs 1000 --size 64 --secs "$CPU_SECS" --rate $((CPU_RATE * 10))
     echo "=== baseline done at +$(( $(date +%s) - T0 )) s"
 fi
+# scenarios TAG NAME CMD PLACEMENT: echo, fan1, fan100 and cpu50k against
+# fresh servers; results are TAG.SCENARIO (TAG: the server's name, plus
+# .capPCT in a capped pass).
+scenarios() {
+    local tag=$1; shift
+    if start_server "$@"; then
+        bench "$tag.echo" $((SECS + 60)) 100 "$SECS" echo --url "ws://$HOST:$PORT/echo" -c 100 --size 64 --secs "$SECS"
+        stop_server
+    fi
+    if start_server "$@"; then
+        bench "$tag.fan1" $((SECS + 90)) 5001 "$SECS" fanout --url "ws://$HOST:$PORT/ws" \
+            --subs 5000 --channels 1 --publishers 1 --size 64 --secs "$SECS"
+        stop_server
+    fi
+    if start_server "$@"; then
+        bench "$tag.fan100" $((SECS + 90)) 1004 "$SECS" fanout --url "ws://$HOST:$PORT/ws" \
+            --subs 1000 --channels 100 --publishers 4 --size 64 --secs "$SECS"
+        stop_server
+    fi
+    if start_server "$@"; then
+        bench "$tag.cpu50k" $((CPU_SECS + 90)) 1004 "$CPU_SECS" fanout --url "ws://$HOST:$PORT/ws" \
+            --subs 1000 --channels 100 --publishers 4 --size 64 --secs "$CPU_SECS" --rate "$CPU_RATE"
+        stop_server
+    fi
+}
+
 for entry in "${SERVERS[@]}"; do
+    [[ $CAP_ONLY == 1 ]] && break
     IFS='|' read -r sname scmd splace <<<"$entry"
     want "$sname" || continue
     echo "=== $sname ($splace)" | tee -a "$OUT/summary.txt"
@@ -747,28 +984,26 @@ for entry in "${SERVERS[@]}"; do
             --hold "$HOLD" "${SRC_IPS[@]}" --server-pid "$SERVER_PID"
         stop_server
     fi
-    if start_server "$sname" "$scmd" "$splace"; then
-        bench "$sname.echo" $((SECS + 60)) 100 "$SECS" echo --url "ws://$HOST:$PORT/echo" -c 100 --size 64 --secs "$SECS"
-        stop_server
-    fi
-    if start_server "$sname" "$scmd" "$splace"; then
-        bench "$sname.fan1" $((SECS + 90)) 5001 "$SECS" fanout --url "ws://$HOST:$PORT/ws" \
-            --subs 5000 --channels 1 --publishers 1 --size 64 --secs "$SECS"
-        stop_server
-    fi
-    if start_server "$sname" "$scmd" "$splace"; then
-        bench "$sname.fan100" $((SECS + 90)) 1004 "$SECS" fanout --url "ws://$HOST:$PORT/ws" \
-            --subs 1000 --channels 100 --publishers 4 --size 64 --secs "$SECS"
-        stop_server
-    fi
-    if start_server "$sname" "$scmd" "$splace"; then
-        bench "$sname.cpu50k" $((CPU_SECS + 90)) 1004 "$CPU_SECS" fanout --url "ws://$HOST:$PORT/ws" \
-            --subs 1000 --channels 100 --publishers 4 --size 64 --secs "$CPU_SECS" --rate "$CPU_RATE"
-        stop_server
-    fi
+    scenarios "$sname" "$sname" "$scmd" "$splace"
     echo "=== $sname done at +$(( $(date +%s) - T0 )) s"
+done
+# Capped passes: pinned servers only, each inside the cap's cgroup.
+for pct in "${CAPS[@]}"; do
+    cgroup_create "$pct" || exit 1
+    CAP_CG=$CG_DIR
+    echo "=== cap $pct%: cgroup $CAP_CG, quota $(cap_quota_us "$pct") us per $CAP_PERIOD_US us" | tee -a "$OUT/summary.txt"
+    for entry in "${SERVERS[@]}"; do
+        IFS='|' read -r sname scmd splace <<<"$entry"
+        if [[ $splace != pinned ]] || ! want "$sname"; then continue; fi
+        echo "=== $sname (pinned, capped at $pct%)" | tee -a "$OUT/summary.txt"
+        scenarios "$sname.cap$pct" "$sname" "$scmd" "$splace"
+        echo "=== $sname capped at $pct% done at +$(( $(date +%s) - T0 )) s"
+    done
+    CAP_CG=""
+    cgroup_remove "$CG_DIR"
 done
 echo "loadavg after: $(cat /proc/loadavg)" >>"$OUT/meta.txt"
 echo "total: $(( $(date +%s) - T0 )) s" >>"$OUT/meta.txt"
 
-report
+[[ $CAP_ONLY == 1 ]] || report
+[[ ${#CAPS[@]} == 0 ]] || cap_report

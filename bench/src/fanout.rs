@@ -197,7 +197,7 @@ impl Fanout {
 }
 
 /// Counts a server message a role did not expect, by its type and code.
-fn other_message(errors: &mut BTreeMap<String, u64>, text: &[u8]) {
+pub fn other_message(errors: &mut BTreeMap<String, u64>, text: &[u8]) {
     if text.starts_with(br#"{"type":"connection_established""#) {
         return;
     }

@@ -3,7 +3,8 @@
 //! Codemap: `run` (shared options, threads, phases) drives `driver` (one
 //! mio loop per pinned thread, connect → upgrade → frames over `ws`, the
 //! client codec) with one workload per subcommand: `conns`, `echo`,
-//! `fanout`, and `baseline`, whose other end is no server but `sender`, a
+//! `fanout`, `soak` (churn over a bounded time, checked for loss and
+//! leaks), and `baseline`, whose other end is no server but `sender`, a
 //! raw pinned writer thread that measures the kernel's per-delivery floor.
 //! `seq` counts lost/duplicated/reordered deliveries, `procfs` reads server
 //! RSS and kernel socket memory, `report` prints the table, the JSON line
@@ -21,6 +22,7 @@ mod report;
 mod run;
 mod sender;
 mod seq;
+mod soak;
 mod ws;
 
 use clap::{Parser, Subcommand};
@@ -41,6 +43,8 @@ enum Cmd {
     Echo(echo::EchoArgs),
     /// Pub/sub fan-out: delivery rate, end-to-end latency, loss/dup/reorder checks.
     Fanout(fanout::FanoutArgs),
+    /// Churn for a bounded time: per-interval delivery checks, server RSS/fds back to baseline.
+    Soak(soak::SoakArgs),
     /// Floor: a raw pinned sender writes a pre-encoded frame to N sockets; CPU per delivery.
     Baseline(baseline::BaselineArgs),
 }
@@ -52,6 +56,7 @@ fn main() {
         Cmd::Conns(a) => conns::run(a),
         Cmd::Echo(a) => echo::run(a),
         Cmd::Fanout(a) => fanout::run(a),
+        Cmd::Soak(a) => soak::run(a),
         Cmd::Baseline(a) => baseline::run(a),
     };
     match result {

@@ -74,6 +74,11 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     kib_field(&text, "VmRSS:").map(|k| k * 1024)
 }
 
+/// Open file descriptors of `pid` (entries of /proc/PID/fd).
+pub fn fd_count(pid: u32) -> Option<u64> {
+    Some(fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64)
+}
+
 /// A "Key:   123 kB" field of /proc/*/status or /proc/meminfo, in KiB.
 fn kib_field(text: &str, key: &str) -> Option<u64> {
     text.lines()
@@ -141,6 +146,13 @@ mod tests {
         assert_eq!(listen_inodes(table, 8080), vec![4242]);
         assert!(listen_inodes(table, 8081).is_empty());
         assert_eq!(socket_inode("socket:[4242]"), Some(4242));
+    }
+
+    #[test]
+    fn counts_fds_of_live_processes_only() {
+        // Other tests open sockets concurrently, so only bounds are stable.
+        assert!(fd_count(std::process::id()).unwrap() >= 3);
+        assert_eq!(fd_count(u32::MAX), None);
     }
 
     #[test]

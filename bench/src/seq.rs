@@ -118,7 +118,8 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
         .map(|i| i + needle.len())
 }
 
-fn number_after(hay: &[u8], key: &[u8]) -> Option<u64> {
+/// The decimal number right after `key` in `hay` (the stamp's own keys, not JSON parsing).
+pub fn number_after(hay: &[u8], key: &[u8]) -> Option<u64> {
     let at = find(hay, key)?;
     let digits = hay[at..].iter().take_while(|b| b.is_ascii_digit()).count();
     std::str::from_utf8(&hay[at..at + digits])

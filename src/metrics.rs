@@ -58,7 +58,8 @@ pub struct Counters {
     pub bus_received: u64,
     /// Ticker passes run (each visits a slice of the connection table).
     pub ticker_passes: u64,
-    /// Longest ticker pass, in nanoseconds (a maximum, not a sum, when merged).
+    /// Longest ticker pass, in nanoseconds of the shard thread's CPU time (a
+    /// maximum, not a sum, when merged).
     pub ticker_pass_max_ns: u64,
     /// Flush passes run (each writes every outbox fan-out filled since the last).
     pub flush_passes: u64,

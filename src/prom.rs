@@ -198,7 +198,7 @@ impl Collector for Scrape {
         gauge(
             &mut enc,
             "corecast_ticker_pass_longest_microseconds",
-            "Longest heartbeat ticker pass since start (a whole number of microseconds).",
+            "Longest heartbeat ticker pass since start, in CPU time (whole microseconds).",
             |r| r.counters.ticker_pass_max_ns / 1000,
         )?;
         gauge(

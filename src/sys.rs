@@ -203,6 +203,21 @@ pub fn probe_io_uring() -> io::Result<()> {
     Ok(())
 }
 
+/// CPU time this thread has used, in nanoseconds (0 if the clock fails):
+/// measures work without the time the thread spent descheduled.
+pub fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec the kernel writes.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 /// The kernel's page size in bytes (4 KiB on x86-64, up to 64 KiB on arm64).
 pub fn page_size() -> u64 {
     // SAFETY: sysconf takes no pointers.

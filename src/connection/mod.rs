@@ -261,12 +261,22 @@ impl Connection {
     /// Writes as much of the outbox as the socket takes
     /// ([`Shard::write_outbox`]). Ok(true) when the outbox is empty;
     /// Ok(false) when the socket is full (its next epoll event wakes the task).
+    ///
+    /// What the task writes is its own traffic (the greeting, replies,
+    /// pings, or a backlog it took over from the flush pass), so a drained
+    /// queue gives its storage back at once: a connection that only gets a
+    /// greeting or a ping keeps nothing. Only the flush pass keeps a drained
+    /// queue's storage for the next delivery (the ticker reclaims it).
     fn flush(&mut self) -> io::Result<bool> {
         let mut conns = self.shard.conns.borrow_mut();
         let Some(state) = conns.get_mut(self.session.key.0 as usize) else {
             return Ok(true);
         };
-        self.shard.write_outbox(state)
+        let flushed = self.shard.write_outbox(state);
+        if matches!(flushed, Ok(true)) {
+            state.outbox.reclaim();
+        }
+        flushed
     }
 
     /// One `recv` into the shard's scratch buffer, decoded on the spot;

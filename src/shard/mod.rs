@@ -312,9 +312,11 @@ impl Shard {
             let slots = self.conns.borrow().capacity().max(1);
             let passes = slots.div_ceil(TICK_SLICE) as u32;
             glommio::timer::sleep(cycle / passes).await;
-            let started = Instant::now();
+            // CPU time, not wall time: on a busy host the thread may be
+            // descheduled mid-pass, which is not the pass's cost.
+            let started = crate::sys::thread_cpu_ns();
             cursor = self.tick_slice(cursor);
-            let took = started.elapsed().as_nanos() as u64;
+            let took = crate::sys::thread_cpu_ns().saturating_sub(started);
             self.metrics.bump(|c| {
                 c.ticker_passes += 1;
                 c.ticker_pass_max_ns = c.ticker_pass_max_ns.max(took);

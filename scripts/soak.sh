@@ -60,11 +60,13 @@ OUT=${OUT:-$TARGET/soak/$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT"
 SRV_CPUS=0-1 BENCH_CPU=1
 if [[ $(nproc) -lt 2 ]]; then SRV_CPUS=0 BENCH_CPU=0; fi
-SERVER_PID=""
+SERVER_PID="" BENCH_PID=""
 
+# The bench first: it watches the server.
 cleanup() {
+    stop_pid TERM 10 "$BENCH_PID"
     stop_pid INT 15 "$SERVER_PID"
-    SERVER_PID=""
+    BENCH_PID="" SERVER_PID=""
 }
 trap cleanup EXIT
 trap 'echo "soak.sh: interrupted" >&2; exit 130' INT TERM
@@ -115,9 +117,16 @@ done
 
 echo "== soak: $MINUTES min, $CONNECTIONS connections"
 rc=0
-# --foreground: Ctrl-C reaches the bench too. The JSON line goes to soak.json only.
-timeout --foreground $((MINUTES * 60 + 600)) "${BENCH[@]}" | tee "$OUT/bench.txt" \
-    | awk '!/^\{/' | tee -a "$OUT/report.txt" || rc=$?
+# In the background, so that `wait` returns to the INT/TERM trap at once
+# (bash runs traps only between foreground commands) and cleanup stops the
+# bench. Its lines are shown as they come; the JSON line goes to soak.json only.
+timeout $((MINUTES * 60 + 600)) "${BENCH[@]}" >"$OUT/bench.txt" 2>&1 &
+BENCH_PID=$!
+tail --pid="$BENCH_PID" -n +1 -f "$OUT/bench.txt" | awk '!/^\{/' | tee -a "$OUT/report.txt" &
+SHOW_PID=$!
+wait "$BENCH_PID" || rc=$?
+BENCH_PID=""
+wait "$SHOW_PID" || true
 tail -n1 "$OUT/bench.txt" >"$OUT/soak.json"
 rm -f "$OUT/bench.txt"
 

@@ -4,43 +4,178 @@
 //! It is shard-local state (no locks) and does no I/O: the shard uses it to
 //! find whom to fan a frame out to and which shards to forward it to.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
-
-use indexmap::IndexSet;
 
 use crate::shard::{ConnKey, ShardId};
 
 /// Highest shard count the router's shard sets can name.
 pub const MAX_SHARDS: usize = 256;
 
-/// A set of shard ids, inline (32 bytes), for up to [`MAX_SHARDS`] shards.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct ShardSet([u64; MAX_SHARDS / 64]);
+/// A set of shard ids for up to [`MAX_SHARDS`] shards: shards 0-63 inline
+/// (16 bytes in all, one per channel, so most channels pay nothing more),
+/// shards 64 and up in a boxed bitmap allocated only when one is added.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ShardSet {
+    /// Shards 0-63.
+    low: u64,
+    /// Shards 64 to `MAX_SHARDS - 1`.
+    high: Option<Box<[u64; MAX_SHARDS / 64 - 1]>>,
+}
 
 impl ShardSet {
     /// Adds or removes `shard`.
     pub fn set(&mut self, shard: ShardId, present: bool) {
         let (word, bit) = (shard.0 as usize / 64, shard.0 as usize % 64);
-        if present {
-            self.0[word] |= 1 << bit;
+        let slot = if word == 0 {
+            &mut self.low
+        } else if present {
+            &mut self.high.get_or_insert_with(Default::default)[word - 1]
+        } else if let Some(high) = self.high.as_mut() {
+            &mut high[word - 1]
         } else {
-            self.0[word] &= !(1 << bit);
+            return;
+        };
+        if present {
+            *slot |= 1 << bit;
+        } else {
+            *slot &= !(1 << bit);
+        }
+        if self
+            .high
+            .as_ref()
+            .is_some_and(|h| h.iter().all(|w| *w == 0))
+        {
+            self.high = None;
         }
     }
 
     /// True when no shard is in the set.
     pub fn is_empty(&self) -> bool {
-        self.0.iter().all(|w| *w == 0)
+        self.low == 0 && self.high.is_none()
     }
 
     /// The shards in the set, lowest first.
     pub fn iter(&self) -> impl Iterator<Item = ShardId> + '_ {
-        self.0.iter().enumerate().flat_map(|(i, word)| {
-            (0..64)
-                .filter(move |b| word & (1 << b) != 0)
-                .map(move |b| ShardId((i * 64 + b) as u16))
-        })
+        let high = self.high.as_deref().map_or(&[][..], |h| &h[..]);
+        std::iter::once(&self.low)
+            .chain(high)
+            .enumerate()
+            .flat_map(|(i, word)| {
+                (0..64)
+                    .filter(move |b| word & (1 << b) != 0)
+                    .map(move |b| ShardId((i * 64 + b) as u16))
+            })
+    }
+}
+
+/// Hashes a [`ConnKey`] with one multiply: keys are dense slab indexes, so
+/// nothing stronger is needed (clients cannot choose them), and a Fibonacci
+/// multiply spreads them over both the bucket bits and hashbrown's tag bits.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.0 = u64::from(n);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+}
+
+/// The local subscribers of one channel. One subscriber (a personal
+/// channel, a private room) is held inline; more go in a hash set of 4-byte
+/// keys (about 5-10 bytes per subscriber with the table's slack, O(1)
+/// insert and remove however large the channel).
+#[derive(Debug, Default)]
+pub enum Subscribers {
+    /// Nobody on this shard.
+    #[default]
+    Empty,
+    /// Exactly one connection.
+    One(ConnKey),
+    /// Two or more connections (boxed, so a channel with one subscriber
+    /// stays small).
+    Many(Box<HashSet<ConnKey, BuildHasherDefault<KeyHasher>>>),
+}
+
+impl Subscribers {
+    /// Adds `key`; false if it was there already.
+    pub fn insert(&mut self, key: ConnKey) -> bool {
+        match self {
+            Subscribers::Empty => {
+                *self = Subscribers::One(key);
+                true
+            }
+            Subscribers::One(one) if *one == key => false,
+            Subscribers::One(one) => {
+                let mut set = HashSet::with_capacity_and_hasher(2, Default::default());
+                set.insert(*one);
+                set.insert(key);
+                *self = Subscribers::Many(Box::new(set));
+                true
+            }
+            Subscribers::Many(set) => set.insert(key),
+        }
+    }
+
+    /// Removes `key`; false if it was not there. A set that shrinks to one
+    /// goes back inline, so a channel's memory follows its size.
+    pub fn remove(&mut self, key: ConnKey) -> bool {
+        match self {
+            Subscribers::One(one) if *one == key => {
+                *self = Subscribers::Empty;
+                true
+            }
+            Subscribers::Many(set) => {
+                if !set.remove(&key) {
+                    return false;
+                }
+                if set.len() == 1 {
+                    if let Some(last) = set.iter().next().copied() {
+                        *self = Subscribers::One(last);
+                    }
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// How many.
+    pub fn len(&self) -> usize {
+        match self {
+            Subscribers::Empty => 0,
+            Subscribers::One(_) => 1,
+            Subscribers::Many(set) => set.len(),
+        }
+    }
+
+    /// True when nobody on this shard subscribes.
+    pub fn is_empty(&self) -> bool {
+        matches!(self, Subscribers::Empty)
+    }
+
+    /// Every subscriber, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = ConnKey> + '_ {
+        let one = match self {
+            Subscribers::One(key) => Some(*key),
+            _ => None,
+        };
+        let many = match self {
+            Subscribers::Many(set) => Some(set.iter().copied()),
+            _ => None,
+        };
+        one.into_iter().chain(many.into_iter().flatten())
     }
 }
 
@@ -48,7 +183,7 @@ impl ShardSet {
 #[derive(Debug, Default)]
 pub struct Channel {
     /// Connections on this shard subscribed to it.
-    pub local: IndexSet<ConnKey>,
+    pub local: Subscribers,
     /// Other shards with at least one subscriber.
     pub remote: ShardSet,
 }
@@ -99,14 +234,12 @@ impl TopicRouter {
     /// Unsubscribes `conn`; returns true when it was the last local subscriber.
     pub fn unsubscribe(&mut self, channel: &str, conn: ConnKey) -> Option<bool> {
         let entry = self.channels.get_mut(channel)?;
-        if !entry.local.swap_remove(&conn) {
+        if !entry.local.remove(conn) {
             return None;
         }
         let last = entry.local.is_empty();
         if last && entry.remote.is_empty() {
             self.channels.remove(channel);
-        } else if last {
-            entry.local = IndexSet::new();
         }
         Some(last)
     }
@@ -169,6 +302,29 @@ mod tests {
     }
 
     #[test]
+    fn subscribers_go_inline_and_back() {
+        let mut s = Subscribers::default();
+        assert!(s.insert(ConnKey(1)));
+        assert!(!s.insert(ConnKey(1)));
+        assert!(matches!(s, Subscribers::One(ConnKey(1))));
+        for k in 2..100 {
+            assert!(s.insert(ConnKey(k)));
+        }
+        assert_eq!(s.len(), 99);
+        let mut all: Vec<u32> = s.iter().map(|k| k.0).collect();
+        all.sort_unstable();
+        assert_eq!(all, (1..100).collect::<Vec<_>>());
+        for k in 1..99 {
+            assert!(s.remove(ConnKey(k)));
+        }
+        assert!(!s.remove(ConnKey(1)));
+        assert!(matches!(s, Subscribers::One(ConnKey(99))), "{s:?}");
+        assert!(s.remove(ConnKey(99)));
+        assert!(s.is_empty());
+        assert_eq!(s.len(), 0);
+    }
+
+    #[test]
     fn remote_interest_keeps_the_channel() {
         let mut r = TopicRouter::default();
         r.set_remote("a", ShardId(3), true);
@@ -178,6 +334,12 @@ mod tests {
         assert_eq!(remote, vec![ShardId(3)]);
         r.set_remote("a", ShardId(3), false);
         assert!(r.get("a").is_none());
+    }
+
+    #[test]
+    fn a_channel_entry_stays_small() {
+        assert!(std::mem::size_of::<Subscribers>() <= 16);
+        assert!(std::mem::size_of::<Channel>() <= 32);
     }
 
     #[test]

@@ -28,11 +28,13 @@ use crate::shard::{log_limited, Shard};
 use crate::sys;
 use crate::ws::Decoder;
 
+mod channels;
 mod session;
 mod state;
 
 pub use state::ConnState;
 
+use channels::ChannelList;
 use session::Session;
 
 /// Sockets a shard may be refusing (503) at once; beyond this, excess
@@ -114,7 +116,7 @@ fn start(shard: Rc<Shard>, socket: std::net::TcpStream, upgrade: http::Upgrade) 
             route: upgrade.route,
             key,
             seq,
-            channels: Vec::new(),
+            channels: ChannelList::default(),
         },
         read: ReadState::Open,
         close_received: false,
@@ -178,7 +180,7 @@ impl Future for Connection {
             conn.session.seq
         );
         shard.metrics.on_close(reason);
-        shard.unregister(conn.session.key, &conn.session.channels);
+        shard.unregister(conn.session.key, conn.session.channels.as_slice());
         shard.release();
         Poll::Ready(())
     }

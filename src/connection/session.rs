@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::channels::ChannelList;
 use crate::error::CloseReason;
 use crate::http::Route;
 use crate::message::{self, Command, ErrorCode, RequestError};
@@ -15,7 +16,7 @@ pub(super) struct Session {
     pub(super) key: ConnKey,
     pub(super) seq: u64,
     /// Channels this connection subscribed to (at most the per-connection limit).
-    pub(super) channels: Vec<Arc<str>>,
+    pub(super) channels: ChannelList,
 }
 
 impl Session {
@@ -89,7 +90,7 @@ impl Session {
         match request.command {
             Command::Subscribe { channel } => {
                 let reply = message::channel_reply("subscribed", &channel, id);
-                if self.channels.iter().any(|c| **c == *channel) {
+                if self.channels.contains(&channel) {
                     shard.send_to(self.key, reply);
                     return true;
                 }
@@ -117,8 +118,7 @@ impl Session {
                 }
             }
             Command::Unsubscribe { channel } => {
-                if let Some(i) = self.channels.iter().position(|c| **c == *channel) {
-                    self.channels.swap_remove(i);
+                if self.channels.remove(&channel) {
                     shard.unsubscribe(self.key, &channel);
                 }
                 shard.send_to(

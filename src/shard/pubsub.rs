@@ -91,7 +91,7 @@ impl Shard {
         // Read only once someone will receive it.
         let stamp = latency::now_ns();
         let mut reached = usize::from(!entry.local.is_empty());
-        self.fan_out_local(entry.local.iter().copied(), &frame, stamp);
+        self.fan_out_local(entry.local.iter(), &frame, stamp);
         for shard in entry.remote.iter() {
             self.bus.send(
                 shard,
@@ -120,7 +120,7 @@ impl Shard {
                 drop(latency);
                 let topics = self.topics.borrow();
                 if let Some(entry) = topics.get(&channel) {
-                    self.fan_out_local(entry.local.iter().copied(), &frame, published_at);
+                    self.fan_out_local(entry.local.iter(), &frame, published_at);
                 }
             }
             BusMessage::Broadcast { frame } => self.broadcast_local(&frame),

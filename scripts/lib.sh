@@ -307,10 +307,10 @@ cgroup_verify() {
 # cgroup_stat [DIR]: DIR's (default CG_DIR) cpu.stat as one line of
 # key=value (periods, throttled periods and time), read without forking.
 cgroup_stat() {
-    local dir=${1:-$CG_DIR} k v out=()
+    local dir=${1:-$CG_DIR} k v fields=()
     [[ -r $dir/cpu.stat ]] || return 0
-    while read -r k v; do out+=("$k=$v"); done <"$dir/cpu.stat"
-    echo "${out[*]}"
+    while read -r k v; do fields+=("$k=$v"); done <"$dir/cpu.stat"
+    echo "${fields[*]}"
 }
 
 # cgroup_remove DIR: moves whatever is still in DIR back to its parent,
@@ -340,4 +340,24 @@ cgroup_remove() {
 cgroup_remove_all() {
     local d
     for d in "${CG_DIRS[@]}"; do cgroup_remove "$d"; done
+}
+
+# steady_cpu FILE BASE EXPECT SECS [HZ]: CPU-seconds per second of a server
+# over a run's steady window, from a samples FILE of "t ticks fds" lines
+# (t: $EPOCHREALTIME, ticks: utime+stime, fds: open descriptors). The
+# window opens 1 s after the fds first reach BASE + 98% of EXPECT (every
+# connection held) and closes 0.5 s before SECS after that, as in
+# compare.sh. Prints nothing when the window has fewer than two samples.
+steady_cpu() {
+    awk -v base="$2" -v expect="$3" -v secs="$4" -v hz="${5:-$(getconf CLK_TCK)}" '
+        /^#/ || NF < 3 { next }
+        { t[n] = $1; k[n] = $2; f[n] = $3; n++ }
+        END {
+            for (i = 0; i < n; i++) if (f[i] - base >= 0.98 * expect) { ready = t[i]; break }
+            if (ready == "") exit
+            t0 = ready + 1; t1 = ready + secs - 0.5
+            for (i = 0; i < n; i++) if (t[i] >= t0 && t[i] <= t1) { if (a == "") a = i; b = i }
+            if (a == "" || b == a || t[b] <= t[a]) exit
+            printf "%.3f\n", (k[b] - k[a]) / hz / (t[b] - t[a])
+        }' "$1"
 }

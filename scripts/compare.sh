@@ -90,14 +90,14 @@ while [[ $# -gt 0 ]]; do
     esac
     shift
 done
-if [[ $CAP_ONLY == 1 && ${#CAPS[@]} == 0 ]]; then echo "compare.sh: --cap-only needs --cap PCT" >&2; exit 2; fi
-if [[ ${#CAPS[@]} -gt 0 && $REPORT_ONLY == 0 ]]; then cap_preflight || exit 1; fi
+if [[ $CAP_ONLY == 1 && ${#CAPS[@]} == 0 && $REPORT_ONLY == 0 ]]; then echo "compare.sh: --cap-only needs --cap PCT" >&2; exit 2; fi
 # A capped-only run rewrites meta.txt and summary.txt, which the committed
 # uncapped tables are generated from.
 if [[ $CAP_ONLY == 1 && $REPORT_ONLY == 0 && ( -z $OUT || $OUT -ef $ROOT/docs/compare ) ]]; then
     echo "compare.sh: --cap-only would overwrite docs/compare's meta.txt; give --out DIR" >&2
     exit 2
 fi
+if [[ ${#CAPS[@]} -gt 0 && $REPORT_ONLY == 0 ]]; then cap_preflight || exit 1; fi
 OUT=${OUT:-$ROOT/docs/compare}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -785,14 +785,15 @@ def samples(name):
             cg[tag] = {k: int(v) for k, v in (kv.split("=", 1) for kv in kvs) if v.isdigit()}
         elif line.strip() and not line.startswith("#"):
             t, st, fds, bt = line.split()
-            rows.append((float(t), None if st == "NA" else int(st), int(fds)))
+            rows.append((float(t), None if st == "NA" else int(st), int(fds),
+                         None if bt == "NA" else int(bt)))
     return meta, rows, cg
 
-def server_cpu(name):
-    """Server CPU-seconds per second over the steady window (as the main report's cpu_window)."""
+def cpu_window(name):
+    """Server and bench CPU-seconds per second over the steady window (as the main report's)."""
     meta, rows, _ = samples(name)
     if not rows or "expect" not in meta:
-        return None
+        return None, None
     hz = float(meta.get("clk_tck", 100))
     expect, secs = int(meta["expect"]), float(meta["secs"])
     base = int(meta.get("base_fds", rows[0][2]))
@@ -803,8 +804,11 @@ def server_cpu(name):
     lead, tail = (1.0, 0.5) if secs >= 8 else (0.5, 0.25)
     win = [r for r in rows if ready + lead <= r[0] <= ready + secs - tail and r[1] is not None]
     if len(win) < 2 or win[-1][0] <= win[0][0]:
-        return None
-    return (win[-1][1] - win[0][1]) / hz / (win[-1][0] - win[0][0])
+        return None, None
+    a, b = win[0], win[-1]
+    dt = b[0] - a[0]
+    bench = (b[3] - a[3]) / hz / dt if a[3] is not None and b[3] is not None else None
+    return (b[1] - a[1]) / hz / dt, bench
 
 def throttled(name):
     """Share of the group's CFS periods that were throttled, over the whole bench run."""
@@ -841,8 +845,8 @@ for s in SERVERS:
             if d is None:
                 continue
             rate = None if d.get("missing") else d.get(key)
-            cpu = server_cpu(name)
-            R[(s, sc, c)] = {"rate": rate, "server_cpu": cpu,
+            cpu, bench_cpu = cpu_window(name)
+            R[(s, sc, c)] = {"rate": rate, "server_cpu": cpu, "bench_cpu": bench_cpu,
                              "per_cpu_s": rate / cpu if rate and cpu else None,
                              "throttled": throttled(name), "check": status(d)}
 
@@ -864,16 +868,18 @@ lines = [f"From the run of {meta.get('date', '?')}, git {meta.get('git', '?')}; 
          f"{meta.get('pinning', '?')}; mode {meta.get('mode', '?')}; "
          f"loadavg before {meta.get('loadavg before', '?')}, after {meta.get('loadavg after', '?')}.", "",
          "Per CPU-second: the bench's rate ÷ the server's CPU-seconds per second (utime+stime from "
-         "/proc/PID/stat over the steady window). Throttled: share of the cgroup's CFS periods in which "
-         "it ran out of quota, over the whole bench run (ramp included). Ratios are corecast ÷ peer; "
-         "✓ where corecast is ahead.", ""]
+         "/proc/PID/stat over the steady window); bench CPU s/s over the same window (1.00: the bench's "
+         "core is saturated). Throttled: share of the cgroup's CFS periods in which it ran out of quota, "
+         "over the whole bench run (ramp included). Ratios are corecast ÷ peer; ✓ where corecast is "
+         "ahead.", ""]
 for sc, title, _ in SCENARIOS:
     if not any((s, sc, c) in R for s in SERVERS for c in caps):
         continue
     lines.append(f"### {title}\n")
     hdr = ["server"]
     for c in caps:
-        hdr += [f"{c}%: /s", f"{c}%: per CPU-s", f"{c}%: server CPU s/s", f"{c}%: throttled"]
+        hdr += [f"{c}%: /s", f"{c}%: per CPU-s", f"{c}%: server CPU s/s", f"{c}%: throttled",
+                f"{c}%: bench CPU s/s"]
     hdr.append("check")
     lines += ["| " + " | ".join(hdr) + " |", "|" + "---|" * len(hdr)]
     for s in SERVERS:
@@ -882,9 +888,9 @@ for sc, title, _ in SCENARIOS:
         row, checks = [f"**{s}**" if s == "corecast" else s], []
         for c in caps:
             r = R.get((s, sc, c), {})
-            cpu, th = r.get("server_cpu"), r.get("throttled")
+            cpu, th, bc = r.get("server_cpu"), r.get("throttled"), r.get("bench_cpu")
             row += [n(r.get("rate")), n(r.get("per_cpu_s")), "–" if cpu is None else f"{cpu:.2f}",
-                    "–" if th is None else f"{th:.0%}"]
+                    "–" if th is None else f"{th:.0%}", "–" if bc is None else f"{bc:.2f}"]
             checks.append(f"{c}%: {r.get('check', 'not run')}")
         lines.append("| " + " | ".join(row + ["; ".join(checks)]) + " |")
     for peer in PEERS:
@@ -893,7 +899,7 @@ for sc, title, _ in SCENARIOS:
         row = [f"corecast ÷ {peer}"]
         for c in caps:
             a, b = R.get(("corecast", sc, c), {}), R.get((peer, sc, c), {})
-            row += [ratio(a.get("rate"), b.get("rate")), ratio(a.get("per_cpu_s"), b.get("per_cpu_s")), "", ""]
+            row += [ratio(a.get("rate"), b.get("rate")), ratio(a.get("per_cpu_s"), b.get("per_cpu_s")), "", "", ""]
         lines.append("| " + " | ".join(row + [""]) + " |")
     lines.append("")
 text = "\n".join(lines) + "\n"

@@ -3,7 +3,7 @@
 # freshly started release server, with the machine, kernel, applied sysctl
 # values, git sha and date stored next to every result.
 #
-#   scripts/bench.sh [--quick] [--big | --big-only] [--out DIR]
+#   scripts/bench.sh [--quick] [--big | --big-only] [--cap PCT[,PCT...]]... [--cap-only] [--out DIR]
 #
 #   (default)  conns 19,000 idle held 60 s; echo 100 conns x 64 B closed loop
 #              and fixed rate; fan-out 5,000 subs/1 channel and 1,000 subs/
@@ -12,6 +12,15 @@
 #   --big-only only the 105,000-connection run below.
 #   --big      also 105,000 connections: 6 servers on one SO_REUSEPORT port,
 #              6 bench processes of 17,500 each, held 80 s (>= 60 s all at once). +~3 min.
+#   --cap PCT  (root; repeatable, or a list: --cap 25,40) also, per cap, a
+#              fresh server inside a cgroup whose CPU quota is PCT% of one
+#              CPU (cgroup v1 cpu.cfs_quota_us where the machine has it, else
+#              v2 cpu.max; meta.txt says which), so the server and not the
+#              bench is the bottleneck: echo, fan-out 5,000x1 and 1,000x100
+#              at max rate, and 1,000x100 at 50,000 deliveries/s. Reports
+#              rate and rate per server CPU-second (utime+stime over the
+#              steady window, NAME.samples) in capped.txt.     +~1.5 min per cap.
+#   --cap-only only the capped runs.
 #
 # Server shards are pinned to CPU 0 and bench threads to CPU 1 when the
 # machine has two or more CPUs. Needs root for the sysctls (it raises
@@ -25,18 +34,22 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$ROOT/scripts/lib.sh"
-QUICK=0 BIG=0 STANDARD=1 OUT=""
+QUICK=0 BIG=0 STANDARD=1 OUT="" CAP_ONLY=0
 while [[ $# -gt 0 ]]; do
     case $1 in
         --quick) QUICK=1 ;;
         --big) BIG=1 ;;
         --big-only) BIG=1 STANDARD=0 ;;
         --out) OUT=$2; shift ;;
+        --cap) add_caps "${2-}" || exit 2; shift ;;
+        --cap-only) CAP_ONLY=1 STANDARD=0 ;;
         -h|--help) usage_from_header "${BASH_SOURCE[0]}"; exit 0 ;;
         *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
 done
+if [[ $CAP_ONLY == 1 && ${#CAPS[@]} == 0 ]]; then echo "bench.sh: --cap-only needs --cap PCT" >&2; exit 2; fi
+if [[ ${#CAPS[@]} -gt 0 ]]; then cap_preflight || exit 1; fi
 CARGO_TARGET_DIR=$(cargo_target_dir "$ROOT")
 export CARGO_TARGET_DIR
 OUT=${OUT:-$CARGO_TARGET_DIR/bench-results/$(date -u +%Y%m%dT%H%M%SZ)}
@@ -54,6 +67,7 @@ cleanup() {
     stop_pid TERM 10 "${BENCH_PIDS[@]}"
     stop_pid INT 15 "${SERVER_PIDS[@]}"
     BENCH_PIDS=() SERVER_PIDS=()
+    cgroup_remove_all
 }
 trap cleanup EXIT
 trap 'echo "bench.sh: interrupted" >&2; exit 130' INT TERM
@@ -120,6 +134,10 @@ raise_sysctls "net.ipv4.ip_local_port_range=1024 65535" net.core.somaxconn=65535
 {
     meta_lines "$ROOT" "$(nproc)"
     echo "pinning: server CPU $SRV_CPU, bench CPU $BENCH_CPU"
+    if [[ ${#CAPS[@]} -gt 0 ]]; then
+        echo "caps: ${CAPS[*]} (% of one CPU)"
+        echo "cgroup: $(cgroup_describe)"
+    fi
     echo "sysctl:"
     for k in fs.file-max fs.nr_open net.ipv4.ip_local_port_range net.core.somaxconn \
         net.ipv4.tcp_max_syn_backlog net.core.netdev_max_backlog net.ipv4.tcp_mem \
@@ -153,7 +171,86 @@ run fanout-1000x100-rate fanout --url "$URL/ws" --subs 1000 --channels 100 --pub
 cleanup
 fi
 
-# 3. Optional: 105,000 connections to 6 SO_REUSEPORT servers from 6 bench processes.
+# capped_bench NAME EXPECT SUBCOMMAND ARGS...: one bench against the capped
+# server (the last one started), sampling its utime+stime and fds every
+# 0.25 s with bash builtins only (a fork per sample would stall the bench's
+# CPU), then a line in capped.txt: rate and rate per server CPU-second over
+# the steady window, and the share of CFS periods the group was throttled.
+capped_bench() {
+    local name=$1 expect=$2; shift 2
+    local pid=${SERVER_PIDS[-1]} tpid rc=0 nap line fds=() base full="" before after cpu
+    fds=("/proc/$pid/fd/"*)
+    base=${#fds[@]}
+    before=$(cgroup_stat "$CG_DIR")
+    echo "--- $name: corecast-bench $*" | tee -a "$OUT/summary.txt"
+    timeout --foreground $((SECS + 90)) "$BIN/corecast-bench" "$@" --secs "$SECS" --cpus "$BENCH_CPU" \
+        --label "$name" >"$OUT/$name.txt" &
+    tpid=$!
+    BENCH_PIDS+=("$tpid")
+    exec {nap}<> <(:)
+    while kill -0 "$tpid" 2>/dev/null; do
+        read -r line <"/proc/$pid/stat" 2>/dev/null || break
+        stat_ticks "$line"
+        # Globbing thousands of fds costs ms; once all are held, stop.
+        [[ -z $full ]] && { fds=("/proc/$pid/fd/"*); ((${#fds[@]} - base >= expect)) && full=1; }
+        echo "$EPOCHREALTIME $TICKS ${#fds[@]}"
+        read -r -t 0.25 -u "$nap" _ || true
+    done >"$OUT/$name.samples"
+    exec {nap}<&-
+    wait "$tpid" || rc=$?
+    BENCH_PIDS=()
+    after=$(cgroup_stat "$CG_DIR")
+    awk '!/^\{/' "$OUT/$name.txt" | tee -a "$OUT/summary.txt"
+    tail -n1 "$OUT/$name.txt" >"$OUT/$name.json"
+    echo "exit=$rc" | tee -a "$OUT/summary.txt"
+    cpu=$(steady_cpu "$OUT/$name.samples" "$base" "$expect" "$SECS")
+    { python3 -c 'import json, sys
+name, cpu, before, after = sys.argv[1:5]
+try:
+    d = json.loads(open(sys.argv[5]).read())
+except Exception:
+    d = {}
+rate = d.get("round_trips_per_s") or d.get("delivered_per_s")
+unit = "round trips" if "round_trips_per_s" in d else "deliveries"
+st = lambda s: dict(kv.split("=", 1) for kv in s.split())
+b, a = st(before), st(after)
+try:
+    th = "%.0f%%" % (100 * (int(a["nr_throttled"]) - int(b["nr_throttled"])) / (int(a["nr_periods"]) - int(b["nr_periods"])))
+except (KeyError, ZeroDivisionError, ValueError):
+    th = "-"
+cpu = float(cpu) if cpu else None
+per = "%.0f" % (rate / cpu) if rate and cpu else "-"
+print("%-28s %s %s/s, server CPU %s s/s, %s %s per CPU-second, throttled in %s of periods, ok=%s" % (
+    name, "%.0f" % rate if rate else "-", unit, "%.2f" % cpu if cpu else "-", per, unit, th, d.get("ok")))' \
+        "$name" "$cpu" "$before" "$after" "$OUT/$name.json" || echo "$name: no figures (see $name.json)"; } |
+        tee -a "$OUT/capped.txt" "$OUT/summary.txt"
+}
+
+# 3. Optional: CPU-capped runs: the server, not the bench, is the bottleneck.
+[[ ${#CAPS[@]} == 0 ]] || : >"$OUT/capped.txt"
+for pct in "${CAPS[@]}"; do
+    cgroup_create "$pct" || exit 1
+    echo "--- cap $pct%: cgroup $CG_DIR, quota $(cap_quota_us "$pct") us per $CAP_PERIOD_US us" | tee -a "$OUT/summary.txt" "$OUT/capped.txt"
+    for scenario in echo fan1 fan100 fixed; do
+        # A fresh server for each, moved with every thread into the group.
+        start_server --shards 1
+        cgroup_move "${SERVER_PIDS[-1]}" && cgroup_verify "${SERVER_PIDS[-1]}" || exit 1
+        case $scenario in
+            echo) capped_bench "cap$pct-echo-max" 100 echo --url "$URL/echo" -c 100 --size 64 ;;
+            fan1) capped_bench "cap$pct-fanout-5000x1-max" 5001 fanout --url "$URL/ws" --subs 5000 \
+                --channels 1 --publishers 1 --size 64 ;;
+            fan100) capped_bench "cap$pct-fanout-1000x100-max" 1004 fanout --url "$URL/ws" --subs 1000 \
+                --channels 100 --publishers 4 --size 64 ;;
+            fixed) capped_bench "cap$pct-fanout-1000x100-50k" 1004 fanout --url "$URL/ws" --subs 1000 \
+                --channels 100 --publishers 4 --size 64 --rate 5000 ;;
+        esac
+        stop_pid INT 15 "${SERVER_PIDS[@]}"
+        SERVER_PIDS=()
+    done
+    cgroup_remove "$CG_DIR"
+done
+
+# 4. Optional: 105,000 connections to 6 SO_REUSEPORT servers from 6 bench processes.
 if [[ $BIG == 1 ]]; then
     for _ in 1 2 3 4 5 6; do start_server --shards 1 --max-connections 19000; done
     before_rss=$(servers_rss_kib)

@@ -76,7 +76,8 @@ pub struct SoakArgs {
     /// End check: server fds may differ from the empty baseline by at most this many.
     #[arg(long, default_value_t = 8)]
     pub fd_slack: u64,
-    /// End check: server RSS may exceed the post-warm-up RSS by at most this percentage.
+    /// RSS checks' allowance in percent (at least 1 MiB): late peak vs early
+    /// peak, and RSS after everyone left vs max(post-warm-up RSS, early peak).
     #[arg(long, default_value_t = 5.0)]
     pub rss_slack: f64,
 }

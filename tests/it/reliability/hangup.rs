@@ -51,7 +51,14 @@ fn text_frame(text: &str) -> Vec<u8> {
 fn released_after(last: &[u8], n: usize) {
     let server = TestServer::start(SLOW_TIMERS);
     let mut clients: Vec<RawClient> = (0..n)
-        .map(|_| RawClient::connect(&server.addr(), "/ws"))
+        .map(|_| {
+            let mut client = RawClient::connect(&server.addr(), "/ws");
+            // The greeting is queued after the connection is registered
+            // (the 101 can be read before that).
+            let hello = client.read_frame().expect("connection_established");
+            assert_eq!(hello.opcode, 1, "{hello:?}");
+            client
+        })
         .collect();
     assert_eq!(websockets(&server), n as u64, "all upgraded");
     for client in &mut clients {

@@ -19,7 +19,7 @@ use glommio::channels::shared_channel::{
 };
 use glommio::{GlommioError, ResourceType};
 
-use crate::notify::Notify;
+use crate::reactor::Notify;
 use crate::shard::{Query, ShardId, ShardReport};
 
 /// What shards tell each other.

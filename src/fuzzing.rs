@@ -28,7 +28,7 @@ use crate::bus::{self, Bus};
 use crate::error::CloseReason;
 use crate::http::{self, HeadError, Response, Route};
 use crate::message::{self, Command, ErrorCode, Request, RequestError};
-use crate::readiness::EpollSet;
+use crate::reactor::EpollSet;
 use crate::shard::{Shard, ShardId, Shared};
 use crate::ws::{self, Decoder, Event, Kind};
 

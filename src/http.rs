@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::notify::with_timeout;
+use crate::reactor::with_timeout;
 use crate::shard::Shard;
 use crate::ws;
 

@@ -5,12 +5,12 @@
 //!   executor per shard; [`shutdown`]: signals -> drain.
 //! - [`listener`]: SO_REUSEPORT sockets and accept loops; [`http`]: request
 //!   head, upgrade or error status; [`connection`]: one client's task;
-//!   [`readiness`]: the shard's epoll set of upgraded sockets.
+//!   [`reactor`]: the shard's epoll set, readiness rules, wake-ups and timeouts.
 //! - [`ws`]: RFC 6455 codec (the only tungstenite user); [`message`]: the
 //!   /ws JSON protocol; [`outbox`]: per-connection frame queue.
 //! - [`shard`]: per-core state and the publish path; [`topics`]: channel
 //!   table; [`bus`]: cross-shard mesh (the only glommio channel user).
-//! - [`metrics`], [`notify`], [`sys`], [`error`]: support.
+//! - [`metrics`], [`sys`], [`error`]: support.
 
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -27,10 +27,9 @@ pub mod latency;
 pub mod listener;
 pub mod message;
 pub mod metrics;
-pub mod notify;
 pub mod outbox;
 pub mod prom;
-pub mod readiness;
+pub mod reactor;
 pub mod server;
 pub mod shard;
 pub mod shutdown;

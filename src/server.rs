@@ -21,7 +21,7 @@ use crate::bus::{self, Bus, MeshEnds};
 use crate::config::{format_cpus, Config, Resolved};
 use crate::error::StartupError;
 use crate::listener::Port;
-use crate::readiness::EpollSet;
+use crate::reactor::EpollSet;
 use crate::shard::{Shard, ShardId, Shared};
 use crate::topics::MAX_SHARDS;
 use crate::{listener, shutdown, sys};

@@ -13,7 +13,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 
 use crate::http::Response;
-use crate::notify::with_timeout;
+use crate::reactor::with_timeout;
 use crate::shard::Shard;
 
 pub(crate) mod api;

@@ -8,7 +8,7 @@
 //! socket and decoder. Reads go into the shard's scratch buffer (lent only
 //! while a `recv` returns and its bytes are decoded), so an idle connection
 //! owns no buffer. Public sockets never go through glommio's streams: their
-//! readiness comes from the shard's epoll set ([`crate::readiness`]) from
+//! readiness comes from the shard's epoll set ([`crate::reactor`]) from
 //! the accept on.
 //! `state.rs` holds `ConnState`, `session.rs` the protocol handling.
 
@@ -23,7 +23,7 @@ use std::task::{Context, Poll, Waker};
 use crate::error::CloseReason;
 use crate::http::{self, Route};
 use crate::message;
-use crate::readiness::{after_io, can, store_waker, EpollStream, READABLE};
+use crate::reactor::{after_io, can, store_waker, EpollStream, READABLE};
 use crate::shard::{log_limited, Shard};
 use crate::sys;
 use crate::ws::Decoder;

@@ -7,7 +7,7 @@ use std::task::Waker;
 
 use crate::error::CloseReason;
 use crate::outbox::{Frame, Outbox};
-use crate::readiness::{READABLE, WRITABLE};
+use crate::reactor::{READABLE, WRITABLE};
 use crate::ws;
 
 /// The half of a connection that the shard can reach: outbox, waker, timers.
@@ -38,7 +38,7 @@ pub struct ConnState {
     /// cleared by the task when a `recv` or `send` comes up short (so an
     /// idle socket is never asked again until the kernel says something
     /// changed), plus the sticky `READ_CLOSED`/`WRITE_CLOSED` hang-up bits
-    /// that no short transfer clears (see [`crate::readiness`]).
+    /// that no short transfer clears (see [`crate::reactor`]).
     pub(crate) ready: u8,
     /// In the shard's flush list (queued to by fan-out since the last pass).
     pub(crate) dirty: bool,

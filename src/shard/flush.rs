@@ -9,7 +9,7 @@ use super::{ConnKey, Shard};
 use crate::connection::ConnState;
 use crate::latency::{self, Latency};
 use crate::outbox::MAX_IOVECS;
-use crate::readiness::{after_io, can, WRITABLE};
+use crate::reactor::{after_io, can, WRITABLE};
 use crate::sys;
 
 /// Connections one pass writes before it offers the executor to other

@@ -23,9 +23,9 @@ use crate::connection::ConnState;
 use crate::error::CloseReason;
 use crate::latency::Latency;
 use crate::metrics::ShardMetrics;
-use crate::notify::{with_timeout, Latch, Notify};
 use crate::outbox::Frame;
-use crate::readiness::EpollSet;
+use crate::reactor::EpollSet;
+use crate::reactor::{with_timeout, Latch, Notify};
 use crate::topics::TopicRouter;
 
 /// Index of a shard, 0-based; also its position in the bus mesh.

@@ -16,8 +16,8 @@ use crate::bus::BusMessage;
 use crate::error::CloseReason;
 use crate::latency::LatencySnapshot;
 use crate::metrics::Counters;
-use crate::notify::with_timeout;
 use crate::outbox::{Frame, Published};
+use crate::reactor::with_timeout;
 
 /// How long a query waits for other shards before answering with what it
 /// has (a shard that has exited during shutdown never replies).

@@ -1,5 +1,7 @@
 //! `EpollSet`: one epoll instance per shard, through which every public
-//! socket (handshaking or upgraded) reports readiness.
+//! socket (handshaking or upgraded) reports readiness, the task that turns
+//! its events into readiness bits and wake-ups, and `EpollStream`, the
+//! async socket a handshake runs on.
 //!
 //! glommio waits on a socket by keeping an io_uring poll and its `Source`
 //! (about 500 B of heap) armed per socket; with a million mostly idle
@@ -14,14 +16,6 @@
 //! handshake runs on an [`EpollStream`] (a waiter slot here), and the
 //! upgrade re-tags it for its connection ([`EpollSet::watch_upgraded`]).
 //! Admin connections still use glommio's own streams.
-//!
-//! Readiness rules (edge-triggered): `READABLE`/`WRITABLE` are edges, set
-//! by an event and cleared by a short transfer or `EAGAIN`, after which the
-//! kernel raises a new edge when something changes. A hang-up or error
-//! (`READ_CLOSED`/`WRITE_CLOSED`) is state, not an edge: it is reported
-//! once, often in the same event as the last bytes, so no short transfer
-//! clears it ([`can`], [`after_io`]), and every path that waits on a
-//! socket (handshake, serve, closing) sees it until it reads EOF.
 
 use std::cell::RefCell;
 use std::io;
@@ -34,24 +28,10 @@ use std::task::{Context, Poll, Waker};
 use futures_lite::{AsyncRead, AsyncWrite};
 use slab::Slab;
 
+use super::ready::{after_io, can, ready_bits, store_waker, READABLE, WRITABLE};
 use crate::shard::{log_limited, ConnKey, Shard};
-use crate::sys::{self, epoll_bits};
+use crate::sys;
 
-/// Readiness bit: a `recv` may return data (or EOF). Edge state: cleared
-/// by a short transfer.
-pub(crate) const READABLE: u8 = 1;
-/// Readiness bit: a `send` may take bytes. Edge state: cleared by a short
-/// transfer.
-pub(crate) const WRITABLE: u8 = 2;
-/// Sticky bit: the peer shut its side, or the socket failed (`EPOLLRDHUP`,
-/// `EPOLLHUP`, `EPOLLERR`). Every later `recv` returns data, EOF or an
-/// error, never `EAGAIN`, and the kernel raises no new edge for it, so a
-/// short read must not clear it: a hang-up that arrived with the last
-/// bytes would otherwise be lost until a timer noticed.
-pub(crate) const READ_CLOSED: u8 = 4;
-/// Sticky bit: the connection is hung up or failed (`EPOLLHUP`,
-/// `EPOLLERR`): every later `send` fails at once.
-pub(crate) const WRITE_CLOSED: u8 = 8;
 /// Token bit of a socket still in its handshake; the rest of the token is
 /// its slot in `EpollSet::handshakes`.
 const HANDSHAKE: u64 = 1 << 63;
@@ -162,62 +142,6 @@ impl EpollSet {
 /// of `seq` above (the top bit is `HANDSHAKE`).
 fn token(key: ConnKey, seq: u64) -> u64 {
     u64::from(key.0) | (seq & 0x7fff_ffff) << 32
-}
-
-/// Readiness bits (edge and sticky) for an event's epoll bits.
-fn ready_bits(bits: u32) -> u8 {
-    let mut ready = 0;
-    if bits & epoll_bits::IN != 0 {
-        ready |= READABLE;
-    }
-    if bits & epoll_bits::OUT != 0 {
-        ready |= WRITABLE;
-    }
-    if bits & epoll_bits::READ_CLOSED != 0 {
-        ready |= READ_CLOSED;
-    }
-    if bits & epoll_bits::CLOSED != 0 {
-        ready |= WRITE_CLOSED;
-    }
-    ready
-}
-
-/// The sticky bit that keeps `bit` (`READABLE` or `WRITABLE`) usable.
-fn sticky(bit: u8) -> u8 {
-    if bit == READABLE {
-        READ_CLOSED | WRITE_CLOSED
-    } else {
-        WRITE_CLOSED
-    }
-}
-
-/// May an operation of kind `bit` (`READABLE` or `WRITABLE`) be tried on a
-/// socket whose readiness is `ready`? Yes while its edge bit is set, and
-/// for good once the matching sticky hang-up bit is.
-pub(crate) fn can(ready: u8, bit: u8) -> bool {
-    ready & (bit | sticky(bit)) != 0
-}
-
-/// Edge-triggered rule shared by every reader and writer of a public
-/// socket: updates `ready` after `result` of an operation of kind `bit`
-/// that offered `len` bytes. A short transfer clears the edge bit (the
-/// kernel raises a new edge on the next byte or on room) but never a
-/// sticky bit; EOF (`Ok(0)`) keeps everything, so the next read sees EOF
-/// again. `EAGAIN` clears the sticky bits too: the kernel has just said
-/// there is nothing, and trusting it beats spinning on a stale bit.
-pub(crate) fn after_io(ready: &mut u8, bit: u8, result: &io::Result<usize>, len: usize) {
-    match result {
-        Ok(n) if *n > 0 && *n < len => *ready &= !bit,
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => *ready &= !(bit | sticky(bit)),
-        _ => {}
-    }
-}
-
-/// Keeps `waker` in `slot`, cloning only if it would wake another task.
-pub(crate) fn store_waker(slot: &mut Option<Waker>, waker: &Waker) {
-    if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
-        *slot = Some(waker.clone());
-    }
 }
 
 /// A freshly accepted public socket during its HTTP handshake: async reads
@@ -335,49 +259,5 @@ impl AsyncWrite for EpollStream {
 
     fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(self.socket.shutdown(Shutdown::Write))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn short() -> io::Result<usize> {
-        Ok(10)
-    }
-
-    fn eagain() -> io::Result<usize> {
-        Err(io::ErrorKind::WouldBlock.into())
-    }
-
-    #[test]
-    fn a_hang_up_outlives_the_short_read_of_the_last_bytes() {
-        // Data and FIN in one event: the read of the data comes up short.
-        let mut ready = ready_bits(epoll_bits::IN | libc::EPOLLRDHUP as u32);
-        after_io(&mut ready, READABLE, &short(), 100);
-        assert!(can(ready, READABLE), "the EOF must still be read");
-        assert!(!can(ready, WRITABLE), "a half-close says nothing of writes");
-        after_io(&mut ready, READABLE, &Ok(0), 100);
-        assert!(can(ready, READABLE), "EOF keeps the socket readable");
-    }
-
-    #[test]
-    fn an_error_keeps_both_directions_usable() {
-        let mut ready = ready_bits(libc::EPOLLERR as u32);
-        after_io(&mut ready, WRITABLE, &short(), 100);
-        after_io(&mut ready, READABLE, &short(), 100);
-        assert!(can(ready, READABLE) && can(ready, WRITABLE));
-    }
-
-    #[test]
-    fn edges_clear_on_a_short_transfer_and_eagain_clears_all() {
-        let mut ready = READABLE | WRITABLE;
-        after_io(&mut ready, READABLE, &short(), 100);
-        assert!(!can(ready, READABLE) && can(ready, WRITABLE));
-        after_io(&mut ready, WRITABLE, &Ok(100), 100);
-        assert!(can(ready, WRITABLE), "a full write says nothing");
-        let mut ready = READABLE | READ_CLOSED;
-        after_io(&mut ready, READABLE, &eagain(), 100);
-        assert!(!can(ready, READABLE), "EAGAIN is the kernel's last word");
     }
 }

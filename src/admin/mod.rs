@@ -120,6 +120,11 @@ pub(crate) fn parse_head(
     let mut req = httparse::Request::new(&mut headers);
     let head_len = match req.parse(buf) {
         Ok(httparse::Status::Partial) => return Ok(None),
+        // The limit holds however TCP split the head: a head that became
+        // whole in the read that crossed the limit is refused too.
+        Ok(httparse::Status::Complete(n)) if n > MAX_HEAD_BYTES => {
+            return Err(Some(Response::error(431, "request head too large")))
+        }
         Ok(httparse::Status::Complete(n)) => n,
         Err(httparse::Error::TooManyHeaders) => {
             return Err(Some(Response::error(431, "too many headers")))
@@ -189,4 +194,30 @@ async fn write_response(
         stream.close().await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head_with_padding(pad: usize) -> Vec<u8> {
+        let mut head = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Pad: ".to_vec();
+        head.extend(std::iter::repeat_n(b'a', pad));
+        head.extend_from_slice(b"\r\n\r\n");
+        head
+    }
+
+    #[test]
+    fn a_whole_head_over_the_limit_is_431_however_it_arrived() {
+        let refused = parse_head(&head_with_padding(MAX_HEAD_BYTES + 2000), 1024);
+        match refused {
+            Err(Some(response)) => assert_eq!(response.status, 431),
+            other => panic!("an 18 KiB head was not refused: {:?}", other.is_ok()),
+        }
+        let served = parse_head(&head_with_padding(MAX_HEAD_BYTES - 200), 1024);
+        assert!(
+            matches!(served, Ok(Some(_))),
+            "a head under the limit is served"
+        );
+    }
 }

@@ -122,7 +122,7 @@ rc=0
 # bench. Its lines are shown as they come; the JSON line goes to soak.json only.
 timeout $((MINUTES * 60 + 600)) "${BENCH[@]}" >"$OUT/bench.txt" 2>&1 &
 BENCH_PID=$!
-tail --pid="$BENCH_PID" -n +1 -f "$OUT/bench.txt" | awk '!/^\{/ { print; fflush() }' | tee -a "$OUT/report.txt" &
+tail --pid="$BENCH_PID" -n +1 -f "$OUT/bench.txt" | sed -u '/^{/d' | tee -a "$OUT/report.txt" &
 SHOW_PID=$!
 wait "$BENCH_PID" || rc=$?
 BENCH_PID=""

@@ -313,6 +313,11 @@ impl TopicRouter {
         self.channels.iter()
     }
 
+    /// Gives back the table's spare capacity (when the shard has emptied).
+    pub fn shrink_to_fit(&mut self) {
+        self.channels.shrink_to_fit();
+    }
+
     /// Channels known to this shard (local or remote interest).
     pub fn n_channels(&self) -> usize {
         self.channels.len()

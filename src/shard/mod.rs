@@ -231,7 +231,19 @@ impl Shard {
 
     /// Gives back a slot taken by [`Shard::try_admit`].
     pub fn release(&self) {
-        self.shared.open_connections.fetch_sub(1, Ordering::Relaxed);
+        let before = self.shared.open_connections.fetch_sub(1, Ordering::Relaxed);
+        if before == 1 {
+            // The last connection of the process is gone: hand the heap that
+            // connections used back to the kernel, so RSS falls back to what
+            // is really in use (glibc keeps freed memory otherwise, and an
+            // operator could not tell a leak from a high-water mark).
+            let started = Instant::now();
+            crate::sys::release_free_memory();
+            log::debug!(
+                "no connections left, free heap released in {:?}",
+                started.elapsed()
+            );
+        }
     }
 
     /// Registers a new upgraded connection on socket `fd`; returns its key
@@ -257,8 +269,15 @@ impl Shard {
         if conns.try_remove(key.0 as usize).is_some() {
             self.shared.websockets.fetch_sub(1, Ordering::Relaxed);
         }
-        if self.shutdown.is_set() && conns.is_empty() {
-            self.drained.fire();
+        if conns.is_empty() {
+            // The tables keep their high-water capacity while in use (no
+            // reallocation under churn); an empty shard gives it back.
+            conns.shrink_to_fit();
+            self.topics.borrow_mut().shrink_to_fit();
+            *self.flush_list.borrow_mut() = Vec::new();
+            if self.shutdown.is_set() {
+                self.drained.fire();
+            }
         }
     }
 

@@ -56,7 +56,9 @@ impl Shard {
     /// ends the connection; a closing connection is woken to see its flush.
     fn flush_one(&self, key: ConnKey) {
         let mut conns = self.conns.borrow_mut();
-        let Some(conn) = conns.get_mut(key.0 as usize) else {
+        // Not dirty: a stale entry (its connection closed and the key went
+        // to a new one) or one already written by an earlier entry.
+        let Some(conn) = conns.get_mut(key.0 as usize).filter(|c| c.dirty) else {
             return;
         };
         conn.dirty = false;

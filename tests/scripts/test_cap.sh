@@ -284,57 +284,8 @@ test_cap_files_are_shellcheck_clean() {
 
 # ---- helpers ----------------------------------------------------------------
 
-current=
-failure=
-begin() {
-    current=$1
-    failure=
-    out=
-}
-end() {
-    if [[ -n $failure ]]; then
-        failed=$((failed + 1))
-        echo "FAIL $current"
-        echo "     $failure"
-        printf '%s\n' "$out" | tail -n 25 | sed 's/^/     | /'
-    else
-        passed=$((passed + 1))
-        echo "ok   $current"
-    fi
-}
-skip() {
-    skipped+=("[$current: $1]")
-    echo "skip $current ($1)"
-}
-fail() {
-    [[ -n $failure ]] || failure=$1
-    return 1
-}
-
-# Runs a command, keeping its combined output in $out and status in $rc.
-# Always succeeds, so it can sit in an && chain before the expectations.
-run() {
-    set +e
-    out=$("$@" 2>&1)
-    rc=$?
-    set -e
-    return 0
-}
-
-expect_rc() {
-    ((rc == $1)) || fail "exit status $rc, expected $1"
-}
-expect_out() {
-    grep -Eq -- "$1" <<<"$out" || fail "output lacks /$1/"
-}
-expect_no_out() {
-    ! grep -Eq -- "$1" <<<"$out" || fail "output has /$1/: $(grep -E -m1 -- "$1" <<<"$out")"
-}
-expect_equal() {
-    [[ $1 == "$2" ]] || fail "$3 (expected '$1', got '$2')"
-}
-expect_missing() {
-    [[ ! -e $1 ]] || fail "$1 exists"
-}
+# Test bookkeeping and expectations: tests/scripts/harness.sh.
+# shellcheck source-path=SCRIPTDIR source=harness.sh
+source "$(dirname "${BASH_SOURCE[0]}")/harness.sh"
 
 main "$@"

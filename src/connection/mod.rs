@@ -174,14 +174,16 @@ impl Future for Connection {
             return Poll::Pending;
         };
         let shard = &conn.shard;
+        shard.metrics.on_close(reason);
+        shard.unregister(conn.session.key, conn.session.channels.as_slice());
+        shard.release();
+        // Logged once the connection is gone from every count, so the line
+        // is a signal that it was released.
         log::debug!(
             "closed conn={}-{} reason={reason}",
             shard.id.0,
             conn.session.seq
         );
-        shard.metrics.on_close(reason);
-        shard.unregister(conn.session.key, conn.session.channels.as_slice());
-        shard.release();
         Poll::Ready(())
     }
 }

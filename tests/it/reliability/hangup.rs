@@ -64,9 +64,14 @@ fn released_after(last: &[u8], n: usize) {
     for client in &mut clients {
         write_with_fin(&mut client.stream, last);
     }
-    must_happen_within(RELEASE_WITHIN, "connections released", || {
-        websockets(&server) == 0
-    });
+    // The server logs each close once the connection is released.
+    let released = server.wait_for_log_count("closed conn=", n, RELEASE_WITHIN);
+    assert!(
+        released.is_some(),
+        "not all {n} connections released within {RELEASE_WITHIN:?}:\n{}",
+        server.log_text()
+    );
+    assert_eq!(websockets(&server), 0, "released connections still counted");
 }
 
 #[test]

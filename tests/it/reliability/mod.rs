@@ -40,6 +40,9 @@ fn status_kib(server: &TestServer, field: &str) -> u64 {
 
 /// Polls `done` until it holds; fails the test if it does not within
 /// `within` (a bound on the server's reaction, not a synchronisation sleep).
+/// Only for what has no signal: a handshaking socket's fd closes after the
+/// server logs its drop, and the client's EOF was seen (rarely) before the
+/// fd count fell.
 fn must_happen_within(within: Duration, what: &str, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     loop {

@@ -9,6 +9,11 @@
 //! from a one-shard [`Shard`] whose bus has no links. The first input bytes
 //! pick the knobs (size limits, where the stream is cut), so the fuzzer
 //! explores those too.
+//!
+//! Every `expect` here is an oracle, not error handling: a panic is how a
+//! target reports a broken invariant, and none of this runs in the server
+//! (only fuzz/ and `cargo test` call it). The few on setup (the one-shard
+//! `Shard`, fixed flags) run on constant input.
 
 use std::cell::Cell;
 use std::pin::Pin;

@@ -107,6 +107,14 @@ pub fn run(config: Config) -> Result<(), StartupError> {
             }
         }
     }
+    // Everything the process holds must exist before the `listening` line:
+    // it is the readiness signal (tests take fd baselines after it).
+    let listening = _admin_linger
+        .as_ref()
+        .and_then(|linger| linger.duplicate().ok())
+        .into_iter()
+        .collect();
+    shutdown::spawn_signal_thread(controls, listening);
     let addr = SocketAddr::new(cfg_addr(&config), port);
     let admin = admin_addr.map_or_else(|| "none".to_string(), |a| a.to_string());
     log::info!(
@@ -117,12 +125,6 @@ pub fn run(config: Config) -> Result<(), StartupError> {
         config.config.max_message_size,
         config.config.max_outbound_bytes,
     );
-    let listening = _admin_linger
-        .as_ref()
-        .and_then(|linger| linger.duplicate().ok())
-        .into_iter()
-        .collect();
-    shutdown::spawn_signal_thread(controls, listening);
     for thread in threads {
         if thread.join().is_err() {
             log::error!("a shard thread panicked");

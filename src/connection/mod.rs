@@ -77,7 +77,12 @@ pub async fn serve(shard: Rc<Shard>, socket: std::net::TcpStream) {
     }
     match http::handshake(&shard, &mut stream, true).await {
         Some(upgrade) => start(shard, stream.into_socket(), upgrade),
-        None => shard.release(),
+        None => {
+            drop(stream);
+            shard.release();
+            // After the close: tests wait on this line to count fds.
+            log::debug!("socket closed without upgrade");
+        }
     };
 }
 

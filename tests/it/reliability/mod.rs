@@ -4,7 +4,7 @@
 mod hangup;
 mod outbound;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::harness::{get, TestServer};
 
@@ -36,20 +36,4 @@ fn status_kib(server: &TestServer, field: &str) -> u64 {
         .find(|l| l.starts_with(field))
         .unwrap_or_else(|| panic!("no {field} in /proc status"));
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-/// Polls `done` until it holds; fails the test if it does not within
-/// `within` (a bound on the server's reaction, not a synchronisation sleep).
-/// Only for what has no signal: a handshaking socket's fd closes after the
-/// server logs its drop, and the client's EOF was seen (rarely) before the
-/// fd count fell.
-fn must_happen_within(within: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    loop {
-        if done() {
-            return;
-        }
-        assert!(start.elapsed() < within, "{what}: not within {within:?}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }

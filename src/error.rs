@@ -83,8 +83,16 @@ pub enum CloseReason {
     SlowConsumer,
     /// Nothing was received within `--pong-timeout` of a ping (1008 "heartbeat timeout").
     HeartbeatTimeout,
-    /// An operator closed it through `POST /api/disconnect` (4000).
+    /// An operator closed it through `POST /api/disconnect` or
+    /// `POST /api/user/disconnect` (4000).
     Disconnected,
+    /// The `connect` message's token is invalid (4001 "invalid token").
+    InvalidToken,
+    /// `--require-auth` and no valid token arrived within
+    /// `--handshake-timeout` of the upgrade (4001 "authentication required").
+    AuthRequired,
+    /// The connection's token expired without a `refresh` (4002 "token expired").
+    TokenExpired,
     /// The TCP connection ended without a close handshake (no frame is sent).
     Abnormal,
 }
@@ -100,6 +108,8 @@ impl CloseReason {
             CloseReason::TooBig => 1009,
             CloseReason::SlowConsumer | CloseReason::HeartbeatTimeout => 1008,
             CloseReason::Disconnected => 4000,
+            CloseReason::InvalidToken | CloseReason::AuthRequired => 4001,
+            CloseReason::TokenExpired => 4002,
             CloseReason::Abnormal => 1006,
         }
     }
@@ -115,6 +125,9 @@ impl CloseReason {
             CloseReason::SlowConsumer => "slow consumer",
             CloseReason::HeartbeatTimeout => "heartbeat timeout",
             CloseReason::Disconnected => "disconnected by server",
+            CloseReason::InvalidToken => "invalid token",
+            CloseReason::AuthRequired => "authentication required",
+            CloseReason::TokenExpired => "token expired",
         }
     }
 
@@ -129,6 +142,9 @@ impl CloseReason {
             CloseReason::SlowConsumer => "slow_consumer",
             CloseReason::HeartbeatTimeout => "heartbeat_timeout",
             CloseReason::Disconnected => "disconnected",
+            CloseReason::InvalidToken => "invalid_token",
+            CloseReason::AuthRequired => "auth_required",
+            CloseReason::TokenExpired => "token_expired",
             CloseReason::Abnormal => "abnormal",
         }
     }

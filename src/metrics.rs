@@ -8,7 +8,7 @@ use crate::error::CloseReason;
 use crate::message::ErrorCode;
 
 /// Close reasons as counted (index = position), also the `reason` label.
-pub const CLOSE_REASONS: [&str; 9] = [
+pub const CLOSE_REASONS: [&str; 12] = [
     "client_closed",
     "shutdown",
     "protocol_error",
@@ -18,11 +18,16 @@ pub const CLOSE_REASONS: [&str; 9] = [
     "heartbeat_timeout",
     "disconnected",
     "abnormal",
+    "invalid_token",
+    "auth_required",
+    "token_expired",
 ];
 
 /// Handshake outcomes other than an upgrade, by HTTP status; "dropped" is a
 /// client that timed out or vanished before a full request.
-pub const HANDSHAKE_FAILURES: [&str; 7] = ["400", "404", "405", "426", "431", "503", "dropped"];
+pub const HANDSHAKE_FAILURES: [&str; 9] = [
+    "400", "401", "403", "404", "405", "426", "431", "503", "dropped",
+];
 
 /// JSON request error codes, in [`ErrorCode::ALL`] order.
 pub const N_ERROR_CODES: usize = ErrorCode::ALL.len();
@@ -118,11 +123,13 @@ impl ShardMetrics {
         // No allocation: clients can make this happen at will.
         let i = match status {
             Some(400) => 0,
-            Some(404) => 1,
-            Some(405) => 2,
-            Some(426) => 3,
-            Some(431) => 4,
-            Some(503) => 5,
+            Some(401) => 1,
+            Some(403) => 2,
+            Some(404) => 3,
+            Some(405) => 4,
+            Some(426) => 5,
+            Some(431) => 6,
+            Some(503) => 7,
             _ => HANDSHAKE_FAILURES.len() - 1,
         };
         self.bump(|c| c.handshake_failures[i] += 1);
@@ -173,6 +180,9 @@ pub fn close_index(reason: CloseReason) -> usize {
         CloseReason::HeartbeatTimeout => 6,
         CloseReason::Disconnected => 7,
         CloseReason::Abnormal => 8,
+        CloseReason::InvalidToken => 9,
+        CloseReason::AuthRequired => 10,
+        CloseReason::TokenExpired => 11,
     }
 }
 
@@ -203,6 +213,9 @@ mod tests {
             CloseReason::HeartbeatTimeout,
             CloseReason::Disconnected,
             CloseReason::Abnormal,
+            CloseReason::InvalidToken,
+            CloseReason::AuthRequired,
+            CloseReason::TokenExpired,
         ] {
             assert_eq!(CLOSE_REASONS[close_index(reason)], reason.label());
         }
@@ -215,7 +228,7 @@ mod tests {
         m.on_handshake_failure(None);
         m.on_handshake_failure(Some(599));
         let c = m.snapshot();
-        assert_eq!(c.handshake_failures[4], 1);
-        assert_eq!(c.handshake_failures[6], 2);
+        assert_eq!(c.handshake_failures[6], 1);
+        assert_eq!(c.handshake_failures[8], 2);
     }
 }

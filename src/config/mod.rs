@@ -4,7 +4,10 @@
 //! The config is immutable once the server starts and is shared as
 //! `Arc<Config>`. Values derived from the machine (CPU list, connection
 //! limit) are resolved here, in [`Config::resolve`], so the rest of the
-//! server never looks at the environment.
+//! server never looks at the environment. `values.rs` has the syntax of
+//! sizes, intervals, CPU lists and addresses.
+
+mod values;
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -12,6 +15,11 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::error::StartupError;
+
+pub use values::{
+    format_cpus, parse_admin_addr, parse_cpu_list, parse_duration, parse_interval, parse_size,
+    AdminAddr, CpuList,
+};
 
 /// Command-line flags and environment variables of `corecast`.
 #[derive(Debug, Clone, Parser)]
@@ -80,25 +88,25 @@ pub struct Config {
     pub max_header_bytes: usize,
 
     /// Time a client has to complete the HTTP upgrade before it is dropped.
-    #[arg(long, env = "CORECAST_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "CORECAST_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub handshake_timeout: Duration,
 
     /// Interval between server pings on an open connection.
-    #[arg(long, env = "CORECAST_PING_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "CORECAST_PING_INTERVAL", default_value = "30s", value_parser = parse_duration)]
     pub ping_interval: Duration,
 
     /// A connection that sends nothing for this long after a ping is closed
     /// (close 1008 "heartbeat timeout").
-    #[arg(long, env = "CORECAST_PONG_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "CORECAST_PONG_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub pong_timeout: Duration,
 
     /// Time the peer has to answer a close frame the server sent (and to take the queued
     /// bytes before it) before the socket is dropped.
-    #[arg(long, env = "CORECAST_CLOSE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "CORECAST_CLOSE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub close_timeout: Duration,
 
     /// On SIGINT/SIGTERM, time to wait for clients to answer close 1001 before exiting.
-    #[arg(long, env = "CORECAST_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "CORECAST_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
 
     /// Messages each cross-shard channel holds before the sender queues locally and
@@ -135,34 +143,6 @@ pub struct Config {
     #[arg(long, env = "CORECAST_IO_MEMORY", default_value = "64KiB", value_parser = parse_size)]
     pub io_memory: usize,
 }
-
-/// Where the admin listener binds, if anywhere.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AdminAddr(pub Option<std::net::SocketAddr>);
-
-/// Parses `--admin-addr`: "none" or an `IP:PORT`.
-pub fn parse_admin_addr(s: &str) -> Result<AdminAddr, String> {
-    if s.trim().eq_ignore_ascii_case("none") {
-        return Ok(AdminAddr(None));
-    }
-    s.trim()
-        .parse()
-        .map(|a| AdminAddr(Some(a)))
-        .map_err(|_| format!("not an address: {s:?} (use IP:PORT, e.g. 127.0.0.1:9090, or none)"))
-}
-
-/// Parses a duration where a bare "0" means off.
-pub fn parse_interval(s: &str) -> Result<Duration, String> {
-    if s.trim() == "0" {
-        return Ok(Duration::ZERO);
-    }
-    humantime::parse_duration(s.trim()).map_err(|e| format!("{e} (e.g. 60s, 5m, or 0 for off)"))
-}
-
-/// A CPU list as given to `--cpus`. A newtype, so clap parses the whole
-/// "0-3,6" string into one value instead of expecting repeated numbers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CpuList(pub Vec<usize>);
 
 /// Descriptors kept back from the open-files limit for the server's own use
 /// (io_uring rings, eventfds, listeners, stdio) plus room to answer 503.
@@ -278,65 +258,6 @@ impl Config {
     }
 }
 
-/// Formats a CPU list as "0,1,2".
-pub fn format_cpus(cpus: &[usize]) -> String {
-    cpus.iter()
-        .map(|c| c.to_string())
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// Parses "0-3,6,8-9" into a sorted, de-duplicated CPU list.
-pub fn parse_cpu_list(s: &str) -> Result<CpuList, String> {
-    let mut out = Vec::new();
-    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let num = |x: &str| {
-            x.trim()
-                .parse::<usize>()
-                .map_err(|_| format!("not a CPU number: {x:?}"))
-        };
-        match part.split_once('-') {
-            Some((a, b)) => {
-                let (a, b) = (num(a)?, num(b)?);
-                if a > b {
-                    return Err(format!("empty CPU range {part:?}"));
-                }
-                out.extend(a..=b);
-            }
-            None => out.push(num(part)?),
-        }
-    }
-    if out.is_empty() {
-        return Err("empty CPU list".into());
-    }
-    out.sort_unstable();
-    out.dedup();
-    Ok(CpuList(out))
-}
-
-/// Parses a byte size: "4096", "64KiB", "1M", "2g" (K/M/G are powers of 1024).
-pub fn parse_size(s: &str) -> Result<usize, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, unit) = t.split_at(split);
-    let n: usize = digits
-        .parse()
-        .map_err(|_| format!("not a size: {s:?} (try 4096, 64KiB, 1MiB)"))?;
-    let mult: usize = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        other => {
-            return Err(format!(
-                "unknown size unit {other:?} in {s:?} (use K, M or G)"
-            ))
-        }
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("size too large: {s:?}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -345,22 +266,6 @@ mod tests {
         let mut v = vec!["corecast"];
         v.extend_from_slice(args);
         Config::try_parse_from(v).expect("valid test args")
-    }
-
-    #[test]
-    fn sizes_parse_with_binary_units() {
-        assert_eq!(parse_size("4096"), Ok(4096));
-        assert_eq!(parse_size("64KiB"), Ok(65536));
-        assert_eq!(parse_size("1M"), Ok(1 << 20));
-        assert!(parse_size("1 parsec").is_err());
-        assert!(parse_size("").is_err());
-    }
-
-    #[test]
-    fn cpu_lists_parse_ranges() {
-        assert_eq!(parse_cpu_list("0-2,5,1"), Ok(CpuList(vec![0, 1, 2, 5])));
-        assert!(parse_cpu_list("3-1").is_err());
-        assert!(parse_cpu_list("x").is_err());
     }
 
     #[test]

@@ -4,9 +4,11 @@
 //! The config is immutable once the server starts and is shared as
 //! `Arc<Config>`. Values derived from the machine (CPU list, connection
 //! limit) are resolved here, in [`Config::resolve`], so the rest of the
-//! server never looks at the environment. `values.rs` has the syntax of
+//! server never looks at the environment. `namespace.rs` has the
+//! config file's `[namespaces]`; `values.rs` the syntax of
 //! sizes, intervals, CPU lists and addresses.
 
+mod namespace;
 mod values;
 
 use std::net::IpAddr;
@@ -16,6 +18,9 @@ use clap::Parser;
 
 use crate::error::StartupError;
 
+pub use namespace::{
+    NamespaceError, NamespaceOptions, Namespaces, DEFAULT_NAMESPACE, MAX_NAMESPACE_LEN,
+};
 pub use values::{
     format_cpus, parse_admin_addr, parse_cpu_list, parse_duration, parse_interval, parse_size,
     AdminAddr, CpuList,

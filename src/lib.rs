@@ -1,7 +1,7 @@
 //! corecast: a thread-per-core WebSocket pub/sub server.
 //!
 //! Codemap (docs/ARCHITECTURE.md has the full map and the invariants):
-//! - [`config`]: flags and defaults; [`server`]: startup, one pinned glommio
+//! - [`config`]: flags, config file and namespaces; [`server`]: startup, one pinned glommio
 //!   executor per shard; [`shutdown`]: signals -> drain.
 //! - [`listener`]: SO_REUSEPORT sockets and accept loops; [`http`]: request
 //!   head, upgrade or error status; [`connection`]: one client's task;

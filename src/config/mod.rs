@@ -1,23 +1,30 @@
 //! `Config`: every flag of the `corecast` binary, with its `CORECAST_*`
-//! environment variable and default, plus [`Config::validate`].
+//! environment variable, config file key and default, plus
+//! [`Config::validate`].
 //!
 //! The config is immutable once the server starts and is shared as
 //! `Arc<Config>`. Values derived from the machine (CPU list, connection
 //! limit) are resolved here, in [`Config::resolve`], so the rest of the
-//! server never looks at the environment. `namespace.rs` has the
-//! config file's `[namespaces]`; `values.rs` the syntax of
-//! sizes, intervals, CPU lists and addresses.
+//! server never looks at the environment. `file.rs` merges the `--config`
+//! file under the flags and environment ([`load`]); `namespace.rs` holds the
+//! file-only `[namespaces]`; `values.rs` the syntax of sizes, intervals,
+//! CPU lists and addresses.
 
+mod file;
 mod namespace;
 mod values;
 
 use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
 
 use crate::error::StartupError;
+use crate::origin::{parse_origins, Origins};
 
+pub use file::{load, load_with, LoadError, Loaded, Source};
 pub use namespace::{
     NamespaceError, NamespaceOptions, Namespaces, DEFAULT_NAMESPACE, MAX_NAMESPACE_LEN,
 };
@@ -26,8 +33,8 @@ pub use values::{
     AdminAddr, CpuList,
 };
 
-/// Command-line flags and environment variables of `corecast`.
-#[derive(Debug, Clone, Parser)]
+/// Command-line flags, environment variables and config file of `corecast`.
+#[derive(Debug, Clone, PartialEq, Parser)]
 #[command(
     name = "corecast",
     version,
@@ -38,11 +45,27 @@ pub use values::{
         Public port: GET /ws (JSON pub/sub), GET /echo (echo), GET /health (JSON).\n\
         Admin port (--admin-addr): GET /metrics (Prometheus), /health, /latency (.hgrm), \
         /api/publish, /api/broadcast, /api/channels, /api/stats, /api/disconnect.\n\
-        Every flag can also be set through the CORECAST_* environment variable shown. \
+        Every flag can also be set through the CORECAST_* environment variable shown, and \
+        in the --config FILE (TOML) under its name with _ for - (max_connections = 5000); \
+        a flag beats the environment, which beats the file, which beats the default. The \
+        file alone configures [namespaces.NAME]. --check-config FILE validates a file and \
+        prints the effective configuration without starting (docs/configuration.md).\n\
         Durations take units (500ms, 10s, 2m); sizes take bytes or a K/M/G (binary) suffix.\n\
         Logging: RUST_LOG (default info)."
 )]
 pub struct Config {
+    /// TOML file with a key per flag (its name with `_` for `-`) and
+    /// [namespaces.NAME] tables; flags and CORECAST_* variables override it
+    /// [default: none].
+    #[arg(long = "config", env = "CORECAST_CONFIG", value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
+
+    /// Validate FILE as --config would (with the other flags and environment),
+    /// print the effective configuration and exit: 0 if valid, 1 if not.
+    /// Binds nothing.
+    #[arg(long, value_name = "FILE")]
+    pub check_config: Option<PathBuf>,
+
     /// Address to listen on.
     #[arg(long, env = "CORECAST_ADDR", default_value = "0.0.0.0")]
     pub addr: IpAddr,
@@ -141,12 +164,47 @@ pub struct Config {
 
     /// Also write each interval's latency distribution as an .hgrm file here.
     #[arg(long, env = "CORECAST_LATENCY_REPORT_DIR")]
-    pub latency_report_dir: Option<std::path::PathBuf>,
+    pub latency_report_dir: Option<PathBuf>,
 
     /// Memory glommio registers with io_uring per shard. corecast does no file I/O
     /// through it, so the 64 KiB minimum keeps startup under small memlock limits.
     #[arg(long, env = "CORECAST_IO_MEMORY", default_value = "64KiB", value_parser = parse_size)]
     pub io_memory: usize,
+
+    /// HMAC secret (HS256/384/512) that client tokens are signed with [default: none].
+    #[arg(
+        long,
+        env = "CORECAST_JWT_HMAC_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    pub jwt_hmac_secret: Option<String>,
+
+    /// PEM public key (RSA or EC) that client tokens are signed for [default: none].
+    #[arg(long, env = "CORECAST_JWT_PUBLIC_KEY", value_name = "FILE")]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// Refuse connections without a valid token (needs --jwt-hmac-secret or
+    /// --jwt-public-key) [default: off: anonymous connections are allowed
+    /// where their namespace allows them].
+    #[arg(long, env = "CORECAST_REQUIRE_AUTH")]
+    pub require_auth: bool,
+
+    /// Browser origins that may open a WebSocket, comma-separated: exact
+    /// (https://app.example.com) or a wildcard host (https://*.example.com).
+    /// A request without Origin is always allowed [default: empty, every
+    /// origin allowed].
+    #[arg(long, env = "CORECAST_ALLOWED_ORIGINS", value_name = "LIST", default_value = "", hide_default_value = true, value_parser = parse_origins)]
+    pub allowed_origins: Origins,
+
+    /// Most clients one presence reply lists (the rest is cut, marked truncated).
+    #[arg(long, env = "CORECAST_MAX_PRESENCE_CLIENTS", default_value_t = 1000)]
+    pub max_presence_clients: usize,
+
+    /// Channel namespaces, from the config file only; without a file every
+    /// channel has the default options.
+    #[arg(skip)]
+    pub namespaces: Arc<Namespaces>,
 }
 
 /// Descriptors kept back from the open-files limit for the server's own use
@@ -172,44 +230,85 @@ pub struct Resolved {
 /// heartbeat or deadline.
 const MAX_TIMER: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// A value that cannot work: the key it belongs to (the field name, which
+/// is also the file key; the flag is the same with `-` for `_`) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    /// The key, e.g. `max_message_size`.
+    pub key: &'static str,
+    /// Why, without the key: "must be at least 1 byte".
+    pub why: String,
+}
+
+impl Invalid {
+    /// The flag this key is set with, e.g. `--max-message-size`.
+    pub fn flag(&self) -> String {
+        format!("--{}", self.key.replace('_', "-"))
+    }
+}
+
 impl Config {
-    /// Checks values that clap's types cannot.
+    /// Checks values that clap's types cannot, naming the flag.
     pub fn validate(&self) -> Result<(), StartupError> {
-        let bad = |msg: String| Err(StartupError::Config(msg));
+        self.check()
+            .map_err(|e| StartupError::Config(format!("{} {}", e.flag(), e.why)))
+    }
+
+    /// Like [`Config::validate`], but says which key is wrong, so the config
+    /// file loader can name the file's key instead of the flag.
+    pub fn check(&self) -> Result<(), Invalid> {
+        let bad = |key, why: &str| {
+            Err(Invalid {
+                key,
+                why: why.into(),
+            })
+        };
         if self.shards == Some(0) {
-            return bad("--shards must be at least 1".into());
+            return bad("shards", "must be at least 1");
         }
         if self.max_message_size == 0 {
-            return bad("--max-message-size must be at least 1 byte".into());
+            return bad("max_message_size", "must be at least 1 byte");
         }
         if self.max_outbound_bytes < 1024 {
-            return bad("--max-outbound-bytes must be at least 1KiB".into());
+            return bad("max_outbound_bytes", "must be at least 1KiB");
         }
         if self.max_header_bytes < 256 {
-            return bad("--max-header-bytes must be at least 256".into());
+            return bad("max_header_bytes", "must be at least 256");
         }
         if self.backlog == 0 {
-            return bad("--backlog must be at least 1".into());
+            return bad("backlog", "must be at least 1");
         }
         if self.bus_capacity == 0 {
-            return bad("--bus-capacity must be at least 1".into());
+            return bad("bus_capacity", "must be at least 1");
         }
         if self.max_connections == Some(0) {
-            return bad("--max-connections must be at least 1".into());
+            return bad("max_connections", "must be at least 1");
         }
-        for (name, d) in [
-            ("--handshake-timeout", self.handshake_timeout),
-            ("--ping-interval", self.ping_interval),
-            ("--pong-timeout", self.pong_timeout),
-            ("--close-timeout", self.close_timeout),
-            ("--shutdown-timeout", self.shutdown_timeout),
+        if self.max_presence_clients == 0 {
+            return bad("max_presence_clients", "must be at least 1");
+        }
+        if self.jwt_hmac_secret.as_deref() == Some("") {
+            return bad("jwt_hmac_secret", "may not be empty");
+        }
+        if self.require_auth && self.jwt_hmac_secret.is_none() && self.jwt_public_key.is_none() {
+            return bad(
+                "require_auth",
+                "needs a key to check tokens with (--jwt-hmac-secret or --jwt-public-key)",
+            );
+        }
+        for (key, d) in [
+            ("handshake_timeout", self.handshake_timeout),
+            ("ping_interval", self.ping_interval),
+            ("pong_timeout", self.pong_timeout),
+            ("close_timeout", self.close_timeout),
+            ("shutdown_timeout", self.shutdown_timeout),
         ] {
             if d < Duration::from_millis(10) {
-                return bad(format!("{name} must be at least 10ms (got {d:?})"));
+                return bad(key, &format!("must be at least 10ms (got {d:?})"));
             }
             // Per-connection timers keep 32 bits of milliseconds.
             if d > MAX_TIMER {
-                return bad(format!("{name} must be at most 7 days (got {d:?})"));
+                return bad(key, &format!("must be at most 7 days (got {d:?})"));
             }
         }
         Ok(())

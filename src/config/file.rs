@@ -97,7 +97,7 @@ where
         Some(path) => {
             let bytes =
                 read(path).map_err(|e| file_error(path, None, format!("cannot read: {e}")))?;
-            FileValues::parse(path, &bytes, &mut cmd)?
+            FileValues::parse(path, &bytes, &cmd)?
         }
         None => FileValues::default(),
     };
@@ -265,7 +265,7 @@ struct Value {
 
 impl FileValues {
     /// Parses the file and checks every key with its flag's parser.
-    fn parse(path: &Path, bytes: &[u8], cmd: &mut clap::Command) -> Result<FileValues, LoadError> {
+    fn parse(path: &Path, bytes: &[u8], cmd: &clap::Command) -> Result<FileValues, LoadError> {
         let text = std::str::from_utf8(bytes)
             .map_err(|e| file_error(path, None, format!("not UTF-8 text ({e})")))?;
         let table: toml::Table = text
@@ -360,7 +360,7 @@ impl Shape {
 }
 
 /// Runs `key`'s flag parser on `text` alone; the reason it fails, if it does.
-fn check_value(cmd: &mut clap::Command, key: &str, shape: Shape, text: &str) -> Result<(), String> {
+fn check_value(cmd: &clap::Command, key: &str, shape: Shape, text: &str) -> Result<(), String> {
     let shown = if shape == Shape::Secret {
         "***".to_string()
     } else {
@@ -370,7 +370,13 @@ fn check_value(cmd: &mut clap::Command, key: &str, shape: Shape, text: &str) -> 
         return Err(format!("invalid value {shown}: expected a number"));
     }
     let flag = format!("--{}={text}", key.replace('_', "-"));
-    match cmd.try_get_matches_from_mut([OsStr::new("corecast"), OsStr::new(&flag)]) {
+    // A command of this one flag: its parser alone runs, not every flag's
+    // defaults and variables, which keeps a file of many keys cheap.
+    let Some(arg) = cmd.get_arguments().find(|a| a.get_id() == key).cloned() else {
+        return Err(format!("{key} is not a flag"));
+    };
+    let one = clap::Command::new("corecast").no_binary_name(true).arg(arg);
+    match one.try_get_matches_from([flag]) {
         Ok(_) => Ok(()),
         Err(e) => Err(format!("invalid value {shown}: {}", clap_reason(&e))),
     }
@@ -516,7 +522,12 @@ fn syntax_error(text: &str, e: &toml::de::Error) -> String {
     let message = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
     match e.span() {
         Some(span) => {
-            let before = &text[..span.start.min(text.len())];
+            // A span is a byte offset; step back to a character boundary.
+            let start = (0..=span.start.min(text.len()))
+                .rev()
+                .find(|&i| text.is_char_boundary(i))
+                .unwrap_or(0);
+            let before = &text[..start];
             let line = before.matches('\n').count() + 1;
             let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
             format!("line {line}, column {column}: {message}")

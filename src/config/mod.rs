@@ -191,7 +191,7 @@ pub struct Config {
     pub require_auth: bool,
 
     /// Browser origins that may open a WebSocket, comma-separated: exact
-    /// (https://app.example.com) or a wildcard host (https://*.example.com).
+    /// (`https://app.example.com`) or a wildcard host (`https://*.example.com`).
     /// A request without Origin is always allowed [default: empty, every
     /// origin allowed].
     #[arg(long, env = "CORECAST_ALLOWED_ORIGINS", value_name = "LIST", default_value = "", hide_default_value = true, value_parser = parse_origins)]

@@ -11,7 +11,7 @@
 //! even one a flag overrides, so a bad file is refused before it can matter.
 
 use std::collections::HashSet;
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -558,6 +558,8 @@ fn one_line(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::ffi::OsStr;
+
     use super::*;
 
     const PATH: &str = "/etc/corecast.toml";

@@ -13,6 +13,16 @@ use std::io;
 pub enum StartupError {
     /// A flag value that cannot work.
     Config(String),
+    /// The `--config` file cannot be read, or one of its keys is wrong.
+    ConfigFile {
+        /// The file, as named on the command line.
+        path: std::path::PathBuf,
+        /// The key at fault (`max_connections`, `namespaces.chat.presence`),
+        /// if the fault is one key's.
+        key: Option<String>,
+        /// Why, on one line.
+        why: String,
+    },
     /// Binding or configuring a listening socket failed.
     Bind {
         /// What was being bound.
@@ -37,6 +47,10 @@ impl fmt::Display for StartupError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StartupError::Config(msg) => write!(f, "invalid configuration: {msg}"),
+            StartupError::ConfigFile { path, key: Some(key), why } => {
+                write!(f, "config {}: key {key}: {why}", path.display())
+            }
+            StartupError::ConfigFile { path, key: None, why } => write!(f, "config {}: {why}", path.display()),
             // Whose socket it is cannot be known from here: another program,
             // another corecast, or a listener the kernel is still closing.
             StartupError::Bind { addr, flag, source } if source.kind() == io::ErrorKind::AddrInUse => write!(

@@ -1,7 +1,7 @@
 //! corecast: a thread-per-core WebSocket pub/sub server.
 //!
 //! Codemap (docs/ARCHITECTURE.md has the full map and the invariants):
-//! - [`config`]: flags and defaults; [`server`]: startup, one pinned glommio
+//! - [`config`]: flags, config file and namespaces; [`server`]: startup, one pinned glommio
 //!   executor per shard; [`shutdown`]: signals -> drain.
 //! - [`listener`]: SO_REUSEPORT sockets and accept loops; [`http`]: request
 //!   head, upgrade or error status; [`connection`]: one client's task;
@@ -10,6 +10,7 @@
 //!   /ws JSON protocol; [`outbox`]: per-connection frame queue.
 //! - [`shard`]: per-core state and the publish path; [`topics`]: channel
 //!   table; [`bus`]: cross-shard mesh (the only glommio channel user).
+//! - [`origin`]: allowed browser origins (`--allowed-origins`).
 //! - [`metrics`], [`sys`], [`error`]: support.
 
 #![warn(missing_docs)]
@@ -27,6 +28,7 @@ pub mod latency;
 pub mod listener;
 pub mod message;
 pub mod metrics;
+pub mod origin;
 pub mod outbox;
 pub mod prom;
 pub mod reactor;

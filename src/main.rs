@@ -1,16 +1,34 @@
-//! The `corecast` binary: parse flags, set up logging, run the server.
+//! The `corecast` binary: load the configuration (flags, environment,
+//! `--config` file), set up logging, run the server; or, for
+//! `--check-config`, print the effective configuration and exit.
 
 use std::io::Write;
 
-use clap::Parser;
+use corecast::config::{self, LoadError};
 
 fn main() {
-    let config = corecast::Config::parse();
-    init_logging();
-    if let Err(e) = corecast::server::run(config) {
-        eprintln!("corecast: error: {e}");
-        std::process::exit(1);
+    let loaded = match config::load(std::env::args_os()) {
+        Ok(loaded) => loaded,
+        Err(LoadError::Usage(e)) => e.exit(),
+        Err(LoadError::Invalid(e)) => fail(&e),
+    };
+    if loaded.check_only {
+        print!("{}", loaded.to_toml(true));
+        return;
     }
+    init_logging();
+    if let Some(path) = &loaded.config.config_file {
+        log::info!("config file={}", path.display());
+    }
+    if let Err(e) = corecast::server::run(loaded.config) {
+        fail(&e);
+    }
+}
+
+/// Prints the one error line and exits 1.
+fn fail(e: &corecast::StartupError) -> ! {
+    eprintln!("corecast: error: {e}");
+    std::process::exit(1);
 }
 
 /// `RUST_LOG` filters (default `info`); each line names its thread

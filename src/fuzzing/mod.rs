@@ -15,6 +15,10 @@
 //! (only fuzz/ and `cargo test` call it). The few on setup (the one-shard
 //! `Shard`, fixed flags) run on constant input.
 
+mod config;
+
+pub use config::check_config_file;
+
 use std::cell::Cell;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -938,5 +942,10 @@ mod tests {
     #[test]
     fn admin_request_seeds_and_regressions_hold() {
         replay("admin_request", check_admin_request);
+    }
+
+    #[test]
+    fn config_file_seeds_and_regressions_hold() {
+        replay("config_file", check_config_file);
     }
 }

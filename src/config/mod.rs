@@ -1,20 +1,40 @@
 //! `Config`: every flag of the `corecast` binary, with its `CORECAST_*`
-//! environment variable and default, plus [`Config::validate`].
+//! environment variable, config file key and default, plus
+//! [`Config::validate`].
 //!
 //! The config is immutable once the server starts and is shared as
 //! `Arc<Config>`. Values derived from the machine (CPU list, connection
 //! limit) are resolved here, in [`Config::resolve`], so the rest of the
-//! server never looks at the environment.
+//! server never looks at the environment. `file.rs` merges the `--config`
+//! file under the flags and environment ([`load`]); `namespace.rs` holds the
+//! file-only `[namespaces]`; `values.rs` the syntax of sizes, intervals,
+//! CPU lists and addresses.
+
+mod file;
+mod namespace;
+mod values;
 
 use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
 
 use crate::error::StartupError;
+use crate::origin::{parse_origins, Origins};
 
-/// Command-line flags and environment variables of `corecast`.
-#[derive(Debug, Clone, Parser)]
+pub use file::{load, load_with, LoadError, Loaded, Source};
+pub use namespace::{
+    NamespaceError, NamespaceOptions, Namespaces, DEFAULT_NAMESPACE, MAX_NAMESPACE_LEN,
+};
+pub use values::{
+    format_cpus, parse_admin_addr, parse_cpu_list, parse_duration, parse_interval, parse_size,
+    AdminAddr, CpuList,
+};
+
+/// Command-line flags, environment variables and config file of `corecast`.
+#[derive(Debug, Clone, PartialEq, Parser)]
 #[command(
     name = "corecast",
     version,
@@ -25,11 +45,27 @@ use crate::error::StartupError;
         Public port: GET /ws (JSON pub/sub), GET /echo (echo), GET /health (JSON).\n\
         Admin port (--admin-addr): GET /metrics (Prometheus), /health, /latency (.hgrm), \
         /api/publish, /api/broadcast, /api/channels, /api/stats, /api/disconnect.\n\
-        Every flag can also be set through the CORECAST_* environment variable shown. \
+        Every flag can also be set through the CORECAST_* environment variable shown, and \
+        in the --config FILE (TOML) under its name with _ for - (max_connections = 5000); \
+        a flag beats the environment, which beats the file, which beats the default. The \
+        file alone configures [namespaces.NAME]. --check-config FILE validates a file and \
+        prints the effective configuration without starting (docs/configuration.md).\n\
         Durations take units (500ms, 10s, 2m); sizes take bytes or a K/M/G (binary) suffix.\n\
         Logging: RUST_LOG (default info)."
 )]
 pub struct Config {
+    /// TOML file with a key per flag (its name with `_` for `-`) and
+    /// [namespaces.NAME] tables; flags and CORECAST_* variables override it
+    /// [default: none].
+    #[arg(long = "config", env = "CORECAST_CONFIG", value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
+
+    /// Validate FILE as --config would (with the other flags and environment),
+    /// print the effective configuration and exit: 0 if valid, 1 if not.
+    /// Binds nothing.
+    #[arg(long, value_name = "FILE")]
+    pub check_config: Option<PathBuf>,
+
     /// Address to listen on.
     #[arg(long, env = "CORECAST_ADDR", default_value = "0.0.0.0")]
     pub addr: IpAddr,
@@ -80,25 +116,25 @@ pub struct Config {
     pub max_header_bytes: usize,
 
     /// Time a client has to complete the HTTP upgrade before it is dropped.
-    #[arg(long, env = "CORECAST_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "CORECAST_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub handshake_timeout: Duration,
 
     /// Interval between server pings on an open connection.
-    #[arg(long, env = "CORECAST_PING_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "CORECAST_PING_INTERVAL", default_value = "30s", value_parser = parse_duration)]
     pub ping_interval: Duration,
 
     /// A connection that sends nothing for this long after a ping is closed
     /// (close 1008 "heartbeat timeout").
-    #[arg(long, env = "CORECAST_PONG_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "CORECAST_PONG_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub pong_timeout: Duration,
 
     /// Time the peer has to answer a close frame the server sent (and to take the queued
     /// bytes before it) before the socket is dropped.
-    #[arg(long, env = "CORECAST_CLOSE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "CORECAST_CLOSE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub close_timeout: Duration,
 
     /// On SIGINT/SIGTERM, time to wait for clients to answer close 1001 before exiting.
-    #[arg(long, env = "CORECAST_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "CORECAST_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
 
     /// Messages each cross-shard channel holds before the sender queues locally and
@@ -128,41 +164,48 @@ pub struct Config {
 
     /// Also write each interval's latency distribution as an .hgrm file here.
     #[arg(long, env = "CORECAST_LATENCY_REPORT_DIR")]
-    pub latency_report_dir: Option<std::path::PathBuf>,
+    pub latency_report_dir: Option<PathBuf>,
 
     /// Memory glommio registers with io_uring per shard. corecast does no file I/O
     /// through it, so the 64 KiB minimum keeps startup under small memlock limits.
     #[arg(long, env = "CORECAST_IO_MEMORY", default_value = "64KiB", value_parser = parse_size)]
     pub io_memory: usize,
+
+    /// HMAC secret (HS256/384/512) that client tokens are signed with [default: none].
+    #[arg(
+        long,
+        env = "CORECAST_JWT_HMAC_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    pub jwt_hmac_secret: Option<String>,
+
+    /// PEM public key (RSA or EC) that client tokens are signed for [default: none].
+    #[arg(long, env = "CORECAST_JWT_PUBLIC_KEY", value_name = "FILE")]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// Refuse connections without a valid token (needs --jwt-hmac-secret or
+    /// --jwt-public-key) [default: off: anonymous connections are allowed
+    /// where their namespace allows them].
+    #[arg(long, env = "CORECAST_REQUIRE_AUTH")]
+    pub require_auth: bool,
+
+    /// Browser origins that may open a WebSocket, comma-separated: exact
+    /// (`https://app.example.com`) or a wildcard host (`https://*.example.com`).
+    /// A request without Origin is always allowed [default: empty, every
+    /// origin allowed].
+    #[arg(long, env = "CORECAST_ALLOWED_ORIGINS", value_name = "LIST", default_value = "", hide_default_value = true, value_parser = parse_origins)]
+    pub allowed_origins: Origins,
+
+    /// Most clients one presence reply lists (the rest is cut, marked truncated).
+    #[arg(long, env = "CORECAST_MAX_PRESENCE_CLIENTS", default_value_t = 1000)]
+    pub max_presence_clients: usize,
+
+    /// Channel namespaces, from the config file only; without a file every
+    /// channel has the default options.
+    #[arg(skip)]
+    pub namespaces: Arc<Namespaces>,
 }
-
-/// Where the admin listener binds, if anywhere.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AdminAddr(pub Option<std::net::SocketAddr>);
-
-/// Parses `--admin-addr`: "none" or an `IP:PORT`.
-pub fn parse_admin_addr(s: &str) -> Result<AdminAddr, String> {
-    if s.trim().eq_ignore_ascii_case("none") {
-        return Ok(AdminAddr(None));
-    }
-    s.trim()
-        .parse()
-        .map(|a| AdminAddr(Some(a)))
-        .map_err(|_| format!("not an address: {s:?} (use IP:PORT, e.g. 127.0.0.1:9090, or none)"))
-}
-
-/// Parses a duration where a bare "0" means off.
-pub fn parse_interval(s: &str) -> Result<Duration, String> {
-    if s.trim() == "0" {
-        return Ok(Duration::ZERO);
-    }
-    humantime::parse_duration(s.trim()).map_err(|e| format!("{e} (e.g. 60s, 5m, or 0 for off)"))
-}
-
-/// A CPU list as given to `--cpus`. A newtype, so clap parses the whole
-/// "0-3,6" string into one value instead of expecting repeated numbers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CpuList(pub Vec<usize>);
 
 /// Descriptors kept back from the open-files limit for the server's own use
 /// (io_uring rings, eventfds, listeners, stdio) plus room to answer 503.
@@ -187,44 +230,85 @@ pub struct Resolved {
 /// heartbeat or deadline.
 const MAX_TIMER: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// A value that cannot work: the key it belongs to (the field name, which
+/// is also the file key; the flag is the same with `-` for `_`) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    /// The key, e.g. `max_message_size`.
+    pub key: &'static str,
+    /// Why, without the key: "must be at least 1 byte".
+    pub why: String,
+}
+
+impl Invalid {
+    /// The flag this key is set with, e.g. `--max-message-size`.
+    pub fn flag(&self) -> String {
+        format!("--{}", self.key.replace('_', "-"))
+    }
+}
+
 impl Config {
-    /// Checks values that clap's types cannot.
+    /// Checks values that clap's types cannot, naming the flag.
     pub fn validate(&self) -> Result<(), StartupError> {
-        let bad = |msg: String| Err(StartupError::Config(msg));
+        self.check()
+            .map_err(|e| StartupError::Config(format!("{} {}", e.flag(), e.why)))
+    }
+
+    /// Like [`Config::validate`], but says which key is wrong, so the config
+    /// file loader can name the file's key instead of the flag.
+    pub fn check(&self) -> Result<(), Invalid> {
+        let bad = |key, why: &str| {
+            Err(Invalid {
+                key,
+                why: why.into(),
+            })
+        };
         if self.shards == Some(0) {
-            return bad("--shards must be at least 1".into());
+            return bad("shards", "must be at least 1");
         }
         if self.max_message_size == 0 {
-            return bad("--max-message-size must be at least 1 byte".into());
+            return bad("max_message_size", "must be at least 1 byte");
         }
         if self.max_outbound_bytes < 1024 {
-            return bad("--max-outbound-bytes must be at least 1KiB".into());
+            return bad("max_outbound_bytes", "must be at least 1KiB");
         }
         if self.max_header_bytes < 256 {
-            return bad("--max-header-bytes must be at least 256".into());
+            return bad("max_header_bytes", "must be at least 256");
         }
         if self.backlog == 0 {
-            return bad("--backlog must be at least 1".into());
+            return bad("backlog", "must be at least 1");
         }
         if self.bus_capacity == 0 {
-            return bad("--bus-capacity must be at least 1".into());
+            return bad("bus_capacity", "must be at least 1");
         }
         if self.max_connections == Some(0) {
-            return bad("--max-connections must be at least 1".into());
+            return bad("max_connections", "must be at least 1");
         }
-        for (name, d) in [
-            ("--handshake-timeout", self.handshake_timeout),
-            ("--ping-interval", self.ping_interval),
-            ("--pong-timeout", self.pong_timeout),
-            ("--close-timeout", self.close_timeout),
-            ("--shutdown-timeout", self.shutdown_timeout),
+        if self.max_presence_clients == 0 {
+            return bad("max_presence_clients", "must be at least 1");
+        }
+        if self.jwt_hmac_secret.as_deref() == Some("") {
+            return bad("jwt_hmac_secret", "may not be empty");
+        }
+        if self.require_auth && self.jwt_hmac_secret.is_none() && self.jwt_public_key.is_none() {
+            return bad(
+                "require_auth",
+                "needs a key to check tokens with (--jwt-hmac-secret or --jwt-public-key)",
+            );
+        }
+        for (key, d) in [
+            ("handshake_timeout", self.handshake_timeout),
+            ("ping_interval", self.ping_interval),
+            ("pong_timeout", self.pong_timeout),
+            ("close_timeout", self.close_timeout),
+            ("shutdown_timeout", self.shutdown_timeout),
         ] {
             if d < Duration::from_millis(10) {
-                return bad(format!("{name} must be at least 10ms (got {d:?})"));
+                return bad(key, &format!("must be at least 10ms (got {d:?})"));
             }
             // Per-connection timers keep 32 bits of milliseconds.
             if d > MAX_TIMER {
-                return bad(format!("{name} must be at most 7 days (got {d:?})"));
+                return bad(key, &format!("must be at most 7 days (got {d:?})"));
             }
         }
         Ok(())
@@ -278,65 +362,6 @@ impl Config {
     }
 }
 
-/// Formats a CPU list as "0,1,2".
-pub fn format_cpus(cpus: &[usize]) -> String {
-    cpus.iter()
-        .map(|c| c.to_string())
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// Parses "0-3,6,8-9" into a sorted, de-duplicated CPU list.
-pub fn parse_cpu_list(s: &str) -> Result<CpuList, String> {
-    let mut out = Vec::new();
-    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let num = |x: &str| {
-            x.trim()
-                .parse::<usize>()
-                .map_err(|_| format!("not a CPU number: {x:?}"))
-        };
-        match part.split_once('-') {
-            Some((a, b)) => {
-                let (a, b) = (num(a)?, num(b)?);
-                if a > b {
-                    return Err(format!("empty CPU range {part:?}"));
-                }
-                out.extend(a..=b);
-            }
-            None => out.push(num(part)?),
-        }
-    }
-    if out.is_empty() {
-        return Err("empty CPU list".into());
-    }
-    out.sort_unstable();
-    out.dedup();
-    Ok(CpuList(out))
-}
-
-/// Parses a byte size: "4096", "64KiB", "1M", "2g" (K/M/G are powers of 1024).
-pub fn parse_size(s: &str) -> Result<usize, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, unit) = t.split_at(split);
-    let n: usize = digits
-        .parse()
-        .map_err(|_| format!("not a size: {s:?} (try 4096, 64KiB, 1MiB)"))?;
-    let mult: usize = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        other => {
-            return Err(format!(
-                "unknown size unit {other:?} in {s:?} (use K, M or G)"
-            ))
-        }
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("size too large: {s:?}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -345,22 +370,6 @@ mod tests {
         let mut v = vec!["corecast"];
         v.extend_from_slice(args);
         Config::try_parse_from(v).expect("valid test args")
-    }
-
-    #[test]
-    fn sizes_parse_with_binary_units() {
-        assert_eq!(parse_size("4096"), Ok(4096));
-        assert_eq!(parse_size("64KiB"), Ok(65536));
-        assert_eq!(parse_size("1M"), Ok(1 << 20));
-        assert!(parse_size("1 parsec").is_err());
-        assert!(parse_size("").is_err());
-    }
-
-    #[test]
-    fn cpu_lists_parse_ranges() {
-        assert_eq!(parse_cpu_list("0-2,5,1"), Ok(CpuList(vec![0, 1, 2, 5])));
-        assert!(parse_cpu_list("3-1").is_err());
-        assert!(parse_cpu_list("x").is_err());
     }
 
     #[test]

@@ -242,7 +242,7 @@ fn decode_step(
     let result = dec.decode(buf, max, |event| {
         check_event(&event, max);
         events.push(Seen::from(&event));
-        paused = pause_every != 0 && events.len() % pause_every == 0;
+        paused = pause_every != 0 && events.len().is_multiple_of(pause_every);
         !paused
     });
     match result {

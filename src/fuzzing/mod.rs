@@ -37,6 +37,9 @@ use crate::reactor::EpollSet;
 use crate::shard::{Shard, ShardId, Shared};
 use crate::ws::{self, Decoder, Event, Kind};
 
+mod token;
+pub use token::check_jwt_token;
+
 /// `ws_decoder`: one byte of mode (bit 0: raw bytes or frames built from a
 /// spec; bits 1-3: pause the decoder every N events), one for
 /// `--max-message-size`, one seeding the cuts, then the stream. The stream
@@ -938,5 +941,10 @@ mod tests {
     #[test]
     fn admin_request_seeds_and_regressions_hold() {
         replay("admin_request", check_admin_request);
+    }
+
+    #[test]
+    fn jwt_token_seeds_and_regressions_hold() {
+        replay("jwt_token", check_jwt_token);
     }
 }

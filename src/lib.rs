@@ -11,12 +11,14 @@
 //! - [`shard`]: per-core state and the publish path; [`topics`]: channel
 //!   table; [`bus`]: cross-shard mesh (the only glommio channel user).
 //! - [`origin`]: allowed browser origins (`--allowed-origins`).
+//! - [`auth`]: token (JWT) verification, keys to claims; no I/O.
 //! - [`metrics`], [`sys`], [`error`]: support.
 
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod admin;
+pub mod auth;
 pub mod bus;
 pub mod config;
 pub mod connection;

@@ -41,6 +41,9 @@ use crate::reactor::EpollSet;
 use crate::shard::{Shard, ShardId, Shared};
 use crate::ws::{self, Decoder, Event, Kind};
 
+mod token;
+pub use token::check_jwt_token;
+
 /// `ws_decoder`: one byte of mode (bit 0: raw bytes or frames built from a
 /// spec; bits 1-3: pause the decoder every N events), one for
 /// `--max-message-size`, one seeding the cuts, then the stream. The stream
@@ -246,7 +249,7 @@ fn decode_step(
     let result = dec.decode(buf, max, |event| {
         check_event(&event, max);
         events.push(Seen::from(&event));
-        paused = pause_every != 0 && events.len() % pause_every == 0;
+        paused = pause_every != 0 && events.len().is_multiple_of(pause_every);
         !paused
     });
     match result {
@@ -947,5 +950,10 @@ mod tests {
     #[test]
     fn config_file_seeds_and_regressions_hold() {
         replay("config_file", check_config_file);
+    }
+
+    #[test]
+    fn jwt_token_seeds_and_regressions_hold() {
+        replay("jwt_token", check_jwt_token);
     }
 }

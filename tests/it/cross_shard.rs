@@ -213,7 +213,7 @@ fn each_channel_reaches_only_its_subscribers_across_shards() {
     const PER_CHANNEL: u64 = 5;
     // Client j sits on shard j % 2; which channels it joins is arbitrary but
     // mixes channels with subscribers on one shard, on both, and on none.
-    let wants = |j: usize, k: usize| k != 19 && (k % 8 == j || (k * 3 + j) % 7 == 0);
+    let wants = |j: usize, k: usize| k != 19 && (k % 8 == j || (k * 3 + j).is_multiple_of(7));
     let mut subs: Vec<(usize, Client, BTreeSet<usize>)> = Vec::new();
     for j in 0..8 {
         let mut c = pool.on_shard(j % 2);

@@ -17,6 +17,7 @@ use futures_lite::AsyncReadExt;
 use glommio::{LocalExecutorBuilder, Placement};
 use socket2::Socket;
 
+use crate::auth::Verifier;
 use crate::bus::{self, Bus, MeshEnds};
 use crate::config::{format_cpus, Config, Resolved};
 use crate::error::StartupError;
@@ -65,9 +66,11 @@ pub fn run(config: Config) -> Result<(), StartupError> {
     };
     check_admin_exposure(&config);
     prepare_report_dir(&config)?;
+    let verifier = build_verifier(&config)?;
     let config = Arc::new(config);
     let shared = Arc::new(Shared {
         n_shards: n,
+        verifier,
         ..Shared::default()
     });
     let mut meshes = if n > 1 {
@@ -136,6 +139,33 @@ pub fn run(config: Config) -> Result<(), StartupError> {
 
 fn cfg_addr(config: &Resolved) -> std::net::IpAddr {
     config.config.addr
+}
+
+/// The token verifier from `--jwt-hmac-secret`/`--jwt-public-key` (the
+/// key file is read here, once), with the startup lines that say what
+/// authentication is on.
+fn build_verifier(config: &Resolved) -> Result<Option<Verifier>, StartupError> {
+    let cfg = &config.config;
+    let verifier = Verifier::from_config(
+        cfg.jwt_hmac_secret.as_deref(),
+        cfg.jwt_public_key.as_deref(),
+    )
+    .map_err(StartupError::Config)?;
+    if let Some(verifier) = &verifier {
+        let algorithms: Vec<String> = verifier.algorithms().map(|a| format!("{a:?}")).collect();
+        log::info!(
+            "auth on algorithms={} require_auth={}",
+            algorithms.join(","),
+            cfg.require_auth
+        );
+        if cfg.allowed_origins.is_empty() {
+            log::warn!(
+                "auth is on and --allowed-origins is empty: a web page on any site can open \
+                 connections from its visitors' browsers (see docs/security.md)"
+            );
+        }
+    }
+    Ok(verifier)
 }
 
 /// Warns when the admin API is reachable off this host without a token.

@@ -8,6 +8,7 @@ use std::task::Waker;
 use crate::error::CloseReason;
 use crate::outbox::{Frame, Outbox};
 use crate::reactor::{READABLE, WRITABLE};
+use crate::shard::UserSlot;
 use crate::ws;
 
 /// The half of a connection that the shard can reach: outbox, waker, timers.
@@ -45,6 +46,14 @@ pub struct ConnState {
     /// The socket, owned by the connection's task; the shard's flush pass
     /// writes to it too.
     pub(crate) fd: RawFd,
+    /// The connection's user in the shard's [`crate::shard::Users`];
+    /// [`UserSlot::NONE`] while anonymous.
+    pub(crate) user: UserSlot,
+    /// Shard second (see [`crate::shard::Shard::now_s`]) at which the
+    /// connection is closed: its token's expiry (4002), or, under
+    /// `--require-auth`, the end of its time to send `connect` (4001);
+    /// 0 when none.
+    pub(crate) auth_deadline_s: u32,
 }
 
 impl ConnState {
@@ -64,6 +73,8 @@ impl ConnState {
             ready: READABLE | WRITABLE,
             dirty: false,
             fd,
+            user: UserSlot::NONE,
+            auth_deadline_s: 0,
         }
     }
 
@@ -132,8 +143,8 @@ impl ConnState {
         true
     }
 
-    /// Periodic check: pings, the pong timeout and the close deadline; an
-    /// idle outbox gives its storage back.
+    /// Periodic check: pings, the pong timeout, the token's expiry and the
+    /// close deadline; an idle outbox gives its storage back.
     pub fn tick(&mut self, now: u64, ping_ms: u64, pong_ms: u64, close_deadline: u64) {
         self.outbox.reclaim();
         if self.closing.is_some() {
@@ -141,6 +152,15 @@ impl ConnState {
                 self.dead = true;
                 self.wake();
             }
+            return;
+        }
+        if self.auth_deadline_s != 0 && now / 1000 >= u64::from(self.auth_deadline_s) {
+            let reason = if self.user.is_some() {
+                CloseReason::TokenExpired
+            } else {
+                CloseReason::AuthRequired
+            };
+            self.begin_close(reason, close_deadline);
             return;
         }
         if self.unanswered_ping_ms != 0 && since(now, self.unanswered_ping_ms) >= pong_ms {

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use slab::Slab;
 
+use crate::auth::Verifier;
 use crate::bus::Bus;
 use crate::config::Resolved;
 use crate::connection::ConnState;
@@ -56,6 +57,9 @@ pub struct Shared {
     pub n_shards: usize,
     /// Shards whose listeners are accepting; ready when it equals `n_shards`.
     pub ready_shards: AtomicUsize,
+    /// Verifies client tokens; built at startup from `--jwt-hmac-secret`
+    /// and `--jwt-public-key`, read-only after.
+    pub verifier: Option<Verifier>,
 }
 
 /// What [`Shard::subscribe`] did.
@@ -78,10 +82,16 @@ struct PendingInterest {
 }
 
 mod flush;
+mod identity;
+mod presence;
 mod pubsub;
 mod query;
+mod users;
 
+pub use identity::{personal_channel_owner, unix_now, Access};
+pub use presence::Presence;
 pub use query::{merge_channels, Query, ShardReport};
+pub use users::{UserSlot, Users};
 
 /// Everything one core owns. Not `Send`: it never leaves its executor thread.
 pub struct Shard {
@@ -95,6 +105,10 @@ pub struct Shard {
     pub(crate) conns: RefCell<Slab<ConnState>>,
     /// Channel -> local subscribers and interested shards.
     pub(crate) topics: RefCell<TopicRouter>,
+    /// User -> local connections (personal channels), and their claims.
+    users: RefCell<Users>,
+    /// Presence requests of this shard's clients waiting for other shards.
+    presence_in_flight: Cell<usize>,
     pending: RefCell<HashMap<Rc<str>, PendingInterest>>,
     /// The only path to other shards.
     pub(crate) bus: Rc<Bus>,
@@ -183,6 +197,8 @@ impl Shard {
             shared,
             conns: RefCell::new(Slab::new()),
             topics: RefCell::new(TopicRouter::default()),
+            users: RefCell::new(Users::default()),
+            presence_in_flight: Cell::new(0),
             pending: RefCell::new(HashMap::new()),
             bus,
             epoll,
@@ -206,6 +222,11 @@ impl Shard {
     /// Milliseconds since the shard started, never 0 (0 means "unset").
     pub fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64 + 1
+    }
+
+    /// Seconds since the shard started (token deadlines).
+    pub fn now_s(&self) -> u64 {
+        self.now_ms() / 1000
     }
 
     /// True at most once per 10 s: gates a `warn!`/`error!` that could otherwise
@@ -260,11 +281,13 @@ impl Shard {
         (ConnKey(key as u32), seq)
     }
 
-    /// Removes a finished connection and its subscriptions.
+    /// Removes a finished connection, its subscriptions (announcing its
+    /// leave where join/leave is on) and its place in the user index.
     pub fn unregister(&self, key: ConnKey, channels: &[Arc<str>]) {
         for channel in channels {
             self.unsubscribe(key, channel);
         }
+        self.detach_user(key);
         let mut conns = self.conns.borrow_mut();
         if conns.try_remove(key.0 as usize).is_some() {
             self.shared.websockets.fetch_sub(1, Ordering::Relaxed);

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::identity::personal_channel_owner;
 use super::{ConnKey, PendingInterest, Shard, Subscription};
 use crate::bus::BusMessage;
 use crate::latency::{self, Latency};
@@ -36,6 +37,9 @@ impl Shard {
             self.send_to(key, reply);
             return match outcome {
                 Subscribed::FirstOnShard(name) | Subscribed::Added(name) => {
+                    // After the reply and in the same turn: the subscriber's own
+                    // join precedes anything else it gets on the channel.
+                    self.announce_join(key, channel);
                     Subscription::Active(name)
                 }
                 Subscribed::Already => Subscription::Already,
@@ -72,9 +76,13 @@ impl Shard {
         }
     }
 
-    /// Unsubscribes `key`; tells other shards when the last local subscriber leaves.
+    /// Unsubscribes `key` (announcing its leave where join/leave is on);
+    /// tells other shards when the last local subscriber leaves.
     pub fn unsubscribe(&self, key: ConnKey, channel: &str) {
         let last = self.topics.borrow_mut().unsubscribe(channel, key);
+        if last.is_some() {
+            self.announce_leave(key, channel);
+        }
         if last == Some(true) && self.bus.n_peers() > 0 {
             self.announce_interest(channel, false);
         }
@@ -84,6 +92,9 @@ impl Shard {
     /// each other shard with subscribers. Returns how many shards it reached.
     pub fn publish(&self, channel: &str, frame: Bytes) -> usize {
         self.metrics.bump(|c| c.published += 1);
+        if let Some(user) = personal_channel_owner(channel) {
+            return self.publish_to_user(channel, user, frame);
+        }
         let topics = self.topics.borrow();
         let Some((name, entry)) = topics.get_named(channel) else {
             return 0;
@@ -106,6 +117,27 @@ impl Shard {
         reached
     }
 
+    /// A personal channel has no subscriber table: the user index serves it
+    /// here, and every other shard gets the frame (a shard does not know
+    /// where else a user is connected; personal messages are rare next to
+    /// channel traffic, and this keeps a user free of per-channel state).
+    fn publish_to_user(&self, channel: &str, user: &str, frame: Bytes) -> usize {
+        let stamp = latency::now_ns();
+        let reached = usize::from(self.deliver_to_user(user, &frame, stamp) > 0);
+        let name: Arc<str> = Arc::from(channel);
+        for peer in self.bus.peers() {
+            self.bus.send(
+                peer,
+                BusMessage::Publish {
+                    channel: name.clone(),
+                    frame: frame.clone(),
+                    published_at: stamp,
+                },
+            );
+        }
+        reached + self.bus.n_peers()
+    }
+
     /// Handles one message from another shard.
     pub fn on_bus_message(&self, msg: BusMessage) {
         self.metrics.bump(|c| c.bus_received += 1);
@@ -118,6 +150,10 @@ impl Shard {
                 let mut latency = self.latency.borrow_mut();
                 Latency::record(&mut latency.bus_hop, published_at, latency::now_ns());
                 drop(latency);
+                if let Some(user) = personal_channel_owner(&channel) {
+                    self.deliver_to_user(user, &frame, published_at);
+                    return;
+                }
                 let topics = self.topics.borrow();
                 if let Some(entry) = topics.get(&channel) {
                     self.fan_out_local(entry.local.iter(), &frame, published_at);
@@ -173,6 +209,7 @@ impl Shard {
             self.deliver(key, conn, Frame::Own(reply));
             drop(conns);
             self.topics.borrow_mut().subscribe(channel, key);
+            self.announce_join(key, channel);
         }
         // Every waiter left before the acks came back: withdraw the interest.
         let has_local = self

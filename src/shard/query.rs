@@ -6,15 +6,17 @@
 use std::collections::HashMap;
 use std::future::poll_fn;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::presence::LocalPresence;
 use super::{ConnKey, Shard, ShardId};
 use crate::bus::BusMessage;
 use crate::error::CloseReason;
-use crate::latency::LatencySnapshot;
+use crate::latency::{self, LatencySnapshot};
 use crate::metrics::Counters;
 use crate::outbox::{Frame, Published};
 use crate::reactor::with_timeout;
@@ -40,6 +42,27 @@ pub enum Query {
     Disconnect {
         /// The `<seq>` part of a connection id.
         seq: u64,
+    },
+    /// This shard's subscribers of a channel, for presence.
+    Presence {
+        /// Channel name.
+        channel: Arc<str>,
+        /// Most client objects to return.
+        limit: usize,
+        /// Counts and users only (presence_stats).
+        stats: bool,
+    },
+    /// Deliver a `#<user>` message frame to the user's local connections.
+    UserSend {
+        /// User id.
+        user: Arc<str>,
+        /// The encoded frame.
+        frame: Bytes,
+    },
+    /// Close the user's local connections (4000).
+    UserDisconnect {
+        /// User id.
+        user: Arc<str>,
     },
 }
 
@@ -68,6 +91,10 @@ pub struct ShardReport {
     pub channel_counts: Vec<(String, u64)>,
     /// Whether a `Query::Disconnect` found its connection.
     pub found: bool,
+    /// Connections a `Query::UserSend` reached or a `Query::UserDisconnect` closed.
+    pub n_user_conns: u64,
+    /// The answer to a `Query::Presence` (boxed: rare and possibly large).
+    pub presence: Option<Box<LocalPresence>>,
 }
 
 /// A query waiting for replies.
@@ -171,6 +198,19 @@ impl Shard {
                     .collect();
             }
             Query::Disconnect { seq } => report.found = self.disconnect_local(*seq),
+            Query::Presence {
+                channel,
+                limit,
+                stats,
+            } => {
+                report.presence = Some(Box::new(self.presence_local(channel, *limit, *stats)));
+            }
+            Query::UserSend { user, frame } => {
+                report.n_user_conns = self.deliver_to_user(user, frame, latency::now_ns());
+            }
+            Query::UserDisconnect { user } => {
+                report.n_user_conns = self.disconnect_user_local(user);
+            }
         }
         report
     }
@@ -197,6 +237,8 @@ impl Shard {
             latency: None,
             channel_counts: Vec::new(),
             found: false,
+            n_user_conns: 0,
+            presence: None,
         }
     }
 

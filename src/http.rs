@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::auth::Claims;
 use crate::reactor::with_timeout;
 use crate::shard::Shard;
 use crate::ws;
@@ -40,6 +41,8 @@ pub struct Upgrade {
     pub route: Route,
     /// Bytes the client sent after the request head (early frames).
     pub leftover: Vec<u8>,
+    /// The verified claims of a `?token=` in the upgrade URL.
+    pub claims: Option<Claims>,
 }
 
 /// An HTTP answer, on either port (the admin listener's too).
@@ -149,12 +152,16 @@ where
             return None;
         }
     };
-    match decide(shard, &buf[..head_len], admitted) {
+    let decided = decide(shard, &buf[..head_len], admitted).and_then(|(route, accept)| {
+        let claims = authenticate(shard, &buf[..head_len], route)?;
+        Ok((route, accept, claims))
+    });
+    match decided {
         Err(response) => {
             respond(shard, stream, response).await;
             None
         }
-        Ok((route, accept)) => {
+        Ok((route, accept, claims)) => {
             let head = format!(
                 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
                  Sec-WebSocket-Accept: {accept}\r\n\r\n"
@@ -165,6 +172,7 @@ where
             Some(Upgrade {
                 route,
                 leftover: buf[head_len..].to_vec(),
+                claims,
             })
         }
     }
@@ -279,6 +287,83 @@ pub(crate) fn decide(
         (Some(key), None) if is_valid_key(key) => Ok((route, ws::accept_key(key.as_bytes()))),
         _ => Err(Response::error(400, "missing or invalid Sec-WebSocket-Key")),
     }
+}
+
+/// The upgrade's `Origin` against `--allowed-origins` (403), then its
+/// `?token=` (401 when invalid or expired, or anonymous under
+/// `--require-auth`). Returns the token's claims, if it had one. /echo
+/// takes no token.
+pub(crate) fn authenticate(
+    shard: &Shard,
+    head: &[u8],
+    route: Route,
+) -> Result<Option<Claims>, Response> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    // read_head already parsed these bytes to completion.
+    let _ = req.parse(head);
+    let cfg = &shard.config.config;
+    let origin = header(&req, "origin").map(str::trim);
+    if !cfg.allowed_origins.allows(origin) {
+        let origin = origin.unwrap_or_default();
+        let shown: String = origin.chars().take(128).collect();
+        return Err(Response::error(
+            403,
+            &format!("origin {shown:?} is not in --allowed-origins"),
+        ));
+    }
+    if route != Route::Ws {
+        return Ok(None);
+    }
+    let target = req.path.unwrap_or("/");
+    let token = target
+        .split_once('?')
+        .and_then(|(_, query)| query_param(query, "token"));
+    let Some(token) = token else {
+        return Ok(None);
+    };
+    match shard.verify_token(&token) {
+        Ok(claims) if claims.user.is_empty() && cfg.require_auth => Err(Response::error(
+            401,
+            "authentication required: the token has no sub (--require-auth)",
+        )
+        .with_header("WWW-Authenticate: Bearer")),
+        Ok(claims) => Ok(Some(claims)),
+        Err(e) => {
+            log::debug!("upgrade token refused: {e}");
+            Err(Response::error(401, &e.to_string()).with_header("WWW-Authenticate: Bearer"))
+        }
+    }
+}
+
+/// The value of `name` in a query string, percent-decoded; None when absent
+/// or not valid UTF-8 once decoded.
+pub(crate) fn query_param(query: &str, name: &str) -> Option<String> {
+    let raw = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))?;
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let decoded = match bytes[i] {
+            b'%' if i + 2 < bytes.len() => std::str::from_utf8(&bytes[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok()),
+            _ => None,
+        };
+        match decoded {
+            Some(b) => {
+                out.push(b);
+                i += 3;
+            }
+            None => {
+                out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// Every value of header `name` (case-insensitive), in the order sent. A

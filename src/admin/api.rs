@@ -1,6 +1,7 @@
 //! Admin routes: `/metrics`, `/health`, `/latency`, and the server API for
 //! backends (`/api/publish`, `/api/broadcast`, `/api/channels`,
-//! `/api/stats`, `/api/disconnect`). docs/operations.md documents each.
+//! `/api/stats`, `/api/disconnect`; users and presence in `users.rs`).
+//! docs/operations.md documents each.
 
 use std::rc::Rc;
 
@@ -9,7 +10,7 @@ use serde_json::json;
 use serde_json::value::RawValue;
 
 use super::report::interval_fanout;
-use super::Request;
+use super::{users, Request};
 use crate::http::Response;
 use crate::shard::{merge_channels, Query, Shard, ShardId};
 use crate::{latency, message, prom};
@@ -17,8 +18,18 @@ use crate::{latency, message, prom};
 /// Answers one admin request.
 pub async fn route(shard: &Rc<Shard>, req: &Request) -> Response {
     let allowed: &[&str] = match req.path.as_str() {
-        "/metrics" | "/health" | "/latency" | "/api/channels" | "/api/stats" => &["GET"],
-        "/api/publish" | "/api/broadcast" | "/api/disconnect" => &["POST"],
+        "/metrics"
+        | "/health"
+        | "/latency"
+        | "/api/channels"
+        | "/api/stats"
+        | "/api/presence"
+        | "/api/presence_stats" => &["GET"],
+        "/api/publish"
+        | "/api/broadcast"
+        | "/api/disconnect"
+        | "/api/user/send"
+        | "/api/user/disconnect" => &["POST"],
         path => return Response::error(404, &format!("no admin route {path}")),
     };
     if req.path.starts_with("/api/") {
@@ -39,6 +50,10 @@ pub async fn route(shard: &Rc<Shard>, req: &Request) -> Response {
         "/api/stats" => stats(shard).await,
         "/api/publish" => publish(shard, req),
         "/api/broadcast" => broadcast(shard, req),
+        "/api/presence" => users::presence(shard, req, false).await,
+        "/api/presence_stats" => users::presence(shard, req, true).await,
+        "/api/user/send" => users::send(shard, req).await,
+        "/api/user/disconnect" => users::disconnect(shard, req).await,
         _ => disconnect(shard, req).await,
     }
 }
@@ -162,24 +177,26 @@ fn rss_bytes() -> u64 {
 
 /// Body fields of the API; `present` keeps `"data":null` as a value.
 #[derive(Deserialize)]
-struct Body<'a> {
-    channel: Option<String>,
+pub(super) struct Body<'a> {
+    pub(super) channel: Option<String>,
     #[serde(borrow, default, deserialize_with = "message::present")]
-    data: Option<&'a RawValue>,
-    connection_id: Option<String>,
+    pub(super) data: Option<&'a RawValue>,
+    pub(super) connection_id: Option<String>,
+    pub(super) user: Option<String>,
 }
 
-fn parse_body(req: &Request) -> Result<Body<'_>, Response> {
+pub(super) fn parse_body(req: &Request) -> Result<Body<'_>, Response> {
     let text =
         std::str::from_utf8(&req.body).map_err(|_| Response::error(400, "body is not UTF-8"))?;
-    let body: Body<'_> = serde_json::from_str(text)
-        .map_err(|e| Response::error(400, &format!("body must be a JSON object: {e}")))?;
-    if !message::is_object(text) {
+    // Before serde, whose error for an array depends on its length.
+    if text.trim_start().starts_with('[') {
         return Err(Response::error(
             400,
             "body must be a JSON object, not an array",
         ));
     }
+    let body: Body<'_> = serde_json::from_str(text)
+        .map_err(|e| Response::error(400, &format!("body must be a JSON object: {e}")))?;
     Ok(body)
 }
 

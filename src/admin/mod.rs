@@ -18,6 +18,7 @@ use crate::shard::Shard;
 
 pub(crate) mod api;
 mod report;
+mod users;
 
 pub use report::report_latency_forever;
 

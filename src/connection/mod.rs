@@ -108,9 +108,23 @@ fn start(shard: Rc<Shard>, socket: std::net::TcpStream, upgrade: http::Upgrade) 
     shard.metrics.bump(|c| c.upgraded += 1);
     if upgrade.route == Route::Ws {
         let id = format!("{}-{seq}", shard.id.0);
+        let (user, expires_at) = match upgrade.claims {
+            Some(claims) if !claims.user.is_empty() => {
+                let user = claims.user.clone();
+                let expires_at = shard.attach_identity(key, claims);
+                log::debug!("authenticated conn={id} user={user}");
+                (Some(user), expires_at)
+            }
+            _ => {
+                if shard.config.config.require_auth {
+                    shard.expect_connect(key);
+                }
+                (None, None)
+            }
+        };
         shard.send_to(
             key,
-            message::connection_established(&id, shard.id.0 as usize),
+            message::connection_established(&id, shard.id.0 as usize, user.as_deref(), expires_at),
         );
     }
     let mut conn = Connection {
@@ -122,6 +136,7 @@ fn start(shard: Rc<Shard>, socket: std::net::TcpStream, upgrade: http::Upgrade) 
             key,
             seq,
             channels: ChannelList::default(),
+            started: false,
         },
         read: ReadState::Open,
         close_received: false,
@@ -361,7 +376,7 @@ impl Connection {
     fn decode(&mut self, buf: &mut [u8]) -> usize {
         let max = self.shard.config.config.max_message_size;
         let (shard, session, close_received) =
-            (&*self.shard, &mut self.session, &mut self.close_received);
+            (&self.shard, &mut self.session, &mut self.close_received);
         let mut paused = false;
         let result = self.decoder.decode(buf, max, |event| {
             let go_on = session.on_event(shard, event, close_received);

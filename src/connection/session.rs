@@ -1,14 +1,18 @@
 //! `Session`: one connection's protocol state (its route and channels)
-//! and the handling of each decoded event and /ws request.
+//! and the handling of each decoded event and /ws request: pub/sub,
+//! `connect`/`refresh` (tokens), presence, and the permission checks.
 
+use std::rc::Rc;
 use std::sync::Arc;
 
 use super::channels::ChannelList;
+use crate::auth::AuthError;
 use crate::error::CloseReason;
 use crate::http::Route;
 use crate::message::{self, Command, ErrorCode, RequestError};
-use crate::shard::{ConnKey, Shard, Subscription};
+use crate::shard::{Access, ConnKey, Shard, Subscription};
 use crate::ws::{self, Event, Kind};
+use serde_json::value::RawValue;
 
 /// What the protocol layer needs to know about one connection.
 pub(super) struct Session {
@@ -17,6 +21,8 @@ pub(super) struct Session {
     pub(super) seq: u64,
     /// Channels this connection subscribed to (at most the per-connection limit).
     pub(super) channels: ChannelList,
+    /// A request has been handled: `connect` is only valid before.
+    pub(super) started: bool,
 }
 
 impl Session {
@@ -24,7 +30,7 @@ impl Session {
     /// subscribe waits for other shards).
     pub(super) fn on_event(
         &mut self,
-        shard: &Shard,
+        shard: &Rc<Shard>,
         event: Event<'_>,
         close_received: &mut bool,
     ) -> bool {
@@ -78,7 +84,7 @@ impl Session {
         }
     }
 
-    fn on_request(&mut self, shard: &Shard, text: &str) -> bool {
+    fn on_request(&mut self, shard: &Rc<Shard>, text: &str) -> bool {
         let request = match message::parse(text) {
             Ok(request) => request,
             Err(err) => {
@@ -87,6 +93,24 @@ impl Session {
             }
         };
         let id = request.id;
+        let first = !std::mem::replace(&mut self.started, true);
+        let anonymous = shard.with_user(self.key, str::is_empty);
+        if let Command::Connect { token } = &request.command {
+            if first && anonymous {
+                self.connect(shard, token, id);
+            } else {
+                let message = "connect must be the connection's first request, \
+                               and only on a connection without a token"
+                    .to_string();
+                self.fail(shard, ErrorCode::AlreadyConnected, message, id);
+            }
+            return true;
+        }
+        if anonymous && shard.config.config.require_auth {
+            // Under --require-auth the first request must authenticate.
+            shard.close(self.key, CloseReason::AuthRequired);
+            return true;
+        }
         match request.command {
             Command::Subscribe { channel } => {
                 let reply = message::channel_reply("subscribed", &channel, id);
@@ -94,18 +118,22 @@ impl Session {
                     shard.send_to(self.key, reply);
                     return true;
                 }
+                if let Err((code, message)) =
+                    shard.check_access(self.key, &channel, Access::Subscribe)
+                {
+                    self.fail(shard, code, message, id);
+                    return true;
+                }
+                if channel.starts_with('#') {
+                    // The owner's own personal channel: always subscribed.
+                    shard.send_to(self.key, reply);
+                    return true;
+                }
                 let limit = shard.config.config.max_channels_per_connection;
                 if self.channels.len() >= limit {
                     let message =
                         format!("this connection is subscribed to {limit} channels, the limit");
-                    self.reply_error(
-                        shard,
-                        RequestError {
-                            code: ErrorCode::TooManyChannels,
-                            message,
-                            id,
-                        },
-                    );
+                    self.fail(shard, ErrorCode::TooManyChannels, message, id);
                     return true;
                 }
                 match shard.subscribe(self.key, self.seq, &channel, reply) {
@@ -127,14 +155,92 @@ impl Session {
                 );
             }
             Command::Publish { channel, data } => {
+                if let Err((code, message)) =
+                    shard.check_access(self.key, &channel, Access::Publish)
+                {
+                    self.fail(shard, code, message, id);
+                    return true;
+                }
                 shard.publish(&channel, message::message_frame(&channel, data));
                 if id.is_some() {
                     shard.send_to(self.key, message::channel_reply("published", &channel, id));
                 }
             }
             Command::Heartbeat => shard.send_to(self.key, message::heartbeat(id)),
+            Command::Refresh { token } => self.refresh(shard, &token, id),
+            Command::Presence { channel } => self.presence(shard, &channel, false, id),
+            Command::PresenceStats { channel } => self.presence(shard, &channel, true, id),
+            Command::Connect { .. } => {} // Handled above.
         }
         true
+    }
+
+    /// `connect`: a bad token closes with 4001/4002; a good one makes the
+    /// connection its user's.
+    fn connect(&mut self, shard: &Shard, token: &str, id: Option<&RawValue>) {
+        let verified = shard.verify_token(token);
+        let claims = match verified {
+            Ok(claims) => claims,
+            Err(e) => {
+                log::debug!("connect refused conn={}-{}: {e}", shard.id.0, self.seq);
+                let reason = match e {
+                    AuthError::Expired => CloseReason::TokenExpired,
+                    AuthError::Invalid(_) => CloseReason::InvalidToken,
+                };
+                shard.close(self.key, reason);
+                return;
+            }
+        };
+        if claims.user.is_empty() {
+            shard.stays_anonymous(self.key);
+            shard.send_to(self.key, message::connected("", None, id));
+            return;
+        }
+        let user = claims.user.clone();
+        let expires_at = shard.attach_identity(self.key, claims);
+        log::debug!("connected conn={}-{} user={user}", shard.id.0, self.seq);
+        shard.send_to(self.key, message::connected(&user, expires_at, id));
+    }
+
+    /// `refresh`: a valid token for the same user moves the expiry; any
+    /// other answer is an error that changes nothing.
+    fn refresh(&mut self, shard: &Shard, token: &str, id: Option<&RawValue>) {
+        let user = shard.with_user(self.key, str::to_string);
+        if user.is_empty() {
+            let message = "refresh needs an authenticated connection".to_string();
+            return self.fail(shard, ErrorCode::PermissionDenied, message, id);
+        }
+        let verified = shard.verify_token(token);
+        match verified {
+            Err(AuthError::Expired) => {
+                self.fail(shard, ErrorCode::TokenExpired, "token expired".into(), id)
+            }
+            Err(e) => self.fail(shard, ErrorCode::InvalidToken, e.to_string(), id),
+            Ok(claims) if *claims.user != *user => {
+                let message = "the token is for another user".to_string();
+                self.fail(shard, ErrorCode::InvalidToken, message, id)
+            }
+            Ok(claims) => {
+                let expires_at = shard.refresh_identity(self.key, claims);
+                shard.send_to(self.key, message::refreshed(expires_at, id));
+            }
+        }
+    }
+
+    /// `presence`/`presence_stats`: answered once every shard has.
+    fn presence(&self, shard: &Rc<Shard>, channel: &str, stats: bool, id: Option<&RawValue>) {
+        if let Err((code, message)) = shard.check_access(self.key, channel, Access::Presence) {
+            return self.fail(shard, code, message, id);
+        }
+        let owned_id = id.map(|i| i.to_owned());
+        if !shard.request_presence(self.key, self.seq, channel, stats, owned_id) {
+            let message = "too many presence requests in flight on this shard; retry".to_string();
+            self.fail(shard, ErrorCode::TooManyRequests, message, id);
+        }
+    }
+
+    fn fail(&self, shard: &Shard, code: ErrorCode, message: String, id: Option<&RawValue>) {
+        self.reply_error(shard, RequestError { code, message, id });
     }
 
     fn reply_error(&self, shard: &Shard, err: RequestError<'_>) {

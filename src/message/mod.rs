@@ -38,6 +38,28 @@ pub enum Command<'a> {
     },
     /// `{"type":"heartbeat"}`
     Heartbeat,
+    /// `{"type":"connect","token":JWT}`: authenticates the connection; only
+    /// as its first request.
+    Connect {
+        /// The token, unverified.
+        token: String,
+    },
+    /// `{"type":"refresh","token":JWT}`: extends the connection's expiry
+    /// with a new token for the same user.
+    Refresh {
+        /// The token, unverified.
+        token: String,
+    },
+    /// `{"type":"presence","channel":C}`: who is subscribed, on every shard.
+    Presence {
+        /// Channel name, validated.
+        channel: String,
+    },
+    /// `{"type":"presence_stats","channel":C}`: how many clients and users.
+    PresenceStats {
+        /// Channel name, validated.
+        channel: String,
+    },
 }
 
 /// A parsed request: the command and the request's `id`, if it carried one.
@@ -65,17 +87,39 @@ pub enum ErrorCode {
     TooManyChannels,
     /// A binary frame was sent on /ws.
     BinaryNotSupported,
+    /// The connection may not do this here (namespace rules, a private
+    /// channel without a grant, another user's personal channel).
+    PermissionDenied,
+    /// The channel's `ns:` prefix names no configured namespace.
+    UnknownNamespace,
+    /// A `refresh` token that does not verify or names another user.
+    InvalidToken,
+    /// A `refresh` token that has already expired.
+    TokenExpired,
+    /// `connect` after the first request.
+    AlreadyConnected,
+    /// Presence is not enabled in the channel's namespace.
+    PresenceDisabled,
+    /// Too many presence requests are in flight on this shard.
+    TooManyRequests,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order (`code as usize` indexes it).
-    pub const ALL: [ErrorCode; 6] = [
+    pub const ALL: [ErrorCode; 13] = [
         ErrorCode::InvalidJson,
         ErrorCode::UnknownMessageType,
         ErrorCode::InvalidMessage,
         ErrorCode::InvalidChannel,
         ErrorCode::TooManyChannels,
         ErrorCode::BinaryNotSupported,
+        ErrorCode::PermissionDenied,
+        ErrorCode::UnknownNamespace,
+        ErrorCode::InvalidToken,
+        ErrorCode::TokenExpired,
+        ErrorCode::AlreadyConnected,
+        ErrorCode::PresenceDisabled,
+        ErrorCode::TooManyRequests,
     ];
 
     /// The code as sent on the wire.
@@ -87,6 +131,13 @@ impl ErrorCode {
             ErrorCode::InvalidChannel => "INVALID_CHANNEL",
             ErrorCode::TooManyChannels => "TOO_MANY_CHANNELS",
             ErrorCode::BinaryNotSupported => "BINARY_NOT_SUPPORTED",
+            ErrorCode::PermissionDenied => "PERMISSION_DENIED",
+            ErrorCode::UnknownNamespace => "UNKNOWN_NAMESPACE",
+            ErrorCode::InvalidToken => "INVALID_TOKEN",
+            ErrorCode::TokenExpired => "TOKEN_EXPIRED",
+            ErrorCode::AlreadyConnected => "ALREADY_CONNECTED",
+            ErrorCode::PresenceDisabled => "PRESENCE_DISABLED",
+            ErrorCode::TooManyRequests => "TOO_MANY_REQUESTS",
         }
     }
 }
@@ -116,6 +167,8 @@ struct Fields<'a> {
     data: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "present")]
     id: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    token: Option<&'a RawValue>,
 }
 
 /// Deserializes a present field, `null` included, as `Some`.
@@ -211,17 +264,35 @@ pub fn parse(text: &str) -> Result<Request<'_>, RequestError<'_>> {
             Command::Publish { channel, data }
         }
         "heartbeat" => Command::Heartbeat,
+        "connect" => Command::Connect {
+            token: token_field(fields.token).map_err(|msg| fail(ErrorCode::InvalidMessage, msg))?,
+        },
+        "refresh" => Command::Refresh {
+            token: token_field(fields.token).map_err(|msg| fail(ErrorCode::InvalidMessage, msg))?,
+        },
+        "presence" => Command::Presence {
+            channel: channel()?,
+        },
+        "presence_stats" => Command::PresenceStats {
+            channel: channel()?,
+        },
         other => {
             let shown: String = other.chars().take(64).collect();
             return Err(fail(
                 ErrorCode::UnknownMessageType,
                 format!(
-                    "unknown type {shown:?}; expected subscribe, unsubscribe, publish or heartbeat"
+                    "unknown type {shown:?}; expected subscribe, unsubscribe, publish, heartbeat, \
+                     connect, refresh, presence or presence_stats"
                 ),
             ));
         }
     };
     Ok(Request { command, id })
+}
+
+fn token_field(raw: Option<&RawValue>) -> Result<String, String> {
+    let raw = raw.ok_or("missing field \"token\"")?;
+    serde_json::from_str(raw.get()).map_err(|_| "\"token\" must be a string".to_string())
 }
 
 fn channel_field(raw: Option<&RawValue>) -> Result<String, (ErrorCode, String)> {

@@ -7,16 +7,130 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 
 use super::RequestError;
+use crate::shard::Presence;
 use crate::ws::{self, Kind};
 
-/// `{"type":"connection_established","connection_id":ID,"shard":N}`
-pub fn connection_established(connection_id: &str, shard: usize) -> Bytes {
+/// `{"type":"connection_established","connection_id":ID,"shard":N}`, plus
+/// `"user":U` and `"expires_at":S` (unix seconds) for a connection whose
+/// upgrade URL carried a token.
+pub fn connection_established(
+    connection_id: &str,
+    shard: usize,
+    user: Option<&str>,
+    expires_at: Option<u64>,
+) -> Bytes {
     reply(|s| {
         let _ = write!(
             s,
-            r#"{{"type":"connection_established","connection_id":"{connection_id}","shard":{shard}}}"#
+            r#"{{"type":"connection_established","connection_id":"{connection_id}","shard":{shard}"#
         );
+        if let Some(user) = user {
+            s.push_str(r#","user":"#);
+            push_json_str(s, user);
+        }
+        push_expiry(s, expires_at);
+        s.push('}');
     })
+}
+
+/// `{"type":"connected","user":U[,"expires_at":S][,"id":ID]}`: the answer
+/// to a valid `connect` (`user` is "" for a token without `sub`).
+pub fn connected(user: &str, expires_at: Option<u64>, id: Option<&RawValue>) -> Bytes {
+    reply(|s| {
+        s.push_str(r#"{"type":"connected","user":"#);
+        push_json_str(s, user);
+        push_expiry(s, expires_at);
+        push_id(s, id);
+        s.push('}');
+    })
+}
+
+/// `{"type":"refreshed","expires_at":S|null[,"id":ID]}`
+pub fn refreshed(expires_at: Option<u64>, id: Option<&RawValue>) -> Bytes {
+    reply(|s| {
+        match expires_at {
+            Some(at) => {
+                let _ = write!(s, r#"{{"type":"refreshed","expires_at":{at}"#);
+            }
+            None => s.push_str(r#"{"type":"refreshed","expires_at":null"#),
+        }
+        push_id(s, id);
+        s.push('}');
+    })
+}
+
+/// `{"connection_id":ID,"user":U[,"info":INFO]}`: one client in presence
+/// and join/leave pushes (`info` verbatim from the token).
+pub fn client_info(connection_id: &str, user: &str, info: Option<&RawValue>) -> String {
+    let mut s = String::with_capacity(48 + user.len());
+    let _ = write!(s, r#"{{"connection_id":"{connection_id}","user":"#);
+    push_json_str(&mut s, user);
+    if let Some(info) = info {
+        s.push_str(r#","info":"#);
+        s.push_str(info.get());
+    }
+    s.push('}');
+    s
+}
+
+/// `{"type":"join"|"leave","channel":C,"user":U,"connection_id":ID[,"info":INFO]}`,
+/// from a [`client_info`] object; encoded once, shared by every subscriber.
+pub fn join_leave(kind: &str, channel: &str, client: &str) -> Bytes {
+    reply(|s| {
+        let _ = write!(s, r#"{{"type":"{kind}","channel":"#);
+        push_json_str(s, channel);
+        s.push(',');
+        // The client object's fields, without its braces.
+        s.push_str(&client[1..client.len() - 1]);
+        s.push('}');
+    })
+}
+
+/// `{"type":"presence","channel":C,"clients":[...][,"truncated":true][,"id":ID]}`
+pub fn presence(channel: &str, presence: &Presence, id: Option<&RawValue>) -> Bytes {
+    reply(|s| {
+        s.push_str(r#"{"type":"presence","channel":"#);
+        push_json_str(s, channel);
+        s.push_str(r#","clients":["#);
+        push_joined(s, &presence.clients);
+        s.push(']');
+        if presence.truncated {
+            s.push_str(r#","truncated":true"#);
+        }
+        push_id(s, id);
+        s.push('}');
+    })
+}
+
+/// `{"type":"presence_stats","channel":C,"clients":N,"users":M[,"id":ID]}`
+pub fn presence_stats(channel: &str, presence: &Presence, id: Option<&RawValue>) -> Bytes {
+    reply(|s| {
+        s.push_str(r#"{"type":"presence_stats","channel":"#);
+        push_json_str(s, channel);
+        let _ = write!(
+            s,
+            r#","clients":{},"users":{}"#,
+            presence.n_clients, presence.n_users
+        );
+        push_id(s, id);
+        s.push('}');
+    })
+}
+
+/// Appends JSON values separated by commas.
+pub fn push_joined(s: &mut String, items: &[String]) {
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(item);
+    }
+}
+
+fn push_expiry(s: &mut String, expires_at: Option<u64>) {
+    if let Some(at) = expires_at {
+        let _ = write!(s, r#","expires_at":{at}"#);
+    }
 }
 
 /// `{"type":T,"channel":C[,"id":ID]}` for subscribed/unsubscribed/published.
@@ -94,4 +208,3 @@ fn push_json_str(s: &mut String, value: &str) {
     // Serializing a &str to JSON cannot fail.
     s.push_str(&serde_json::to_string(value).expect("string to json"));
 }
-

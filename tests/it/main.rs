@@ -2,6 +2,7 @@
 //! WebSocket clients. See harness/ for how a server is started.
 
 mod admin;
+mod auth;
 mod config_file;
 mod cross_shard;
 mod harness;

@@ -159,6 +159,8 @@ pub fn run(a: BaselineArgs) -> Result<(serde_json::Value, bool), String> {
         hgrm: None,
         plot: None,
         label: a.label.clone(),
+        // The other end is the bench's own sender, not corecast.
+        jwt_hmac_secret: None,
     };
     let ss = Arc::new(sender::SenderShared::default());
     let recv = Arc::new(RecvShared::default());

@@ -181,6 +181,7 @@ pub fn run(a: ConnsArgs) -> Result<(serde_json::Value, bool), String> {
     let ok = failures == 0 && open == a.n as u64 && all_subscribed && server_errors.is_empty();
     let mut rows = vec![
         ("urls".to_string(), a.common.urls.join(" ")),
+        a.common.auth_row(),
         ("requested".into(), a.n.to_string()),
         ("opened".into(), opened.to_string()),
         ("failed during ramp".into(), failed_ramp.to_string()),
@@ -237,6 +238,7 @@ pub fn run(a: ConnsArgs) -> Result<(serde_json::Value, bool), String> {
     report::print_table(&mut std::io::stdout(), "conns", &rows).map_err(|e| e.to_string())?;
     let v = json!({
         "bench": "conns", "label": a.common.label, "urls": a.common.urls,
+        "auth": a.common.auth_mode().label(),
         "requested": a.n, "opened": opened, "open_at_end": open, "closed_during_hold": lost,
         "ramp_s": ramp.as_secs_f64(), "connect_rate_per_s": rate, "hold_s": a.hold,
         "failures": stats.errors, "close_codes": stats.close_codes,

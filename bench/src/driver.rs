@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
 
+use crate::auth;
 use crate::net;
 use crate::ws;
 
@@ -51,13 +52,17 @@ impl Shared {
     }
 }
 
-/// Where one connection goes: the URL index and the source address.
-#[derive(Debug, Clone, Copy)]
+/// Where one connection goes: the URL index, the source address and the
+/// token its upgrade carries.
+#[derive(Debug, Clone)]
 pub struct Target {
     /// Index into the URL list.
     pub url: usize,
     /// Source address to bind, if any.
     pub src: Option<Ipv4Addr>,
+    /// Token for the upgrade's `?token=`, signed before the run started
+    /// (`--jwt-hmac-secret`, /ws URLs only); a reopened slot sends it again.
+    pub token: Option<Box<str>>,
 }
 
 /// Lifecycle of one connection.
@@ -410,7 +415,7 @@ pub fn run_loop<W: Workload>(
                 continue;
             }
             if c.state == State::Connecting {
-                connected(c, &urls[targets[id].url].request);
+                connected(c, &urls[targets[id].url], targets[id].token.as_deref());
                 if c.state == State::Connecting && c.error.is_none() {
                     continue;
                 }
@@ -482,7 +487,7 @@ fn open<W: Workload>(
     shared: &Shared,
     workload: &mut W,
 ) -> io::Result<()> {
-    let t = cx.targets[id];
+    let t = &cx.targets[id];
     match net::start_connect(cx.urls[t.url].addr, t.src) {
         Ok(mut stream) => {
             cx.poll.registry().register(
@@ -519,7 +524,7 @@ pub fn merge_counts(into: &mut BTreeMap<String, u64>, from: &BTreeMap<String, u6
 }
 
 /// Checks a connect's outcome on writability and, once connected, sends the upgrade.
-fn connected(c: &mut Conn, request: &[u8]) {
+fn connected(c: &mut Conn, url: &net::Url, token: Option<&str>) {
     let Some(stream) = c.stream.as_ref() else {
         return;
     };
@@ -539,14 +544,15 @@ fn connected(c: &mut Conn, request: &[u8]) {
         }
     }
     c.state = State::Upgrading;
+    let start = c.wbuf.len();
+    url.write_request(&mut c.wbuf, token);
     if c.abandon_upgrade {
         // Half the head: the request line and some headers, never the blank line.
-        c.wbuf.extend_from_slice(&request[..request.len() / 2]);
+        c.wbuf.truncate(start + (c.wbuf.len() - start) / 2);
         let _ = c.flush();
         c.error = Some(ABANDONED_UPGRADE.into());
         return;
     }
-    c.wbuf.extend_from_slice(request);
     if let Err(e) = c.flush() {
         c.error = Some(format!("upgrade write: {}", net::errno_name(&e)));
     }
@@ -747,21 +753,101 @@ where
         .collect()
 }
 
+/// One thread's connections: their global indexes and where each goes.
+#[derive(Debug, Default)]
+pub struct ThreadPlan {
+    /// Global index of each connection, in the thread's local order.
+    pub ids: Vec<usize>,
+    /// Target of each connection, same order.
+    pub targets: Vec<Target>,
+}
+
 /// Splits `n` connections over `threads`: connection `i` goes to thread `i % threads`,
-/// to URL `i % urls` and to source address `i % sources`.
+/// to URL `i % urls` and to source address `i % sources`. With a `signer`,
+/// every connection to a /ws URL gets the token of user `u<i>`, signed here:
+/// the caller plans before its clock starts, so signing is never measured.
 pub fn plan(
     n: usize,
     threads: usize,
-    n_urls: usize,
+    urls: &[net::Url],
     sources: &[Ipv4Addr],
-) -> Vec<Vec<(usize, Target)>> {
-    let mut out = vec![Vec::new(); threads];
-    for i in 0..n {
-        let t = Target {
-            url: i % n_urls,
-            src: (!sources.is_empty()).then(|| sources[i % sources.len()]),
-        };
-        out[i % threads].push((i, t));
+    signer: Option<&auth::Signer>,
+) -> Result<Vec<ThreadPlan>, String> {
+    if urls.is_empty() || threads == 0 {
+        return Err("no URL or no thread to plan connections over".into());
     }
-    out
+    let mut out: Vec<ThreadPlan> = (0..threads).map(|_| ThreadPlan::default()).collect();
+    for i in 0..n {
+        let url = i % urls.len();
+        let token = match signer {
+            Some(s) if auth::takes_token(&urls[url].path) => Some(s.token(i)?.into_boxed_str()),
+            _ => None,
+        };
+        let t = Target {
+            url,
+            src: (!sources.is_empty()).then(|| sources[i % sources.len()]),
+            token,
+        };
+        let p = &mut out[i % threads];
+        p.ids.push(i);
+        p.targets.push(t);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn urls(texts: &[&str]) -> Vec<net::Url> {
+        texts.iter().map(|t| net::parse_url(t).unwrap()).collect()
+    }
+
+    #[test]
+    fn plan_spreads_connections_over_threads_urls_and_sources() {
+        let urls = urls(&["ws://127.0.0.1:1/ws", "ws://127.0.0.1:2/ws"]);
+        let src: Vec<Ipv4Addr> = vec![[127, 0, 0, 2].into(), [127, 0, 0, 3].into()];
+        let plan = plan(5, 2, &urls, &src, None).unwrap();
+        assert_eq!(plan[0].ids, vec![0, 2, 4]);
+        assert_eq!(plan[1].ids, vec![1, 3]);
+        let t = &plan[1].targets[1];
+        assert_eq!((t.url, t.src), (1, Some([127, 0, 0, 3].into())));
+        assert!(plan
+            .iter()
+            .flat_map(|p| &p.targets)
+            .all(|t| t.token.is_none()));
+        assert!(super::plan(1, 1, &[], &src, None).is_err());
+    }
+
+    #[test]
+    fn with_a_signer_each_ws_connection_carries_its_own_users_token() {
+        let secret = auth::parse_secret("bench-test-secret").unwrap();
+        let signer = auth::Signer::new(&secret, std::time::SystemTime::now()).unwrap();
+        let urls = urls(&["ws://127.0.0.1:1/ws", "ws://127.0.0.1:1/echo"]);
+        let plan = plan(6, 2, &urls, &[], Some(&signer)).unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        for p in &plan {
+            for (&i, t) in p.ids.iter().zip(&p.targets) {
+                let url = &urls[t.url];
+                let mut req = Vec::new();
+                url.write_request(&mut req, t.token.as_deref());
+                let line = std::str::from_utf8(&req).unwrap().lines().next().unwrap();
+                if url.path == "/echo" {
+                    assert!(t.token.is_none());
+                    assert_eq!(line, "GET /echo HTTP/1.1");
+                    continue;
+                }
+                let token = line
+                    .strip_prefix("GET /ws?token=")
+                    .and_then(|l| l.strip_suffix(" HTTP/1.1"))
+                    .unwrap();
+                let claims = auth::tests::verify(token);
+                assert_eq!(claims["sub"], format!("u{i}"));
+                assert!(claims["exp"].as_u64().unwrap() > now);
+            }
+        }
+    }
 }

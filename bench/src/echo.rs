@@ -184,6 +184,7 @@ pub fn run(a: EchoArgs) -> Result<(serde_json::Value, bool), String> {
     };
     let mut rows = vec![
         ("urls".to_string(), a.common.urls.join(" ")),
+        a.common.auth_row(),
         ("mode".into(), mode),
         (
             "connections".into(),
@@ -219,6 +220,7 @@ pub fn run(a: EchoArgs) -> Result<(serde_json::Value, bool), String> {
     report::print_table(&mut std::io::stdout(), "echo", &rows).map_err(|e| e.to_string())?;
     let v = json!({
         "bench": "echo", "label": a.common.label, "urls": a.common.urls,
+        "auth": a.common.auth_mode().label(),
         "connections": a.connections, "size": a.size, "rate": a.rate, "secs": secs,
         "sent": sent, "answered": hist.len(), "round_trips_per_s": recv as f64 / secs,
         "mismatched": mism, "unexpected": unexp, "skipped_backlog": skipped,

@@ -465,6 +465,7 @@ fn report_fanout(
     };
     let mut rows = vec![
         ("urls".to_string(), a.common.urls.join(" ")),
+        a.common.auth_row(),
         ("mode".into(), mode),
         (
             "subscribers / channels / publishers".into(),
@@ -530,6 +531,7 @@ fn report_fanout(
     }
     let v = json!({
         "bench": "fanout", "label": a.common.label, "urls": a.common.urls,
+        "auth": a.common.auth_mode().label(),
         "subs": a.subs, "channels": a.channels, "publishers": a.publishers, "rate": a.rate,
         "size": a.size, "window": a.window, "secs": secs,
         "published": s.published, "published_per_s": s.published as f64 / secs,

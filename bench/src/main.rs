@@ -8,8 +8,11 @@
 //! raw pinned writer thread that measures the kernel's per-delivery floor.
 //! `seq` counts lost/duplicated/reordered deliveries, `procfs` reads server
 //! RSS and kernel socket memory, `report` prints the table, the JSON line
-//! and `.hgrm` files, and `plot` draws the percentile chart.
+//! and `.hgrm` files, and `plot` draws the percentile chart. `auth` signs
+//! the per-connection tokens of `--jwt-hmac-secret`, before a run's clock
+//! starts, and keeps them to corecast.
 
+mod auth;
 mod baseline;
 mod conns;
 mod driver;
@@ -97,5 +100,27 @@ mod tests {
             "50000",
         ]);
         assert!(cli.is_ok(), "{cli:?}");
+    }
+
+    #[test]
+    fn jwt_secret_flag_parses_and_refuses_empty_secrets() {
+        let parse = |secret: &str| {
+            <super::Cli as clap::Parser>::try_parse_from([
+                "corecast-bench",
+                "conns",
+                "--url",
+                "ws://127.0.0.1:1/ws",
+                "-n",
+                "1",
+                "--jwt-hmac-secret",
+                secret,
+            ])
+        };
+        let cli = parse("s3cret").unwrap();
+        assert!(
+            !format!("{cli:?}").contains("s3cret"),
+            "Debug hides the secret"
+        );
+        assert!(parse("").is_err());
     }
 }

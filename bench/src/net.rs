@@ -20,19 +20,39 @@ pub struct Url {
     pub text: String,
     /// Resolved address.
     pub addr: SocketAddr,
-    /// The upgrade request, built once and copied into each connection.
+    /// `host[:port]` as given, for the Host header.
+    pub host: String,
+    /// Path and query as given (`/ws` when the URL has none).
+    pub path: String,
+    /// The upgrade request without a token, built once and copied into each connection.
     pub request: Vec<u8>,
+}
+
+impl Url {
+    /// Appends this URL's upgrade request to `out`, carrying `token` if given.
+    pub fn write_request(&self, out: &mut Vec<u8>, token: Option<&str>) {
+        match token {
+            None => out.extend_from_slice(&self.request),
+            Some(t) => crate::ws::write_upgrade_request(out, &self.host, &self.path, Some(t)),
+        }
+    }
+}
+
+/// Splits `ws://host[:port][/path]` into `host[:port]` and the path ("/ws"
+/// when absent), without resolving anything.
+pub fn split_url(text: &str) -> Result<(&str, &str), String> {
+    let rest = text
+        .strip_prefix("ws://")
+        .ok_or_else(|| format!("{text}: only ws:// URLs are supported"))?;
+    Ok(match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/ws"),
+    })
 }
 
 /// Parses and resolves `ws://host[:port][/path]` (port 80, path "/ws" by default).
 pub fn parse_url(text: &str) -> Result<Url, String> {
-    let rest = text
-        .strip_prefix("ws://")
-        .ok_or_else(|| format!("{text}: only ws:// URLs are supported"))?;
-    let (hostport, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/ws"),
-    };
+    let (hostport, path) = split_url(text)?;
     let with_port = if hostport
         .rsplit_once(':')
         .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
@@ -49,6 +69,8 @@ pub fn parse_url(text: &str) -> Result<Url, String> {
     Ok(Url {
         text: text.to_string(),
         addr,
+        host: hostport.to_string(),
+        path: path.to_string(),
         request: crate::ws::upgrade_request(hostport, path),
     })
 }
@@ -170,5 +192,18 @@ mod tests {
         let u = parse_url("ws://127.0.0.1:9000/echo").unwrap();
         assert!(u.request.starts_with(b"GET /echo "));
         assert!(parse_url("http://127.0.0.1/").is_err());
+        assert_eq!(split_url("ws://h:1").unwrap(), ("h:1", "/ws"));
+        assert_eq!(split_url("ws://h/echo?x").unwrap(), ("h", "/echo?x"));
+    }
+
+    #[test]
+    fn requests_carry_the_token_only_when_given() {
+        let u = parse_url("ws://127.0.0.1:9000/ws").unwrap();
+        let mut out = Vec::new();
+        u.write_request(&mut out, None);
+        assert_eq!(out, u.request);
+        out.clear();
+        u.write_request(&mut out, Some("t.o.k"));
+        assert!(out.starts_with(b"GET /ws?token=t.o.k HTTP/1.1\r\nHost: 127.0.0.1:9000\r\n"));
     }
 }

@@ -1,5 +1,6 @@
 //! What the kernel says about the server under test: which processes
-//! listen on a port, their resident memory, and TCP socket memory.
+//! listen on a port, what they are called, their resident memory, and TCP
+//! socket memory.
 //! Read-only /proc parsing; nothing here changes the system.
 
 use std::collections::BTreeSet;
@@ -66,6 +67,13 @@ fn socket_inode(link: &str) -> Option<u64> {
         .strip_suffix(']')?
         .parse()
         .ok()
+}
+
+/// Program name of `pid` (`/proc/PID/comm`: the executable's name, at most
+/// 15 bytes), readable for any user's process.
+pub fn process_name(pid: u32) -> Option<String> {
+    let text = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    Some(text.trim_end_matches('\n').to_string())
 }
 
 /// Resident set size of `pid` in bytes (VmRSS).
@@ -153,6 +161,16 @@ mod tests {
         // Other tests open sockets concurrently, so only bounds are stable.
         assert!(fd_count(std::process::id()).unwrap() >= 3);
         assert_eq!(fd_count(u32::MAX), None);
+    }
+
+    #[test]
+    fn names_live_processes_only() {
+        let me = process_name(std::process::id()).unwrap();
+        assert!(
+            !me.is_empty() && me.len() <= 15 && !me.ends_with('\n'),
+            "{me:?}"
+        );
+        assert_eq!(process_name(u32::MAX), None);
     }
 
     #[test]

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::driver::{self, phase, LoopConfig, LoopStats, Shared, Target, Workload};
-use crate::net;
+use crate::driver::{self, phase, LoopConfig, LoopStats, Shared, Workload};
+use crate::{auth, net};
 
 /// Options of every subcommand that drives a server.
 #[derive(Debug, Clone, Args)]
@@ -32,6 +32,34 @@ pub struct Common {
     /// Free-form label copied into the JSON line.
     #[arg(long)]
     pub label: Option<String>,
+    /// Authenticate every connection to a /ws URL with its own HS256 token
+    /// signed with SECRET: the upgrade asks for `/ws?token=JWT`, claims
+    /// `{"sub":"u<N>","exp":now+1 day}`, N the connection's index in the run,
+    /// so each connection is a user of its own. Tokens are all signed
+    /// before the clock starts, so no measured rate includes signing; the
+    /// report's `auth` row says whether auth was on. Only for corecast:
+    /// other paths (/echo) get no token, and a /ws URL whose local listener
+    /// is a program other than `corecast` (a reference peer) is refused.
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = auth::SECRET_ENV,
+        hide_env_values = true,
+        value_parser = auth::parse_secret
+    )]
+    pub jwt_hmac_secret: Option<auth::Secret>,
+}
+
+impl Common {
+    /// Whether this run authenticates, for the report's `auth` row and JSON field.
+    pub fn auth_mode(&self) -> auth::Mode {
+        auth::Mode::of(self.jwt_hmac_secret.as_ref(), &self.urls)
+    }
+
+    /// The report's `auth` row: says whether the run's connections were users.
+    pub fn auth_row(&self) -> (String, String) {
+        ("auth".into(), self.auth_mode().to_string())
+    }
 }
 
 /// Where the client loops run and how they open connections; shared by every
@@ -154,7 +182,7 @@ where
         }
         None => mask,
     };
-    let plan = Arc::new(driver::plan(n, threads, urls.len(), &sources));
+    let plan = Arc::new(plan_connections(common, n, threads, &urls, &sources)?);
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(common.loops.ramp_timeout) + budget;
     let shared = Arc::new(Shared::default());
@@ -166,10 +194,8 @@ where
     let urls = Arc::new(urls);
     let sh = Arc::clone(&shared);
     let handles = driver::spawn_pinned(threads, &cpus, move |t| {
-        let ids: Vec<usize> = plan[t].iter().map(|(i, _)| *i).collect();
-        let targets: Vec<Target> = plan[t].iter().map(|(_, t)| *t).collect();
-        let mut w = make(&ids, &sh);
-        let stats = driver::run_loop(&urls, &targets, &mut w, &sh, &cfg, t as u32 + 1)
+        let mut w = make(&plan[t].ids, &sh);
+        let stats = driver::run_loop(&urls, &plan[t].targets, &mut w, &sh, &cfg, t as u32 + 1)
             .map_err(|e| format!("event loop: {e}"))?;
         Ok((w, stats))
     })
@@ -180,6 +206,48 @@ where
         deadline,
         started,
     })
+}
+
+/// Spreads the connections over threads, URLs and sources and, with
+/// `--jwt-hmac-secret`, checks that the /ws URLs lead to corecast and signs
+/// every token. Called before the run's clock starts: with 100k connections
+/// signing takes a fraction of a second, which would otherwise slow the ramp.
+fn plan_connections(
+    common: &Common,
+    n: usize,
+    threads: usize,
+    urls: &[net::Url],
+    sources: &[std::net::Ipv4Addr],
+) -> Result<Vec<driver::ThreadPlan>, String> {
+    let signer = match &common.jwt_hmac_secret {
+        Some(secret) => Some(auth::Signer::new(secret, std::time::SystemTime::now())?),
+        None => None,
+    };
+    let Some(signer) = signer.filter(|_| urls.iter().any(|u| auth::takes_token(&u.path))) else {
+        return driver::plan(n, threads, urls, sources, None);
+    };
+    let mut ports: Vec<u16> = urls
+        .iter()
+        .filter(|u| auth::takes_token(&u.path))
+        .map(|u| u.addr.port())
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    for warning in auth::check_targets(&ports)? {
+        eprintln!("{warning}");
+    }
+    let t0 = Instant::now();
+    let plan = driver::plan(n, threads, urls, sources, Some(&signer))?;
+    let signed = plan
+        .iter()
+        .flat_map(|p| &p.targets)
+        .filter(|t| t.token.is_some())
+        .count();
+    eprintln!(
+        "auth: signed {signed} tokens in {:.1} ms, before the clock started",
+        t0.elapsed().as_secs_f64() * 1e3
+    );
+    Ok(plan)
 }
 
 /// Refuses `--cpus` outside the affinity mask up front: pinning there fails
@@ -377,6 +445,7 @@ mod tests {
             hgrm,
             plot,
             label: None,
+            jwt_hmac_secret: None,
         }
     }
 

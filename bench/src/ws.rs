@@ -30,11 +30,29 @@ const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
 /// The HTTP upgrade request for `path` on `host`.
 pub fn upgrade_request(host: &str, path: &str) -> Vec<u8> {
-    format!(
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    .into_bytes()
+    let mut out = Vec::new();
+    write_upgrade_request(&mut out, host, path, None);
+    out
+}
+
+/// Appends the upgrade request for `path` on `host` to `out`, with
+/// `token=TOKEN` added to the path's query when a token is given (a JWT is
+/// base64url and dots, so it needs no percent-encoding).
+pub fn write_upgrade_request(out: &mut Vec<u8>, host: &str, path: &str, token: Option<&str>) {
+    out.extend_from_slice(b"GET ");
+    out.extend_from_slice(path.as_bytes());
+    if let Some(token) = token {
+        out.extend_from_slice(if path.contains('?') { b"&" } else { b"?" });
+        out.extend_from_slice(b"token=");
+        out.extend_from_slice(token.as_bytes());
+    }
+    out.extend_from_slice(
+        format!(
+            " HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        .as_bytes(),
+    );
 }
 
 /// Parses the head of the upgrade answer: `Ok(None)` until the blank line
@@ -206,6 +224,20 @@ mod tests {
             assert_eq!(masked[1], plain[1] | 0x80);
             assert_eq!(masked[2..], plain[2..]);
         }
+    }
+
+    #[test]
+    fn tokens_go_into_the_request_line_query() {
+        let plain = upgrade_request("h:1", "/ws");
+        assert!(plain.starts_with(b"GET /ws HTTP/1.1\r\nHost: h:1\r\n"));
+        let mut out = Vec::new();
+        write_upgrade_request(&mut out, "h:1", "/ws", Some("a.b-c_d"));
+        assert!(out.starts_with(b"GET /ws?token=a.b-c_d HTTP/1.1\r\nHost: h:1\r\n"));
+        assert_eq!(out.len(), plain.len() + "?token=a.b-c_d".len());
+        assert!(out.ends_with(b"\r\n\r\n"));
+        out.clear();
+        write_upgrade_request(&mut out, "h:1", "/ws?x=1", Some("t"));
+        assert!(out.starts_with(b"GET /ws?x=1&token=t HTTP/1.1\r\n"));
     }
 
     #[test]

@@ -302,6 +302,7 @@ pub fn finish(a: &SoakArgs, o: Outcome) -> Result<(serde_json::Value, bool), Str
     let ok = checks.iter().all(|(_, pass)| *pass);
     let mut rows: Vec<(String, String)> = vec![
         ("urls".into(), a.common.urls.join(" ")),
+        a.common.auth_row(),
         (
             "population".into(),
             format!(
@@ -369,6 +370,7 @@ pub fn finish(a: &SoakArgs, o: Outcome) -> Result<(serde_json::Value, bool), Str
     out::print_table(&mut std::io::stdout(), "soak", &rows).map_err(|e| e.to_string())?;
     let v = json!({
         "bench": "soak", "label": a.common.label, "urls": a.common.urls,
+        "auth": a.common.auth_mode().label(),
         "connections": a.connections, "publishers": a.publishers, "channels": a.channels,
         "rate": a.rate, "size": a.size, "interval_s": a.interval, "churn_pct_per_min": a.churn,
         "published": published, "lost": lost, "duplicated": dup, "out_of_order": reord,

@@ -49,7 +49,7 @@ pub struct ConnState {
     /// The connection's user in the shard's [`crate::shard::Users`];
     /// [`UserSlot::NONE`] while anonymous.
     pub(crate) user: UserSlot,
-    /// Shard second (see [`crate::shard::Shard::now_s`]) at which the
+    /// Shard second ([`crate::shard::Shard::now_ms`] / 1000) at which the
     /// connection is closed: its token's expiry (4002), or, under
     /// `--require-auth`, the end of its time to send `connect` (4001);
     /// 0 when none.

@@ -102,15 +102,18 @@ impl Shard {
         // The verifier accepted the token up to LEEWAY_SECS past `exp`;
         // the close honours the same grace, so the two never disagree.
         let left = (exp + LEEWAY_SECS).saturating_sub(now_unix);
-        (self.now_s() + left).clamp(1, u64::from(u32::MAX)) as u32
+        // Rounded up: a deadline in whole shard seconds must never come early.
+        (self.now_ms().div_ceil(1000) + left).clamp(1, u64::from(u32::MAX)) as u32
     }
 
     /// Under `--require-auth`, closes connection `key` with 4001 unless it
     /// authenticates within `--handshake-timeout`.
     pub fn expect_connect(&self, key: ConnKey) {
-        let within = self.config.config.handshake_timeout.as_secs().max(1);
+        let within = Self::ms(self.config.config.handshake_timeout);
+        // Rounded up to whole shard seconds, so never early.
+        let deadline = (self.now_ms() + within).div_ceil(1000);
         if let Some(conn) = self.conns.borrow_mut().get_mut(key.0 as usize) {
-            conn.auth_deadline_s = (self.now_s() + within).min(u64::from(u32::MAX)) as u32;
+            conn.auth_deadline_s = deadline.clamp(1, u64::from(u32::MAX)) as u32;
         }
     }
 

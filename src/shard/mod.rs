@@ -224,11 +224,6 @@ impl Shard {
         self.epoch.elapsed().as_millis() as u64 + 1
     }
 
-    /// Seconds since the shard started (token deadlines).
-    pub fn now_s(&self) -> u64 {
-        self.now_ms() / 1000
-    }
-
     /// True at most once per 10 s: gates a `warn!`/`error!` that could otherwise
     /// repeat per connection or per retry (callers log at `debug!` otherwise).
     pub fn may_warn(&self) -> bool {

@@ -31,3 +31,15 @@ fn without_the_flag_every_origin_is_allowed() {
     let (status, _) = upgrade_answer(&server, "/ws", "Origin: https://anything.test");
     assert_eq!(status, 101);
 }
+
+#[test]
+fn auth_without_an_origin_list_is_warned_about_at_startup() {
+    let server = auth_server(&[]);
+    assert!(
+        server.log_text().contains("--allowed-origins is empty"),
+        "{}",
+        server.log_text()
+    );
+    let listed = auth_server(&["--allowed-origins", "https://a.test"]);
+    assert!(!listed.log_text().contains("--allowed-origins is empty"));
+}

@@ -80,6 +80,48 @@ impl fmt::Display for StartupError {
 
 impl std::error::Error for StartupError {}
 
+/// The RFC 6455 rule a client broke (close 1002). An enum rather than the
+/// reason text itself: `CloseReason` lives in every connection's state,
+/// and a `&'static str` in it made that 24 bytes instead of 4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Violation {
+    /// `reserved opcode`.
+    ReservedOpcode,
+    /// `reserved bits set`.
+    ReservedBits,
+    /// `client frame not masked`.
+    NotMasked,
+    /// `fragmented control frame`.
+    FragmentedControl,
+    /// `control frame payload over 125 bytes`.
+    ControlTooLong,
+    /// `continuation without a message`.
+    OrphanContinuation,
+    /// `new message inside a fragmented one`.
+    NestedMessage,
+    /// `close payload of one byte`.
+    OneByteClose,
+    /// `invalid close code`.
+    InvalidCloseCode,
+}
+
+impl Violation {
+    /// The close frame's reason text.
+    pub fn text(self) -> &'static str {
+        match self {
+            Violation::ReservedOpcode => "reserved opcode",
+            Violation::ReservedBits => "reserved bits set",
+            Violation::NotMasked => "client frame not masked",
+            Violation::FragmentedControl => "fragmented control frame",
+            Violation::ControlTooLong => "control frame payload over 125 bytes",
+            Violation::OrphanContinuation => "continuation without a message",
+            Violation::NestedMessage => "new message inside a fragmented one",
+            Violation::OneByteClose => "close payload of one byte",
+            Violation::InvalidCloseCode => "invalid close code",
+        }
+    }
+}
+
 /// Why a connection ended; each maps to a WebSocket close code and a counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseReason {
@@ -88,7 +130,7 @@ pub enum CloseReason {
     /// The server is shutting down (1001).
     GoingAway,
     /// A protocol violation by the client (1002).
-    Protocol(&'static str),
+    Protocol(Violation),
     /// A text message that is not valid UTF-8, or a bad close reason (1007).
     InvalidUtf8,
     /// A message above `--max-message-size` (1009).
@@ -133,7 +175,7 @@ impl CloseReason {
         match self {
             CloseReason::ClientClosed(_) | CloseReason::Abnormal => "",
             CloseReason::GoingAway => "server shutting down",
-            CloseReason::Protocol(what) => what,
+            CloseReason::Protocol(what) => what.text(),
             CloseReason::InvalidUtf8 => "invalid utf-8",
             CloseReason::TooBig => "message too big",
             CloseReason::SlowConsumer => "slow consumer",

@@ -206,7 +206,7 @@ mod tests {
         for reason in [
             CloseReason::ClientClosed(1000),
             CloseReason::GoingAway,
-            CloseReason::Protocol("x"),
+            CloseReason::Protocol(crate::error::Violation::ReservedBits),
             CloseReason::InvalidUtf8,
             CloseReason::TooBig,
             CloseReason::SlowConsumer,

@@ -13,7 +13,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
 use tungstenite::protocol::frame::FrameHeader;
 
-use crate::error::CloseReason;
+use crate::error::{CloseReason, Violation};
 
 /// Largest payload of a control frame (RFC 6455 5.5).
 const MAX_CONTROL_PAYLOAD: u64 = 125;
@@ -69,7 +69,7 @@ impl Decoder {
             let (header, len) = match FrameHeader::parse(&mut cursor) {
                 Ok(Some(parsed)) => parsed,
                 Ok(None) => break,
-                Err(_) => return Err(CloseReason::Protocol("reserved opcode")),
+                Err(_) => return Err(CloseReason::Protocol(Violation::ReservedOpcode)),
             };
             let header_len = cursor.position() as usize;
             self.check_header(&header, len, max_message)?;
@@ -112,23 +112,23 @@ impl Decoder {
         max_message: usize,
     ) -> Result<(), CloseReason> {
         if h.rsv1 || h.rsv2 || h.rsv3 {
-            return Err(CloseReason::Protocol("reserved bits set"));
+            return Err(CloseReason::Protocol(Violation::ReservedBits));
         }
         if h.mask.is_none() {
-            return Err(CloseReason::Protocol("client frame not masked"));
+            return Err(CloseReason::Protocol(Violation::NotMasked));
         }
         match h.opcode {
             OpCode::Control(_) if !h.is_final => {
-                Err(CloseReason::Protocol("fragmented control frame"))
+                Err(CloseReason::Protocol(Violation::FragmentedControl))
             }
-            OpCode::Control(_) if len > MAX_CONTROL_PAYLOAD => Err(CloseReason::Protocol(
-                "control frame payload over 125 bytes",
-            )),
+            OpCode::Control(_) if len > MAX_CONTROL_PAYLOAD => {
+                Err(CloseReason::Protocol(Violation::ControlTooLong))
+            }
             OpCode::Data(Data::Continue) if self.fragmented.is_none() => {
-                Err(CloseReason::Protocol("continuation without a message"))
+                Err(CloseReason::Protocol(Violation::OrphanContinuation))
             }
             OpCode::Data(Data::Text | Data::Binary) if self.fragmented.is_some() => {
-                Err(CloseReason::Protocol("new message inside a fragmented one"))
+                Err(CloseReason::Protocol(Violation::NestedMessage))
             }
             OpCode::Data(_) if len > (max_message - self.message.len().min(max_message)) as u64 => {
                 Err(CloseReason::TooBig)
@@ -151,7 +151,7 @@ impl Decoder {
                 return Ok(on_event(Event::Close(close_code(payload)?)))
             }
             OpCode::Control(Control::Reserved(_)) | OpCode::Data(Data::Reserved(_)) => {
-                return Err(CloseReason::Protocol("reserved opcode"))
+                return Err(CloseReason::Protocol(Violation::ReservedOpcode))
             }
             OpCode::Data(data) => data,
         };
@@ -212,11 +212,11 @@ impl Decoder {
 fn close_code(payload: &[u8]) -> Result<u16, CloseReason> {
     match payload.len() {
         0 => Ok(1005),
-        1 => Err(CloseReason::Protocol("close payload of one byte")),
+        1 => Err(CloseReason::Protocol(Violation::OneByteClose)),
         _ => {
             let code = u16::from_be_bytes([payload[0], payload[1]]);
             if !CloseCode::from(code).is_allowed() || (1012..3000).contains(&code) {
-                return Err(CloseReason::Protocol("invalid close code"));
+                return Err(CloseReason::Protocol(Violation::InvalidCloseCode));
             }
             std::str::from_utf8(&payload[2..]).map_err(|_| CloseReason::InvalidUtf8)?;
             Ok(code)
@@ -401,35 +401,35 @@ mod tests {
         let cases: Vec<(Vec<u8>, CloseReason)> = vec![
             (
                 client_frame(0xC1, b"x"),
-                CloseReason::Protocol("reserved bits set"),
+                CloseReason::Protocol(Violation::ReservedBits),
             ),
             (
                 client_frame(0x83, b""),
-                CloseReason::Protocol("reserved opcode"),
+                CloseReason::Protocol(Violation::ReservedOpcode),
             ),
             (
                 client_frame(0x80, b"x"),
-                CloseReason::Protocol("continuation without a message"),
+                CloseReason::Protocol(Violation::OrphanContinuation),
             ),
             (
                 client_frame(0x09, b""),
-                CloseReason::Protocol("fragmented control frame"),
+                CloseReason::Protocol(Violation::FragmentedControl),
             ),
             (
                 client_frame(0x89, &[0u8; 126]),
-                CloseReason::Protocol("control frame payload over 125 bytes"),
+                CloseReason::Protocol(Violation::ControlTooLong),
             ),
             (
                 client_frame(0x88, &[3]),
-                CloseReason::Protocol("close payload of one byte"),
+                CloseReason::Protocol(Violation::OneByteClose),
             ),
             (
                 client_frame(0x88, &1005u16.to_be_bytes()),
-                CloseReason::Protocol("invalid close code"),
+                CloseReason::Protocol(Violation::InvalidCloseCode),
             ),
             (
                 vec![0x81, 0x01, b'x'],
-                CloseReason::Protocol("client frame not masked"),
+                CloseReason::Protocol(Violation::NotMasked),
             ),
         ];
         for (mut input, want) in cases {

@@ -417,7 +417,7 @@ mod tests {
             "the task's future"
         );
         assert!(
-            std::mem::size_of::<ConnState>() <= 128,
+            std::mem::size_of::<ConnState>() <= 112,
             "the shard's table slot: {}",
             std::mem::size_of::<ConnState>()
         );

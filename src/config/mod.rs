@@ -42,9 +42,13 @@ pub use values::{
     long_about = "Thread-per-core WebSocket pub/sub server.\n\n\
         One io_uring executor (shard) is pinned per CPU; every shard accepts on the same \
         SO_REUSEPORT port and owns its connections for their whole life.\n\n\
-        Public port: GET /ws (JSON pub/sub), GET /echo (echo), GET /health (JSON).\n\
+        Public port: GET /ws (JSON pub/sub; /ws?token=JWT authenticates), GET /echo (echo), \
+        GET /health (JSON).\n\
         Admin port (--admin-addr): GET /metrics (Prometheus), /health, /latency (.hgrm), \
-        /api/publish, /api/broadcast, /api/channels, /api/stats, /api/disconnect.\n\
+        /api/publish, /api/broadcast, /api/channels, /api/stats, /api/disconnect, \
+        /api/user/send, /api/user/disconnect, /api/presence, /api/presence_stats.\n\
+        Authentication (JWT): --jwt-hmac-secret and/or --jwt-public-key; clients send a token \
+        in the URL or as {\"type\":\"connect\",\"token\":...} (docs/security.md).\n\
         Every flag can also be set through the CORECAST_* environment variable shown, and \
         in the --config FILE (TOML) under its name with _ for - (max_connections = 5000); \
         a flag beats the environment, which beats the file, which beats the default. The \

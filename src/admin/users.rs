@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::api::parse_body;
+use super::api::{parse_body, Body};
 use super::Request;
 use crate::http::{query_param, Response};
 use crate::message;
@@ -23,15 +23,18 @@ fn user_field(user: Option<String>) -> Result<String, Response> {
     Ok(user)
 }
 
+/// The body and its checked `user`.
+fn user_body(req: &Request) -> Result<(Body<'_>, String), Response> {
+    let mut body = parse_body(req)?;
+    let user = user_field(body.user.take())?;
+    Ok((body, user))
+}
+
 /// `POST /api/user/send {"user":U,"data":ANY}`: delivers
 /// `{"type":"message","channel":"#U","data":ANY}` to every connection of U.
 pub(super) async fn send(shard: &Rc<Shard>, req: &Request) -> Response {
-    let body = match parse_body(req) {
-        Ok(body) => body,
-        Err(r) => return r,
-    };
-    let user = match user_field(body.user) {
-        Ok(user) => user,
+    let (body, user) = match user_body(req) {
+        Ok(parsed) => parsed,
         Err(r) => return r,
     };
     let Some(data) = body.data else {
@@ -55,12 +58,8 @@ pub(super) async fn send(shard: &Rc<Shard>, req: &Request) -> Response {
 
 /// `POST /api/user/disconnect {"user":U}`: closes all of U's connections with 4000.
 pub(super) async fn disconnect(shard: &Rc<Shard>, req: &Request) -> Response {
-    let body = match parse_body(req) {
-        Ok(body) => body,
-        Err(r) => return r,
-    };
-    let user = match user_field(body.user) {
-        Ok(user) => user,
+    let (_, user) = match user_body(req) {
+        Ok(parsed) => parsed,
         Err(r) => return r,
     };
     let query = Query::UserDisconnect {

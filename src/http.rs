@@ -449,3 +449,40 @@ async fn respond<S: AsyncRead + AsyncWrite + Unpin>(shard: &Shard, stream: &mut 
     };
     let _ = with_timeout(LINGER, drain).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::query_param;
+
+    #[test]
+    fn query_params_are_found_and_percent_decoded() {
+        assert_eq!(
+            query_param("a=1&token=x.y.z", "token").as_deref(),
+            Some("x.y.z")
+        );
+        assert_eq!(
+            query_param("token=a%2Eb+c", "token").as_deref(),
+            Some("a.b c")
+        );
+        assert_eq!(
+            query_param("tokens=1", "token"),
+            None,
+            "a longer name is another key"
+        );
+        assert_eq!(
+            query_param("token", "token"),
+            None,
+            "a key without = has no value"
+        );
+        assert_eq!(
+            query_param("token=%zz%4", "token").as_deref(),
+            Some("%zz%4")
+        );
+        assert_eq!(
+            query_param("token=%ff", "token"),
+            None,
+            "not UTF-8 once decoded"
+        );
+        assert_eq!(query_param("token=", "token").as_deref(), Some(""));
+    }
+}

@@ -549,6 +549,9 @@ fn check_decide(head: &[u8], admitted: bool) {
             "read_head's head does not parse whole"
         );
         let target = req.path.unwrap_or("/");
+        if let Some((_, query)) = target.split_once('?') {
+            check_query_param(query);
+        }
         let path = target.split('?').next().unwrap_or(target);
         let known = matches!(path, "/ws" | "/echo" | "/health");
         match (answer, again) {
@@ -591,6 +594,20 @@ fn check_decide(head: &[u8], admitted: bool) {
             (first, second) => panic!("decide changed its mind: {first:?} then {second:?}"),
         }
     });
+}
+
+/// `?token=` extraction: never panics, and a value without escapes is
+/// returned as written.
+fn check_query_param(query: &str) {
+    let value = http::query_param(query, "token");
+    let raw = query.split('&').find_map(|kv| kv.strip_prefix("token="));
+    if let (None, Some(raw)) = (&value, raw) {
+        // Only a percent escape can make a present value undecodable.
+        assert!(raw.contains('%'), "{query:?}");
+    }
+    if let Some(raw) = raw.filter(|r| !r.contains('%') && !r.contains('+')) {
+        assert_eq!(value.as_deref(), Some(raw), "{query:?}");
+    }
 }
 
 /// Header names corecast may send; anything else is an injected header.

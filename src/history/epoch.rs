@@ -16,8 +16,8 @@ const MASK_60: u64 = (1 << 60) - 1;
 /// One incarnation of a channel's history: an offset means something only
 /// together with its epoch, and a new epoch says "the history was lost".
 ///
-/// A `Copy` value (12 ASCII bytes, always [`EPOCH_LEN`] characters from
-/// [`ALPHABET`], never empty) rather than an `Rc<str>`/`Arc<str>`: it is
+/// A `Copy` value (12 ASCII bytes, always [`EPOCH_LEN`] characters of
+/// lowercase Crockford base32, never empty) rather than an `Rc<str>`/`Arc<str>`: it is
 /// `Send`, so it rides the bus in a publish without a refcount shared
 /// between cores, costs 12 bytes per channel instead of a 16-byte pointer
 /// plus a heap block, and [`Epoch::as_str`] writes it into a reply without

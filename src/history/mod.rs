@@ -4,7 +4,8 @@
 //! (issue 12).
 //!
 //! A history channel has a home shard; only that shard's [`HistoryStore`]
-//! ever sees it, so the store is `!Sync` plain data owned by the shard.
+//! ever sees it, so the store is plain data owned by that shard (no locks,
+//! no atomics).
 //!
 //! Decisions, in one place:
 //! - **Epochs are made when a channel is first touched** (append, position or
@@ -22,7 +23,8 @@
 //!   hold entries of publications already trimmed, at most as many as are held
 //!   plus [`ORDER_SLACK`]: it is compacted once it passes that, in O(its
 //!   length), paid for by the trims that made at least half of it dead.
-//!   Channel records (name, epoch, top, ~120 bytes) are not counted in
+//!   Channel records (a 96-byte `ChannelHistory` in a slab slot, a 4-byte
+//!   index entry, the name on the heap) are not counted in
 //!   `max_bytes`; the meta TTL bounds how long they stay.
 //! - **Recovery is all or nothing** ([`HistoryStore::recover`]).
 

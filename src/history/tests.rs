@@ -44,6 +44,7 @@ fn recovered(recovery: Recovery) -> Vec<u64> {
 fn entry_sizes_match_the_accounted_overhead() {
     assert_eq!(std::mem::size_of::<Entry>(), 48);
     assert_eq!(std::mem::size_of::<OrderEntry>(), 16);
+    assert_eq!(std::mem::size_of::<channel::ChannelHistory>(), 96);
     assert_eq!(
         std::mem::size_of::<Entry>() + std::mem::size_of::<OrderEntry>(),
         ENTRY_OVERHEAD

@@ -12,6 +12,8 @@
 //!   table; [`bus`]: cross-shard mesh (the only glommio channel user).
 //! - [`origin`]: allowed browser origins (`--allowed-origins`).
 //! - [`auth`]: token (JWT) verification, keys to claims; no I/O.
+//! - [`history`]: per-shard channel history (offsets, epochs, recovery); no
+//!   I/O, not wired into the server yet (issue 12).
 //! - [`metrics`], [`sys`], [`error`]: support.
 
 #![warn(missing_docs)]
@@ -25,6 +27,7 @@ pub mod connection;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod history;
 pub mod http;
 pub mod latency;
 pub mod listener;

@@ -228,6 +228,10 @@ const KEYS: &[(&str, Shape)] = &[
     ("require_auth", Shape::Flag),
     ("allowed_origins", Shape::List),
     ("max_presence_clients", Shape::Number),
+    ("history_meta_ttl", Shape::Duration),
+    ("history_max_bytes", Shape::Size),
+    ("recovery_max_publications", Shape::Number),
+    ("history_max_limit", Shape::Number),
 ];
 
 /// The file key that holds the namespaces (not a flag).

@@ -205,6 +205,30 @@ pub struct Config {
     #[arg(long, env = "CORECAST_MAX_PRESENCE_CLIENTS", default_value_t = 1000)]
     pub max_presence_clients: usize,
 
+    /// How long a history channel with nothing published keeps its top offset and
+    /// epoch after its publications expired, so a client just past the window is
+    /// told `recovered:false` rather than silently starting over.
+    #[arg(long, env = "CORECAST_HISTORY_META_TTL", default_value = "24h", value_parser = parse_duration)]
+    pub history_meta_ttl: Duration,
+
+    /// Memory all history channels of the process may hold (payload plus 64 B per
+    /// publication), split evenly between shards; the oldest publications are evicted
+    /// first (corecast_history_evictions_total).
+    #[arg(long, env = "CORECAST_HISTORY_MAX_BYTES", default_value = "256MiB", value_parser = parse_size)]
+    pub history_max_bytes: usize,
+
+    /// Most missed publications a recovering subscribe is sent; more is recovered:false.
+    #[arg(
+        long,
+        env = "CORECAST_RECOVERY_MAX_PUBLICATIONS",
+        default_value_t = 300
+    )]
+    pub recovery_max_publications: usize,
+
+    /// Most publications one history request returns (its limit is capped to this).
+    #[arg(long, env = "CORECAST_HISTORY_MAX_LIMIT", default_value_t = 300)]
+    pub history_max_limit: usize,
+
     /// Channel namespaces, from the config file only; without a file every
     /// channel has the default options.
     #[arg(skip)]

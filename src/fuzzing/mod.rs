@@ -680,7 +680,8 @@ type Summary = (&'static str, Option<String>, Option<String>, Option<String>);
 fn summary(request: &Request<'_>) -> Summary {
     let id = request.id.map(|id| id.get().to_string());
     match &request.command {
-        Command::Subscribe { channel } => ("subscribe", Some(channel.clone()), None, id),
+        // `recover` is checked by the integration tests.
+        Command::Subscribe { channel, .. } => ("subscribe", Some(channel.clone()), None, id),
         Command::Unsubscribe { channel } => ("unsubscribe", Some(channel.clone()), None, id),
         Command::Publish { channel, data } => {
             let data = Some(data.get().to_string());
@@ -690,6 +691,7 @@ fn summary(request: &Request<'_>) -> Summary {
         Command::Connect { token } => ("connect", None, Some(json_string(token)), id),
         Command::Refresh { token } => ("refresh", None, Some(json_string(token)), id),
         Command::Presence { channel } => ("presence", Some(channel.clone()), None, id),
+        Command::History { channel, .. } => ("history", Some(channel.clone()), None, id),
         Command::PresenceStats { channel } => ("presence_stats", Some(channel.clone()), None, id),
     }
 }
@@ -732,7 +734,9 @@ fn check_request(request: &Request<'_>) {
     );
     // The replies a client gets carry the fields verbatim.
     let frame = match &request.command {
-        Command::Subscribe { channel } => message::channel_reply("subscribed", channel, request.id),
+        Command::Subscribe { channel, .. } => {
+            message::channel_reply("subscribed", channel, request.id)
+        }
         Command::Unsubscribe { channel } => {
             message::channel_reply("unsubscribed", channel, request.id)
         }
@@ -750,7 +754,8 @@ fn check_request(request: &Request<'_>) {
         Command::Connect { .. }
         | Command::Refresh { .. }
         | Command::Presence { .. }
-        | Command::PresenceStats { .. } => return,
+        | Command::PresenceStats { .. }
+        | Command::History { .. } => return,
     };
     let text = server_text(&frame);
     let reply: Reply<'_> = serde_json::from_str(&text).expect("reply is JSON");

@@ -23,6 +23,9 @@ pub enum Command<'a> {
     Subscribe {
         /// Channel name, validated.
         channel: String,
+        /// `"recover":true,"offset":N,"epoch":E`: where the client's copy of
+        /// a history channel ends.
+        recover: Option<Position>,
     },
     /// `{"type":"unsubscribe","channel":C}`
     Unsubscribe {
@@ -55,11 +58,32 @@ pub enum Command<'a> {
         /// Channel name, validated.
         channel: String,
     },
+    /// `{"type":"history","channel":C,"limit":N,"since":{"offset":O,"epoch":E},"reverse":B}`
+    History {
+        /// Channel name, validated.
+        channel: String,
+        /// Most publications wanted (0: only the top offset and epoch).
+        limit: u64,
+        /// Only publications after this position.
+        since: Option<Position>,
+        /// Newest first.
+        reverse: bool,
+    },
     /// `{"type":"presence_stats","channel":C}`: how many clients and users.
     PresenceStats {
         /// Channel name, validated.
         channel: String,
     },
+}
+
+/// A position in a history channel's stream: an offset, meaningful only
+/// with its epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    /// The offset of the last publication the client has.
+    pub offset: u64,
+    /// The epoch that offset belongs to (an empty one never matches).
+    pub epoch: String,
 }
 
 /// A parsed request: the command and the request's `id`, if it carried one.
@@ -102,11 +126,17 @@ pub enum ErrorCode {
     PresenceDisabled,
     /// Too many presence requests are in flight on this shard.
     TooManyRequests,
+    /// History is not kept for the channel's namespace.
+    HistoryDisabled,
+    /// A history read's `since` names another epoch.
+    UnrecoverablePosition,
+    /// The history channel's home shard did not answer in time.
+    HistoryUnavailable,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order (`code as usize` indexes it).
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::InvalidJson,
         ErrorCode::UnknownMessageType,
         ErrorCode::InvalidMessage,
@@ -120,6 +150,9 @@ impl ErrorCode {
         ErrorCode::AlreadyConnected,
         ErrorCode::PresenceDisabled,
         ErrorCode::TooManyRequests,
+        ErrorCode::HistoryDisabled,
+        ErrorCode::UnrecoverablePosition,
+        ErrorCode::HistoryUnavailable,
     ];
 
     /// The code as sent on the wire.
@@ -138,6 +171,9 @@ impl ErrorCode {
             ErrorCode::AlreadyConnected => "ALREADY_CONNECTED",
             ErrorCode::PresenceDisabled => "PRESENCE_DISABLED",
             ErrorCode::TooManyRequests => "TOO_MANY_REQUESTS",
+            ErrorCode::HistoryDisabled => "HISTORY_DISABLED",
+            ErrorCode::UnrecoverablePosition => "UNRECOVERABLE_POSITION",
+            ErrorCode::HistoryUnavailable => "HISTORY_UNAVAILABLE",
         }
     }
 }
@@ -169,6 +205,18 @@ struct Fields<'a> {
     id: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "present")]
     token: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    recover: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    offset: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    epoch: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    limit: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    since: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    reverse: Option<&'a RawValue>,
 }
 
 /// Deserializes a present field, `null` included, as `Some`.
@@ -250,9 +298,40 @@ pub fn parse(text: &str) -> Result<Request<'_>, RequestError<'_>> {
     };
     let channel = || channel_field(fields.channel).map_err(|(code, msg)| fail(code, msg));
     let command = match kind.as_ref() {
-        "subscribe" => Command::Subscribe {
-            channel: channel()?,
-        },
+        "subscribe" => {
+            let channel = channel()?;
+            let recover = match typed::<bool>(fields.recover, "recover", "a boolean") {
+                Ok(Some(true)) => Some(Position {
+                    offset: typed::<u64>(fields.offset, "offset", "a non-negative integer")
+                        .and_then(|o| o.ok_or("\"recover\" needs \"offset\"".to_string()))
+                        .map_err(|msg| fail(ErrorCode::InvalidMessage, msg))?,
+                    epoch: typed::<String>(fields.epoch, "epoch", "a string")
+                        .map_err(|msg| fail(ErrorCode::InvalidMessage, msg))?
+                        .unwrap_or_default(),
+                }),
+                Ok(_) => None,
+                Err(msg) => return Err(fail(ErrorCode::InvalidMessage, msg)),
+            };
+            Command::Subscribe { channel, recover }
+        }
+        "history" => {
+            let channel = channel()?;
+            let bad = |msg: String| fail(ErrorCode::InvalidMessage, msg);
+            let limit =
+                typed::<u64>(fields.limit, "limit", "a non-negative integer").map_err(&bad)?;
+            let reverse = typed::<bool>(fields.reverse, "reverse", "a boolean").map_err(&bad)?;
+            let since = typed::<SinceField>(fields.since, "since", "{\"offset\":N,\"epoch\":E}")
+                .map_err(&bad)?;
+            Command::History {
+                channel,
+                limit: limit.unwrap_or(0),
+                since: since.map(|s| Position {
+                    offset: s.offset,
+                    epoch: s.epoch,
+                }),
+                reverse: reverse.unwrap_or(false),
+            }
+        }
         "unsubscribe" => Command::Unsubscribe {
             channel: channel()?,
         },
@@ -282,12 +361,32 @@ pub fn parse(text: &str) -> Result<Request<'_>, RequestError<'_>> {
                 ErrorCode::UnknownMessageType,
                 format!(
                     "unknown type {shown:?}; expected subscribe, unsubscribe, publish, heartbeat, \
-                     connect, refresh, presence or presence_stats"
+                     connect, refresh, presence, presence_stats or history"
                 ),
             ));
         }
     };
     Ok(Request { command, id })
+}
+
+/// `{"offset":N,"epoch":E}` in a history request.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SinceField {
+    offset: u64,
+    #[serde(default)]
+    epoch: String,
+}
+
+/// An optional field of type `T`; a present one of another type (`null`
+/// included) is an error naming the field and what it must be.
+fn typed<T: serde::de::DeserializeOwned>(
+    raw: Option<&RawValue>,
+    name: &str,
+    what: &str,
+) -> Result<Option<T>, String> {
+    raw.map(|raw| serde_json::from_str(raw.get()).map_err(|_| format!("\"{name}\" must be {what}")))
+        .transpose()
 }
 
 fn token_field(raw: Option<&RawValue>) -> Result<String, String> {

@@ -208,3 +208,73 @@ fn push_json_str(s: &mut String, value: &str) {
     // Serializing a &str to JSON cannot fail.
     s.push_str(&serde_json::to_string(value).expect("string to json"));
 }
+
+/// `{"type":"message","channel":C,"data":ANY,"offset":N}`: a history
+/// channel's publication, encoded once at its home shard; `data` is the
+/// publisher's JSON bytes.
+pub fn message_frame_at(channel: &str, data: &[u8], offset: u64) -> Bytes {
+    ws::encode_with(Kind::Text, 64 + channel.len() + data.len(), |buf| {
+        buf.extend_from_slice(br#"{"type":"message","channel":"#);
+        // Writing into a Vec cannot fail.
+        serde_json::to_writer(&mut *buf, channel).expect("vec write");
+        buf.extend_from_slice(br#","data":"#);
+        buf.extend_from_slice(data);
+        let _ = std::io::Write::write_fmt(buf, format_args!(r#","offset":{offset}}}"#));
+    })
+}
+
+/// `{"type":T,"channel":C,"offset":TOP,"epoch":E[,"recovered":B][,"id":ID]}`:
+/// `subscribed` or `published` for a history channel.
+pub fn position_reply(
+    kind: &str,
+    channel: &str,
+    offset: u64,
+    epoch: &str,
+    recovered: Option<bool>,
+    id: Option<&RawValue>,
+) -> Bytes {
+    reply(|s| {
+        let _ = write!(s, r#"{{"type":"{kind}","channel":"#);
+        push_json_str(s, channel);
+        let _ = write!(s, r#","offset":{offset},"epoch":"#);
+        push_json_str(s, epoch);
+        if let Some(recovered) = recovered {
+            let _ = write!(s, r#","recovered":{recovered}"#);
+        }
+        push_id(s, id);
+        s.push('}');
+    })
+}
+
+/// `{"type":"history","channel":C,"publications":[{"data":ANY,"offset":N},...],"offset":TOP,"epoch":E[,"id":ID]}`
+pub fn history(
+    channel: &str,
+    publications: &[(u64, &[u8])],
+    top: u64,
+    epoch: &str,
+    id: Option<&RawValue>,
+) -> Bytes {
+    reply(|s| {
+        s.push_str(r#"{"type":"history","channel":"#);
+        push_json_str(s, channel);
+        s.push_str(r#","publications":["#);
+        push_publications(s, publications);
+        let _ = write!(s, r#"],"offset":{top},"epoch":"#);
+        push_json_str(s, epoch);
+        push_id(s, id);
+        s.push('}');
+    })
+}
+
+/// Appends `{"data":ANY,"offset":N}` objects separated by commas (`data`
+/// verbatim: it was JSON when published).
+pub fn push_publications(s: &mut String, publications: &[(u64, &[u8])]) {
+    for (i, (offset, data)) in publications.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(r#"{"data":"#);
+        s.push_str(std::str::from_utf8(data).unwrap_or("null"));
+        let _ = write!(s, r#","offset":{offset}}}"#);
+    }
+}

@@ -10,7 +10,7 @@ use serde_json::json;
 use serde_json::value::RawValue;
 
 use super::report::interval_fanout;
-use super::{users, Request};
+use super::{history, users, Request};
 use crate::http::Response;
 use crate::shard::{merge_channels, Query, Shard, ShardId};
 use crate::{latency, message, prom};
@@ -24,12 +24,14 @@ pub async fn route(shard: &Rc<Shard>, req: &Request) -> Response {
         | "/api/channels"
         | "/api/stats"
         | "/api/presence"
-        | "/api/presence_stats" => &["GET"],
+        | "/api/presence_stats"
+        | "/api/history" => &["GET"],
         "/api/publish"
         | "/api/broadcast"
         | "/api/disconnect"
         | "/api/user/send"
-        | "/api/user/disconnect" => &["POST"],
+        | "/api/user/disconnect"
+        | "/api/history/remove" => &["POST"],
         path => return Response::error(404, &format!("no admin route {path}")),
     };
     if req.path.starts_with("/api/") {
@@ -48,7 +50,9 @@ pub async fn route(shard: &Rc<Shard>, req: &Request) -> Response {
         "/latency" => latency_hgrm(shard, req).await,
         "/api/channels" => channels(shard).await,
         "/api/stats" => stats(shard).await,
-        "/api/publish" => publish(shard, req),
+        "/api/publish" => publish(shard, req).await,
+        "/api/history" => history::read(shard, req).await,
+        "/api/history/remove" => history::remove(shard, req).await,
         "/api/broadcast" => broadcast(shard, req),
         "/api/presence" => users::presence(shard, req, false).await,
         "/api/presence_stats" => users::presence(shard, req, true).await,
@@ -200,7 +204,7 @@ pub(super) fn parse_body(req: &Request) -> Result<Body<'_>, Response> {
     Ok(body)
 }
 
-fn publish(shard: &Shard, req: &Request) -> Response {
+async fn publish(shard: &Rc<Shard>, req: &Request) -> Response {
     let body = match parse_body(req) {
         Ok(body) => body,
         Err(r) => return r,
@@ -214,6 +218,16 @@ fn publish(shard: &Shard, req: &Request) -> Response {
     let Some(data) = body.data else {
         return Response::error(400, "missing field \"data\"");
     };
+    if shard.history_options(&channel).is_some() {
+        let data = bytes::Bytes::copy_from_slice(data.get().as_bytes());
+        return match shard.publish_history(&channel, data).await {
+            Some((offset, epoch)) => Response::json(
+                200,
+                json!({ "channel": channel, "offset": offset, "epoch": epoch.as_str() }),
+            ),
+            None => Response::error(503, &format!("the history of {channel} did not answer")),
+        };
+    }
     let reached = shard.publish(&channel, message::message_frame(&channel, data));
     Response::json(200, json!({ "channel": channel, "shards": reached }))
 }

@@ -17,6 +17,7 @@ use crate::reactor::with_timeout;
 use crate::shard::Shard;
 
 pub(crate) mod api;
+mod history;
 mod report;
 mod users;
 

@@ -5,6 +5,8 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use super::channels::ChannelList;
 use crate::auth::AuthError;
 use crate::error::CloseReason;
@@ -112,7 +114,7 @@ impl Session {
             return true;
         }
         match request.command {
-            Command::Subscribe { channel } => {
+            Command::Subscribe { channel, recover } => {
                 let reply = message::channel_reply("subscribed", &channel, id);
                 if self.channels.contains(&channel) {
                     shard.send_to(self.key, reply);
@@ -136,13 +138,18 @@ impl Session {
                     self.fail(shard, ErrorCode::TooManyChannels, message, id);
                     return true;
                 }
-                match shard.subscribe(self.key, self.seq, &channel, reply) {
+                let outcome = if shard.history_options(&channel).is_some() {
+                    shard.subscribe_history(self.key, self.seq, &channel, recover, id)
+                } else {
+                    shard.subscribe(self.key, self.seq, &channel, reply)
+                };
+                match outcome {
                     Subscription::Active(name) => self.channels.push(name),
                     Subscription::Waiting => {
                         self.channels.push(Arc::from(channel.as_str()));
                         return false;
                     }
-                    Subscription::Already => {}
+                    Subscription::Already | Subscription::Failed => {}
                 }
             }
             Command::Unsubscribe { channel } => {
@@ -161,6 +168,10 @@ impl Session {
                     self.fail(shard, code, message, id);
                     return true;
                 }
+                if shard.history_options(&channel).is_some() {
+                    self.publish_history(shard, &channel, data, id);
+                    return true;
+                }
                 shard.publish(&channel, message::message_frame(&channel, data));
                 if id.is_some() {
                     shard.send_to(self.key, message::channel_reply("published", &channel, id));
@@ -170,6 +181,12 @@ impl Session {
             Command::Refresh { token } => self.refresh(shard, &token, id),
             Command::Presence { channel } => self.presence(shard, &channel, false, id),
             Command::PresenceStats { channel } => self.presence(shard, &channel, true, id),
+            Command::History {
+                channel,
+                limit,
+                since,
+                reverse,
+            } => self.history(shard, &channel, limit, since, reverse, id),
             Command::Connect { .. } => {} // Handled above.
         }
         true
@@ -225,6 +242,97 @@ impl Session {
                 shard.send_to(self.key, message::refreshed(expires_at, id));
             }
         }
+    }
+
+    /// A publish to a history channel: numbered at the channel's home; the
+    /// ack (with its offset) comes once the home has fanned it out, so a
+    /// subscribed publisher still gets its own message first.
+    fn publish_history(
+        &self,
+        shard: &Rc<Shard>,
+        channel: &str,
+        data: &RawValue,
+        id: Option<&RawValue>,
+    ) {
+        let data = Bytes::copy_from_slice(data.get().as_bytes());
+        let published = shard.publish_history(channel, data);
+        let Some(id) = id.map(|i| i.to_owned()) else {
+            glommio::spawn_local(async move {
+                published.await;
+            })
+            .detach();
+            return;
+        };
+        let (shard, key, seq, channel) = (shard.clone(), self.key, self.seq, channel.to_string());
+        glommio::spawn_local(async move {
+            let reply = match published.await {
+                Some((offset, epoch)) => message::position_reply(
+                    "published",
+                    &channel,
+                    offset,
+                    epoch.as_str(),
+                    None,
+                    Some(&id),
+                ),
+                None => message::error(&RequestError {
+                    code: ErrorCode::HistoryUnavailable,
+                    message: format!("the history of {channel} did not answer; retry"),
+                    id: Some(&id),
+                }),
+            };
+            shard.send_to_conn(key, seq, reply);
+        })
+        .detach();
+    }
+
+    /// `history`: a page read at the channel's home.
+    fn history(
+        &self,
+        shard: &Rc<Shard>,
+        channel: &str,
+        limit: u64,
+        since: Option<message::Position>,
+        reverse: bool,
+        id: Option<&RawValue>,
+    ) {
+        if let Err((code, message)) = shard.check_access(self.key, channel, Access::Subscribe) {
+            return self.fail(shard, code, message, id);
+        }
+        if shard.history_options(channel).is_none() {
+            let message = format!(
+                "{channel} keeps no history (its namespace has no history_size and history_ttl)"
+            );
+            return self.fail(shard, ErrorCode::HistoryDisabled, message, id);
+        }
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let page = shard.read_history(channel, since, limit, reverse);
+        let (shard, key, seq, channel) = (shard.clone(), self.key, self.seq, channel.to_string());
+        let id = id.map(|i| i.to_owned());
+        glommio::spawn_local(async move {
+            let id = id.as_deref();
+            let reply = match page.await {
+                Some(Ok(page)) => {
+                    let publications: Vec<(u64, &[u8])> = page
+                        .publications
+                        .iter()
+                        .map(|p| (p.offset, &p.payload[..]))
+                        .collect();
+                    message::history(&channel, &publications, page.top, page.epoch.as_str(), id)
+                }
+                Some(Err(e)) => message::error(&RequestError {
+                    code: ErrorCode::UnrecoverablePosition,
+                    message: format!("{e}: since names another epoch of {channel}"),
+                    id,
+                }),
+                None => message::error(&RequestError {
+                    code: ErrorCode::HistoryUnavailable,
+                    message: format!("the history of {channel} did not answer; retry"),
+                    id,
+                }),
+            };
+            shard.send_to_conn(key, seq, reply);
+        })
+        .detach();
     }
 
     /// `presence`/`presence_stats`: answered once every shard has.

@@ -22,6 +22,7 @@ use crate::bus::Bus;
 use crate::config::Resolved;
 use crate::connection::ConnState;
 use crate::error::CloseReason;
+use crate::history::HistoryStore;
 use crate::latency::Latency;
 use crate::metrics::ShardMetrics;
 use crate::outbox::Frame;
@@ -71,6 +72,8 @@ pub enum Subscription {
     Waiting,
     /// The connection was already subscribed.
     Already,
+    /// Not subscribed: an error was sent instead.
+    Failed,
 }
 
 /// A subscribe whose "subscribed" reply waits for other shards to learn of
@@ -86,11 +89,13 @@ mod identity;
 mod presence;
 mod pubsub;
 mod query;
+mod streams;
 mod users;
 
 pub use identity::{personal_channel_owner, unix_now, Access};
 pub use presence::Presence;
 pub use query::{merge_channels, Query, ShardReport};
+pub use streams::HistoryAnswer;
 pub use users::{UserSlot, Users};
 
 /// Everything one core owns. Not `Send`: it never leaves its executor thread.
@@ -109,6 +114,13 @@ pub struct Shard {
     users: RefCell<Users>,
     /// Presence requests of this shard's clients waiting for other shards.
     presence_in_flight: Cell<usize>,
+    /// History of the channels whose home is this shard.
+    history: RefCell<HistoryStore>,
+    /// History subscribes of this shard waiting on another shard's answer,
+    /// by channel: while any waits, this shard's interest there stays.
+    history_pending: RefCell<HashMap<Rc<str>, usize>>,
+    /// Those subscribes, by the request id of their question to the home.
+    history_waiters: RefCell<HashMap<u64, streams::HistoryWaiter>>,
     pending: RefCell<HashMap<Rc<str>, PendingInterest>>,
     /// The only path to other shards.
     pub(crate) bus: Rc<Bus>,
@@ -191,6 +203,7 @@ impl Shard {
         bus: Rc<Bus>,
         epoll: EpollSet,
     ) -> Shard {
+        let history = streams::new_store(config.config.history_max_bytes, shared.n_shards, id);
         Shard {
             id,
             config,
@@ -199,6 +212,9 @@ impl Shard {
             topics: RefCell::new(TopicRouter::default()),
             users: RefCell::new(Users::default()),
             presence_in_flight: Cell::new(0),
+            history: RefCell::new(history),
+            history_pending: RefCell::new(HashMap::new()),
+            history_waiters: RefCell::new(HashMap::new()),
             pending: RefCell::new(HashMap::new()),
             bus,
             epoll,
@@ -317,6 +333,19 @@ impl Shard {
         }
     }
 
+    /// Queues a reply for connection `key` if it is still the one with
+    /// `seq` (for answers that come back after a wait).
+    pub fn send_to_conn(&self, key: ConnKey, seq: u64, frame: Bytes) {
+        let same = self
+            .conns
+            .borrow()
+            .get(key.0 as usize)
+            .is_some_and(|c| c.seq == seq);
+        if same {
+            self.send_to(key, frame);
+        }
+    }
+
     /// Queues `frame` for connection `key` and marks it for the next flush
     /// pass, closing it as a slow consumer when over the limit.
     pub(crate) fn deliver(&self, key: ConnKey, conn: &mut ConnState, frame: Frame) {
@@ -354,6 +383,7 @@ impl Shard {
             // descheduled mid-pass, which is not the pass's cost.
             let started = crate::sys::thread_cpu_ns();
             cursor = self.tick_slice(cursor);
+            self.expire_history();
             let took = crate::sys::thread_cpu_ns().saturating_sub(started);
             self.metrics.bump(|c| {
                 c.ticker_passes += 1;

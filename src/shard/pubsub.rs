@@ -83,7 +83,9 @@ impl Shard {
         if last.is_some() {
             self.announce_leave(key, channel);
         }
-        if last == Some(true) && self.bus.n_peers() > 0 {
+        // A history subscribe still waiting on the channel's home keeps this
+        // shard's interest there (see shard/streams.rs).
+        if last == Some(true) && self.bus.n_peers() > 0 && !self.history_pending(channel) {
             self.announce_interest(channel, false);
         }
     }

@@ -13,17 +13,19 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::presence::LocalPresence;
+use super::streams::HistoryAnswer;
 use super::{ConnKey, Shard, ShardId};
 use crate::bus::BusMessage;
 use crate::error::CloseReason;
 use crate::latency::{self, LatencySnapshot};
+use crate::message::Position;
 use crate::metrics::Counters;
 use crate::outbox::{Frame, Published};
 use crate::reactor::with_timeout;
 
 /// How long a query waits for other shards before answering with what it
 /// has (a shard that has exited during shutdown never replies).
-const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What a shard is asked for.
 #[derive(Debug, Clone)]
@@ -64,6 +66,36 @@ pub enum Query {
         /// User id.
         user: Arc<str>,
     },
+    /// At a history channel's home: number, keep and fan out a publication.
+    HistoryPublish {
+        /// Channel name.
+        channel: Arc<str>,
+        /// The publication's JSON data.
+        data: Bytes,
+    },
+    /// At a history channel's home: its position, and a recovery.
+    HistorySubscribe {
+        /// Channel name.
+        channel: Arc<str>,
+        /// Where the client's copy ends, when it recovers.
+        recover: Option<Position>,
+    },
+    /// At a history channel's home: a page of its history.
+    HistoryRead {
+        /// Channel name.
+        channel: Arc<str>,
+        /// Only after this position.
+        since: Option<Position>,
+        /// Most publications.
+        limit: usize,
+        /// Newest first.
+        reverse: bool,
+    },
+    /// At a history channel's home: drop it (new epoch).
+    HistoryRemove {
+        /// Channel name.
+        channel: Arc<str>,
+    },
 }
 
 /// One shard's answer.
@@ -95,6 +127,17 @@ pub struct ShardReport {
     pub n_user_conns: u64,
     /// The answer to a `Query::Presence` (boxed: rare and possibly large).
     pub presence: Option<Box<LocalPresence>>,
+    /// The answer to a history query.
+    pub history: Option<Box<HistoryAnswer>>,
+}
+
+/// A query sent by [`Shard::ask`]: this shard's own report, and the
+/// request id of the replies still to come (None when only this shard was
+/// asked).
+#[derive(Debug)]
+pub struct Asked {
+    req: Option<u64>,
+    reports: Vec<ShardReport>,
 }
 
 /// A query waiting for replies.
@@ -109,16 +152,27 @@ impl Shard {
     /// Asks `targets` (this shard included, if listed) and returns their
     /// reports; after [`QUERY_TIMEOUT`], whatever has arrived.
     pub async fn query(self: &Rc<Self>, targets: &[ShardId], query: Query) -> Vec<ShardReport> {
-        let mut reports = Vec::with_capacity(targets.len());
+        let asked = self.ask(targets, query);
+        self.answers(asked).await
+    }
+
+    /// The sending half of [`Shard::query`]: this shard's own answer is
+    /// made and the others are asked now, synchronously, so the questions
+    /// leave in the caller's order (a later bus message to the same shard
+    /// is handled after them). [`Shard::answers`] waits for the replies.
+    pub fn ask(&self, targets: &[ShardId], query: Query) -> Asked {
+        let mut asked = Asked {
+            req: None,
+            reports: Vec::with_capacity(targets.len()),
+        };
         if targets.contains(&self.id) {
-            reports.push(self.answer(&query));
+            asked.reports.push(self.answer(&query));
         }
         let remote: Vec<ShardId> = targets.iter().copied().filter(|t| *t != self.id).collect();
         if remote.is_empty() {
-            return reports;
+            return asked;
         }
-        let req = self.next_req.get();
-        self.next_req.set(req + 1);
+        let req = self.new_req();
         let pending = PendingQuery {
             left: remote.len(),
             ..PendingQuery::default()
@@ -135,6 +189,24 @@ impl Shard {
                 },
             );
         }
+        asked.req = Some(req);
+        asked
+    }
+
+    /// A fresh request id for a query.
+    pub(super) fn new_req(&self) -> u64 {
+        let req = self.next_req.get();
+        self.next_req.set(req + 1);
+        req
+    }
+
+    /// The reports of an [`Shard::ask`], sorted by shard; after
+    /// [`QUERY_TIMEOUT`], whatever has arrived.
+    pub async fn answers(self: &Rc<Self>, asked: Asked) -> Vec<ShardReport> {
+        let Asked { req, mut reports } = asked;
+        let Some(req) = req else {
+            return reports;
+        };
         let replies = poll_fn(|cx| {
             let mut queries = self.queries.borrow_mut();
             let Some(p) = queries.get_mut(&req) else {
@@ -164,6 +236,9 @@ impl Shard {
     }
 
     pub(super) fn on_reply(&self, req: u64, report: ShardReport) {
+        if self.on_history_reply(req, &report) {
+            return;
+        }
         let mut queries = self.queries.borrow_mut();
         let Some(p) = queries.get_mut(&req) else {
             return;
@@ -211,6 +286,12 @@ impl Shard {
             Query::UserDisconnect { user } => {
                 report.n_user_conns = self.disconnect_user_local(user);
             }
+            Query::HistoryPublish { .. }
+            | Query::HistorySubscribe { .. }
+            | Query::HistoryRead { .. }
+            | Query::HistoryRemove { .. } => {
+                report.history = Some(Box::new(self.answer_history(query)));
+            }
         }
         report
     }
@@ -239,6 +320,7 @@ impl Shard {
             found: false,
             n_user_conns: 0,
             presence: None,
+            history: None,
         }
     }
 

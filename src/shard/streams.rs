@@ -1,0 +1,459 @@
+//! History channels through the shards: each has a home shard (by a fixed
+//! hash of its name) that owns its [`HistoryStore`] entry, assigns offsets
+//! and fans every publication out; subscribes with recovery and history
+//! reads are answered there. Channels without history never come here.
+//!
+//! Why one order per channel holds without merging: a publication leaves
+//! the home shard once, already numbered, and the bus keeps each pair of
+//! shards in order. A recovering subscriber's shard registers its interest
+//! with the home and then asks for the missed publications on the same
+//! link, so the home answers with everything up to some top offset, and
+//! every later publication reaches that shard after the answer. The
+//! subscriber joins the local fan-out when the answer is handled: what
+//! arrived before it (offsets up to the top) is in the answer, what comes
+//! after it is live. No publication is missed or delivered twice.
+
+use std::future::Future;
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::value::RawValue;
+
+use super::{ConnKey, Query, Shard, ShardId, ShardReport, Subscription};
+use crate::bus::BusMessage;
+use crate::history::{
+    Epoch, HistoryError, HistoryOptions, HistoryPage, HistoryStore, Publication, Recovery,
+};
+use crate::message::{self, Position};
+use crate::outbox::Frame;
+
+/// History channels a shard expires per ticker pass (see
+/// [`HistoryStore::expire`]): bounded like the ticker's own slice.
+pub const EXPIRE_BUDGET: usize = 256;
+
+/// What a home shard answers about a history channel.
+#[derive(Debug)]
+pub enum HistoryAnswer {
+    /// A publication was numbered and fanned out.
+    Published {
+        /// Its offset.
+        offset: u64,
+        /// The channel's epoch.
+        epoch: Epoch,
+    },
+    /// The channel's position, and the recovery if one was asked for.
+    Position {
+        /// The latest offset.
+        top: u64,
+        /// The channel's epoch.
+        epoch: Epoch,
+        /// None when no recovery was asked.
+        recovery: Option<Recovery>,
+    },
+    /// A history read.
+    Page(Result<HistoryPage, HistoryError>),
+    /// The history was dropped (a new epoch).
+    Removed,
+    /// The channel has no history (its namespace keeps none).
+    Disabled,
+}
+
+/// A connection's history subscribe waiting for the channel's home.
+#[derive(Debug)]
+pub(super) struct HistoryWaiter {
+    key: ConnKey,
+    seq: u64,
+    channel: String,
+    recovering: bool,
+    id: Option<Box<RawValue>>,
+}
+
+impl HistoryAnswer {
+    /// A copy of a `Position` answer (publications are refcounted, not
+    /// copied); None for any other answer.
+    fn clone_position(&self) -> HistoryAnswer {
+        match self {
+            HistoryAnswer::Position {
+                top,
+                epoch,
+                recovery,
+            } => HistoryAnswer::Position {
+                top: *top,
+                epoch: *epoch,
+                recovery: recovery.clone(),
+            },
+            _ => HistoryAnswer::Disabled,
+        }
+    }
+}
+
+/// How a shard's store is built: its share of `--history-max-bytes`, and
+/// an epoch seed from the OS (std's hasher keys are random per process).
+pub fn new_store(max_bytes_total: usize, n_shards: usize, shard: ShardId) -> HistoryStore {
+    let seed = std::collections::hash_map::RandomState::new().hash_one(shard.0);
+    HistoryStore::new(max_bytes_total / n_shards.max(1), seed)
+}
+
+impl Shard {
+    /// The history options of `channel`'s namespace, when it keeps history.
+    pub fn history_options(&self, channel: &str) -> Option<HistoryOptions> {
+        if super::personal_channel_owner(channel).is_some() {
+            return None; // Personal channels are mailboxes, served by the user index.
+        }
+        let cfg = &self.config.config;
+        let ns = cfg.namespaces.lookup(channel)?;
+        ns.history().then(|| HistoryOptions {
+            size: ns.history_size,
+            ttl_ms: Self::ms(ns.history_ttl),
+            meta_ttl_ms: Self::ms(cfg.history_meta_ttl),
+        })
+    }
+
+    /// The shard that owns `channel`'s history: a hash every shard computes
+    /// the same way (std's `DefaultHasher` with its fixed default keys).
+    pub fn home_of(&self, channel: &str) -> ShardId {
+        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(channel);
+        ShardId((hash % self.shared.n_shards.max(1) as u64) as u16)
+    }
+
+    /// Publishes `data` (JSON bytes) to history channel `channel`: at its
+    /// home shard, which numbers and fans it out. The question leaves now,
+    /// so one connection's publishes keep their order; the answer (offset
+    /// and epoch) comes when the home has handled it.
+    pub fn publish_history(
+        self: &Rc<Self>,
+        channel: &str,
+        data: Bytes,
+    ) -> impl Future<Output = Option<(u64, Epoch)>> + 'static {
+        let query = Query::HistoryPublish {
+            channel: Arc::from(channel),
+            data,
+        };
+        let asked = self.ask(&[self.home_of(channel)], query);
+        let shard = self.clone();
+        async move {
+            match history_answer(shard.answers(asked).await) {
+                Some(HistoryAnswer::Published { offset, epoch }) => Some((offset, epoch)),
+                _ => None,
+            }
+        }
+    }
+
+    /// Reads history channel `channel` at its home (the question leaves
+    /// now; the page comes when the home has answered).
+    pub fn read_history(
+        self: &Rc<Self>,
+        channel: &str,
+        since: Option<Position>,
+        limit: usize,
+        reverse: bool,
+    ) -> impl Future<Output = Option<Result<HistoryPage, HistoryError>>> + 'static {
+        let query = Query::HistoryRead {
+            channel: Arc::from(channel),
+            since,
+            limit,
+            reverse,
+        };
+        let asked = self.ask(&[self.home_of(channel)], query);
+        let shard = self.clone();
+        async move {
+            match history_answer(shard.answers(asked).await) {
+                Some(HistoryAnswer::Page(page)) => Some(page),
+                _ => None,
+            }
+        }
+    }
+
+    /// Drops `channel`'s history at its home; the next use gets a new epoch.
+    pub async fn remove_history(self: &Rc<Self>, channel: &str) -> bool {
+        let query = Query::HistoryRemove {
+            channel: Arc::from(channel),
+        };
+        let asked = self.ask(&[self.home_of(channel)], query);
+        matches!(
+            history_answer(self.answers(asked).await),
+            Some(HistoryAnswer::Removed)
+        )
+    }
+
+    /// Subscribes `key` to history channel `channel`, recovering from
+    /// `recover` if given: missed publications, then the `subscribed` reply
+    /// with the position, then live ones. On the home shard this happens
+    /// now; elsewhere the connection pauses until the home answers.
+    pub fn subscribe_history(
+        self: &Rc<Self>,
+        key: ConnKey,
+        seq: u64,
+        channel: &str,
+        recover: Option<Position>,
+        id: Option<&RawValue>,
+    ) -> Subscription {
+        let home = self.home_of(channel);
+        let query = Query::HistorySubscribe {
+            channel: Arc::from(channel),
+            recover: recover.clone(),
+        };
+        if home == self.id {
+            let answer = self.answer_history(&query);
+            return self.activate_history(key, channel, recover.is_some(), Some(answer), id);
+        }
+        let local = self
+            .topics
+            .borrow()
+            .get(channel)
+            .is_some_and(|c| !c.local.is_empty());
+        let pending = {
+            let mut map = self.history_pending.borrow_mut();
+            let n = map.entry(Rc::from(channel)).or_insert(0);
+            *n += 1;
+            *n
+        };
+        if !local && pending == 1 {
+            // Only the home fans this channel out: only it needs to know.
+            self.bus.send(
+                home,
+                BusMessage::InterestAdded {
+                    channel: Arc::from(channel),
+                    from: self.id,
+                },
+            );
+        }
+        self.set_awaiting(key, true);
+        // The answer is handled where it arrives, in the bus task, before
+        // the home's next message on the same link: a task woken to handle
+        // it would run after later publications were already fanned out
+        // here without this subscriber.
+        let req = self.new_req();
+        self.history_waiters.borrow_mut().insert(
+            req,
+            HistoryWaiter {
+                key,
+                seq,
+                channel: channel.to_string(),
+                recovering: recover.is_some(),
+                id: id.map(|i| i.to_owned()),
+            },
+        );
+        self.bus.send(
+            home,
+            BusMessage::Query {
+                from: self.id,
+                req,
+                query,
+            },
+        );
+        // A home that never answers (it is shutting down) must not leave
+        // the connection paused for good.
+        let shard = self.clone();
+        glommio::spawn_local(async move {
+            glommio::timer::sleep(super::query::QUERY_TIMEOUT).await;
+            let waiter = shard.history_waiters.borrow_mut().remove(&req);
+            if let Some(waiter) = waiter {
+                log::warn!("history subscribe timed out channel={}", waiter.channel);
+                shard.finish_history_subscribe(waiter, None);
+            }
+        })
+        .detach();
+        Subscription::Waiting
+    }
+
+    /// Handles the home's answer to a waiting history subscribe; false when
+    /// `req` is not one.
+    pub(super) fn on_history_reply(&self, req: u64, report: &ShardReport) -> bool {
+        let Some(waiter) = self.history_waiters.borrow_mut().remove(&req) else {
+            return false;
+        };
+        let answer = report.history.as_deref().map(HistoryAnswer::clone_position);
+        self.finish_history_subscribe(waiter, answer);
+        true
+    }
+
+    fn finish_history_subscribe(&self, waiter: HistoryWaiter, answer: Option<HistoryAnswer>) {
+        let HistoryWaiter {
+            key,
+            seq,
+            channel,
+            recovering,
+            id,
+        } = waiter;
+        self.end_pending(&channel);
+        let alive = self
+            .conns
+            .borrow()
+            .get(key.0 as usize)
+            .is_some_and(|c| c.seq == seq);
+        if !alive {
+            self.withdraw_if_unused(&channel);
+            return;
+        }
+        self.set_awaiting(key, false);
+        if let Some(conn) = self.conns.borrow().get(key.0 as usize) {
+            conn.wake();
+        }
+        self.activate_history(key, &channel, recovering, answer, id.as_deref());
+    }
+
+    /// One fewer history subscribe of this shard waits on `channel`'s home.
+    fn end_pending(&self, channel: &str) {
+        let mut map = self.history_pending.borrow_mut();
+        if let Some(n) = map.get_mut(channel) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(channel);
+            }
+        }
+    }
+
+    /// True while a history subscribe of this shard waits on `channel`'s
+    /// home: its interest there must stay.
+    pub(super) fn history_pending(&self, channel: &str) -> bool {
+        self.history_pending.borrow().contains_key(channel)
+    }
+
+    /// Tells the home this shard no longer wants `channel`, if nobody here
+    /// subscribes or waits to.
+    fn withdraw_if_unused(&self, channel: &str) {
+        let local = self
+            .topics
+            .borrow()
+            .get(channel)
+            .is_some_and(|c| !c.local.is_empty());
+        if !local && !self.history_pending(channel) {
+            self.bus.send(
+                self.home_of(channel),
+                BusMessage::InterestRemoved {
+                    channel: Arc::from(channel),
+                    from: self.id,
+                },
+            );
+        }
+    }
+
+    /// Makes `key` a live subscriber of `channel` once its position is
+    /// known: recovered publications first, then the reply, then its join.
+    fn activate_history(
+        &self,
+        key: ConnKey,
+        channel: &str,
+        recovering: bool,
+        answer: Option<HistoryAnswer>,
+        id: Option<&RawValue>,
+    ) -> Subscription {
+        let Some(HistoryAnswer::Position {
+            top,
+            epoch,
+            recovery,
+        }) = answer
+        else {
+            let err = message::RequestError {
+                code: message::ErrorCode::HistoryUnavailable,
+                message: format!("the history of {channel} did not answer; retry"),
+                id,
+            };
+            self.send_to(key, message::error(&err));
+            self.withdraw_if_unused(channel);
+            return Subscription::Failed;
+        };
+        let recovered = match recovery {
+            Some(Recovery::Recovered(publications)) => {
+                self.deliver_publications(key, channel, &publications);
+                Some(true)
+            }
+            Some(Recovery::NotRecovered) => Some(false),
+            None => None,
+        };
+        debug_assert!(recovered.is_some() == recovering);
+        let outcome = self.topics.borrow_mut().subscribe(channel, key);
+        let reply =
+            message::position_reply("subscribed", channel, top, epoch.as_str(), recovered, id);
+        self.send_to(key, reply);
+        match outcome {
+            crate::topics::Subscribed::FirstOnShard(name)
+            | crate::topics::Subscribed::Added(name) => {
+                self.announce_join(key, channel);
+                Subscription::Active(name)
+            }
+            crate::topics::Subscribed::Already => Subscription::Already,
+        }
+    }
+
+    /// Queues recovered publications for `key`, each as the `message` it
+    /// was when live.
+    fn deliver_publications(&self, key: ConnKey, channel: &str, publications: &[Publication]) {
+        let mut conns = self.conns.borrow_mut();
+        let Some(conn) = conns.get_mut(key.0 as usize) else {
+            return;
+        };
+        for p in publications {
+            let frame = message::message_frame_at(channel, &p.payload, p.offset);
+            self.deliver(key, conn, Frame::Own(frame));
+        }
+    }
+
+    /// The home shard's side of every history question.
+    pub(super) fn answer_history(&self, query: &Query) -> HistoryAnswer {
+        let now = self.now_ms();
+        let channel = match query {
+            Query::HistoryPublish { channel, .. }
+            | Query::HistorySubscribe { channel, .. }
+            | Query::HistoryRead { channel, .. }
+            | Query::HistoryRemove { channel } => channel,
+            _ => return HistoryAnswer::Disabled,
+        };
+        let Some(opts) = self.history_options(channel) else {
+            return HistoryAnswer::Disabled;
+        };
+        let mut store = self.history.borrow_mut();
+        match query {
+            Query::HistoryPublish { data, .. } => {
+                let (offset, epoch) = store.append(channel, &opts, data.clone(), now);
+                drop(store);
+                let frame = message::message_frame_at(channel, data, offset);
+                // From the home, as any publish: local subscribers and every
+                // shard with subscribers, each link in offset order.
+                self.publish(channel, frame);
+                HistoryAnswer::Published { offset, epoch }
+            }
+            Query::HistorySubscribe { recover, .. } => {
+                let limit = self.config.config.recovery_max_publications;
+                let recovery = recover
+                    .as_ref()
+                    .map(|p| store.recover(channel, p.offset, &p.epoch, limit, now));
+                let (top, epoch) = store.position(channel, &opts, now);
+                HistoryAnswer::Position {
+                    top,
+                    epoch,
+                    recovery,
+                }
+            }
+            Query::HistoryRead {
+                since,
+                limit,
+                reverse,
+                ..
+            } => {
+                let limit = (*limit).min(self.config.config.history_max_limit);
+                let since = since.as_ref().map(|p| (p.offset, p.epoch.as_str()));
+                HistoryAnswer::Page(store.read(channel, &opts, since, limit, *reverse, now))
+            }
+            Query::HistoryRemove { .. } => {
+                store.remove(channel, now);
+                HistoryAnswer::Removed
+            }
+            _ => HistoryAnswer::Disabled,
+        }
+    }
+
+    /// One pass of history expiry (from the ticker).
+    pub(super) fn expire_history(&self) {
+        let now = self.now_ms();
+        self.history.borrow_mut().expire(now, EXPIRE_BUDGET);
+    }
+}
+
+/// The history answer among `reports` (one shard was asked).
+fn history_answer(reports: Vec<ShardReport>) -> Option<HistoryAnswer> {
+    reports.into_iter().find_map(|r| r.history.map(|h| *h))
+}

@@ -6,6 +6,7 @@ mod auth;
 mod config_file;
 mod cross_shard;
 mod harness;
+mod history;
 mod http;
 mod limits;
 mod pubsub;

@@ -63,6 +63,9 @@ pub struct Counters {
     pub bus_received: u64,
     /// Ticker passes run (each visits a slice of the connection table).
     pub ticker_passes: u64,
+    /// History publications evicted by `--history-max-bytes` (read from the
+    /// shard's history store when a report is made).
+    pub history_evictions: u64,
     /// Longest ticker pass, in nanoseconds of the shard thread's CPU time (a
     /// maximum, not a sum, when merged).
     pub ticker_pass_max_ns: u64,
@@ -88,6 +91,7 @@ impl Counters {
         self.bus_sent += o.bus_sent;
         self.bus_received += o.bus_received;
         self.ticker_passes += o.ticker_passes;
+        self.history_evictions += o.history_evictions;
         self.ticker_pass_max_ns = self.ticker_pass_max_ns.max(o.ticker_pass_max_ns);
         self.flush_passes += o.flush_passes;
     }

@@ -203,6 +203,30 @@ impl Collector for Scrape {
         )?;
         gauge(
             &mut enc,
+            "corecast_history_bytes",
+            "Bytes the shard's history channels hold (payload plus 64 B per publication).",
+            |r| r.history_stats.bytes as u64,
+        )?;
+        gauge(
+            &mut enc,
+            "corecast_history_publications",
+            "Publications held in the shard's history channels.",
+            |r| r.history_stats.publications as u64,
+        )?;
+        gauge(
+            &mut enc,
+            "corecast_history_channels",
+            "History channels whose home is the shard (with publications or only their position).",
+            |r| r.history_stats.channels as u64,
+        )?;
+        counter(
+            &mut enc,
+            "corecast_history_evictions",
+            "History publications evicted, oldest first, to stay under --history-max-bytes.",
+            |c| c.history_evictions,
+        )?;
+        gauge(
+            &mut enc,
             "corecast_bus_queue_depth",
             "Cross-shard messages waiting for room in a full channel.",
             |r| r.bus_queued,

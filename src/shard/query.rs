@@ -17,6 +17,7 @@ use super::streams::HistoryAnswer;
 use super::{ConnKey, Shard, ShardId};
 use crate::bus::BusMessage;
 use crate::error::CloseReason;
+use crate::history::HistoryStats;
 use crate::latency::{self, LatencySnapshot};
 use crate::message::Position;
 use crate::metrics::Counters;
@@ -129,6 +130,8 @@ pub struct ShardReport {
     pub presence: Option<Box<LocalPresence>>,
     /// The answer to a history query.
     pub history: Option<Box<HistoryAnswer>>,
+    /// What this shard's history store holds.
+    pub history_stats: HistoryStats,
 }
 
 /// A query sent by [`Shard::ask`]: this shard's own report, and the
@@ -306,6 +309,8 @@ impl Shard {
         }
         let mut counters = self.metrics.snapshot();
         counters.bus_sent = self.bus.n_sent();
+        let history_stats = self.history.borrow().stats();
+        counters.history_evictions = history_stats.evictions;
         ShardReport {
             shard: self.id,
             counters,
@@ -321,6 +326,7 @@ impl Shard {
             n_user_conns: 0,
             presence: None,
             history: None,
+            history_stats,
         }
     }
 

@@ -9,7 +9,7 @@ use crate::harness::{clients_on_both_shards, connection_id, get, Client, Pool, T
 use super::openmetrics::{assert_histogram_well_formed, closed, delta, scrape, Scrape};
 
 /// Every metric family /metrics must expose, with its OpenMetrics type.
-const FAMILIES: [(&str, &str); 23] = [
+const FAMILIES: [(&str, &str); 27] = [
     ("corecast_connections_open", "gauge"),
     ("corecast_connections_accepted", "counter"),
     ("corecast_connections_refused", "counter"),
@@ -30,6 +30,10 @@ const FAMILIES: [(&str, &str); 23] = [
     ("corecast_flush_passes", "counter"),
     ("corecast_ticker_passes", "counter"),
     ("corecast_ticker_pass_longest_microseconds", "gauge"),
+    ("corecast_history_bytes", "gauge"),
+    ("corecast_history_publications", "gauge"),
+    ("corecast_history_channels", "gauge"),
+    ("corecast_history_evictions", "counter"),
     ("corecast_bus_queue_depth", "gauge"),
     ("corecast_fanout_latency_seconds", "histogram"),
     ("corecast_bus_hop_latency_seconds", "histogram"),

@@ -102,4 +102,22 @@ fn the_byte_bound_evicts_the_oldest_publications() {
     let held = page["publications"].as_array().unwrap();
     assert!(!held.is_empty() && held.len() < 100, "held {}", held.len());
     assert_eq!(held.last().unwrap()["offset"], 100, "the newest stay");
+    // Counted in /metrics.
+    let body = get(server.admin_addr(), "/metrics").body;
+    let sum = |family: &str| -> f64 {
+        body.lines()
+            .filter(|l| l.starts_with(family))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert_eq!(
+        sum("corecast_history_evictions_total"),
+        (100 - held.len()) as f64,
+        "{body}"
+    );
+    assert_eq!(
+        sum("corecast_history_publications{"),
+        held.len() as f64,
+        "{body}"
+    );
 }

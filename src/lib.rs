@@ -13,7 +13,7 @@
 //! - [`origin`]: allowed browser origins (`--allowed-origins`).
 //! - [`auth`]: token (JWT) verification, keys to claims; no I/O.
 //! - [`history`]: per-shard channel history (offsets, epochs, recovery); no
-//!   I/O, not wired into the server yet (issue 12).
+//!   I/O (`shard/streams.rs` routes history channels to their home shard).
 //! - [`metrics`], [`sys`], [`error`]: support.
 
 #![warn(missing_docs)]

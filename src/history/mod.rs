@@ -1,7 +1,6 @@
 //! Channel history for one shard: offsets, epochs, the bounded store and the
 //! recovery decision. Pure: no I/O, no glommio, no clock (`now_ms` is passed
-//! in), no logging; wiring it to the protocol and the bus is the caller's job
-//! (issue 12).
+//! in), no logging; `shard/streams.rs` wires it to the protocol and the bus.
 //!
 //! A history channel has a home shard; only that shard's [`HistoryStore`]
 //! ever sees it, so the store is plain data owned by that shard (no locks,

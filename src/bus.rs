@@ -34,6 +34,17 @@ pub enum BusMessage {
         /// When the publish entered the server (`latency::now_ns`).
         published_at: u64,
     },
+    /// At a history channel's home: fan this frame (a join or leave) out
+    /// locally and to every other shard with subscribers except `from`,
+    /// which delivered it to its own.
+    Relay {
+        /// Channel name.
+        channel: Arc<str>,
+        /// The complete WebSocket frame.
+        frame: Bytes,
+        /// The shard it came from.
+        from: ShardId,
+    },
     /// Send this frame to every local /ws client.
     Broadcast {
         /// The complete WebSocket frame.

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 
 use super::{ConnKey, Query, Shard};
+use crate::bus::BusMessage;
 use crate::message;
 
 /// Presence requests from this shard's clients that may wait on other
@@ -71,7 +72,24 @@ impl Shard {
         let Some(client) = self.client_info(key) else {
             return;
         };
-        self.publish(channel, message::join_leave(kind, channel, &client));
+        let frame = message::join_leave(kind, channel, &client);
+        let home = self.home_of(channel);
+        if home == self.id || self.history_options(channel).is_none() {
+            self.publish(channel, frame);
+            return;
+        }
+        // A history channel's interest is known only at its home: deliver
+        // here now (so a subscriber's own join still comes first) and have
+        // the home relay it to every other shard with subscribers.
+        self.publish_local(channel, &frame);
+        self.bus.send(
+            home,
+            BusMessage::Relay {
+                channel: Arc::from(channel),
+                frame,
+                from: self.id,
+            },
+        );
     }
 
     /// `{"connection_id":ID,"user":U[,"info":INFO]}` for connection `key`.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::identity::personal_channel_owner;
-use super::{ConnKey, PendingInterest, Shard, Subscription};
+use super::{ConnKey, PendingInterest, Shard, ShardId, Subscription};
 use crate::bus::BusMessage;
 use crate::latency::{self, Latency};
 use crate::outbox::{Frame, Published};
@@ -140,6 +140,34 @@ impl Shard {
         reached + self.bus.n_peers()
     }
 
+    /// Queues `frame` for this shard's subscribers of `channel` only.
+    pub(super) fn publish_local(&self, channel: &str, frame: &Bytes) {
+        let topics = self.topics.borrow();
+        if let Some(entry) = topics.get(channel) {
+            self.fan_out_local(entry.local.iter(), frame, 0);
+        }
+    }
+
+    /// A home shard's relay of another shard's push (see `BusMessage::Relay`).
+    fn relay(&self, channel: &Arc<str>, frame: Bytes, from: ShardId) {
+        self.publish_local(channel, &frame);
+        let topics = self.topics.borrow();
+        let Some(entry) = topics.get(channel) else {
+            return;
+        };
+        let stamp = latency::now_ns();
+        for shard in entry.remote.iter().filter(|s| *s != from) {
+            self.bus.send(
+                shard,
+                BusMessage::Publish {
+                    channel: channel.clone(),
+                    frame: frame.clone(),
+                    published_at: stamp,
+                },
+            );
+        }
+    }
+
     /// Handles one message from another shard.
     pub fn on_bus_message(&self, msg: BusMessage) {
         self.metrics.bump(|c| c.bus_received += 1);
@@ -162,6 +190,11 @@ impl Shard {
                 }
             }
             BusMessage::Broadcast { frame } => self.broadcast_local(&frame),
+            BusMessage::Relay {
+                channel,
+                frame,
+                from,
+            } => self.relay(&channel, frame, from),
             BusMessage::Query { from, req, query } => {
                 let report = Box::new(self.answer(&query));
                 self.bus.send(from, BusMessage::Reply { req, report });

@@ -6,7 +6,7 @@ use std::thread;
 use serde_json::json;
 
 use super::*;
-use crate::harness::Pool;
+use crate::harness::{Pool, TestServer};
 
 #[test]
 fn subscribed_and_published_carry_the_position_and_messages_their_offset() {
@@ -89,5 +89,42 @@ fn every_subscriber_on_every_shard_sees_one_order_from_concurrent_publishers() {
             None => first = Some(data),
             Some(f) => assert_eq!(f, &data, "two subscribers saw different orders"),
         }
+    }
+}
+
+#[test]
+fn join_and_leave_in_a_history_namespace_reach_every_shard() {
+    let file = crate::auth::config_file(
+        "[namespaces.room]\nhistory_size = 10\nhistory_ttl = \"5m\"\njoin_leave = true\n",
+    );
+    let server = TestServer::start(&["--shards", "2", "--config", file.to_str().unwrap()]);
+    let mut pool = Pool::new(&server);
+    // Watchers on both shards; then joiners from each shard in turn, so
+    // one of them is on the channel's home and one is not.
+    let mut watchers: Vec<Client> = (0..2).map(|s| pool.on_shard(s)).collect();
+    for w in &mut watchers {
+        let (_, reply) = subscribe(w, json!({"type": "subscribe", "channel": "room:1"}));
+        assert!(reply.get("offset").is_some(), "{reply}");
+        assert_eq!(w.recv_json()["type"], "join", "its own join");
+    }
+    assert_eq!(
+        watchers[0].recv_json()["type"],
+        "join",
+        "the second watcher's join"
+    );
+    for shard in [0, 1] {
+        let mut c = pool.on_shard(shard);
+        subscribe(&mut c, json!({"type": "subscribe", "channel": "room:1"}));
+        assert_eq!(c.recv_json()["type"], "join", "own join first");
+        for w in &mut watchers {
+            assert_eq!(w.recv_json()["type"], "join", "from shard {shard}");
+        }
+        drop(c);
+        for w in &mut watchers {
+            assert_eq!(w.recv_json()["type"], "leave", "from shard {shard}");
+        }
+    }
+    for w in &mut watchers {
+        w.assert_heartbeat_next();
     }
 }

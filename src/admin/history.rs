@@ -54,20 +54,11 @@ pub(super) async fn read(shard: &Rc<Shard>, req: &Request) -> Response {
     let limit = usize::try_from(limit.unwrap_or(0)).unwrap_or(usize::MAX);
     match shard.read_history(&channel, since, limit, reverse).await {
         Some(Ok(page)) => {
-            let publications: Vec<(u64, &[u8])> = page
-                .publications
-                .iter()
-                .map(|p| (p.offset, &p.payload[..]))
-                .collect();
             let mut body = String::from(r#"{"channel":"#);
             body.push_str(&serde_json::Value::from(channel.as_str()).to_string());
-            body.push_str(r#","publications":["#);
-            message::push_publications(&mut body, &publications);
-            body.push_str(&format!(
-                r#"],"offset":{},"epoch":"{}"}}"#,
-                page.top,
-                page.epoch.as_str()
-            ));
+            body.push(',');
+            message::push_page(&mut body, &page);
+            body.push('}');
             Response {
                 status: 200,
                 content_type: "application/json",

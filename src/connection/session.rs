@@ -311,14 +311,7 @@ impl Session {
         glommio::spawn_local(async move {
             let id = id.as_deref();
             let reply = match page.await {
-                Some(Ok(page)) => {
-                    let publications: Vec<(u64, &[u8])> = page
-                        .publications
-                        .iter()
-                        .map(|p| (p.offset, &p.payload[..]))
-                        .collect();
-                    message::history(&channel, &publications, page.top, page.epoch.as_str(), id)
-                }
+                Some(Ok(page)) => message::history(&channel, &page, id),
                 Some(Err(e)) => message::error(&RequestError {
                     code: ErrorCode::UnrecoverablePosition,
                     message: format!("{e}: since names another epoch of {channel}"),

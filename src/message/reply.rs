@@ -7,6 +7,7 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 
 use super::RequestError;
+use crate::history::HistoryPage;
 use crate::shard::Presence;
 use crate::ws::{self, Kind};
 
@@ -247,34 +248,33 @@ pub fn position_reply(
 }
 
 /// `{"type":"history","channel":C,"publications":[{"data":ANY,"offset":N},...],"offset":TOP,"epoch":E[,"id":ID]}`
-pub fn history(
-    channel: &str,
-    publications: &[(u64, &[u8])],
-    top: u64,
-    epoch: &str,
-    id: Option<&RawValue>,
-) -> Bytes {
+pub fn history(channel: &str, page: &HistoryPage, id: Option<&RawValue>) -> Bytes {
     reply(|s| {
         s.push_str(r#"{"type":"history","channel":"#);
         push_json_str(s, channel);
-        s.push_str(r#","publications":["#);
-        push_publications(s, publications);
-        let _ = write!(s, r#"],"offset":{top},"epoch":"#);
-        push_json_str(s, epoch);
+        s.push(',');
+        push_page(s, page);
         push_id(s, id);
         s.push('}');
     })
 }
 
-/// Appends `{"data":ANY,"offset":N}` objects separated by commas (`data`
-/// verbatim: it was JSON when published).
-pub fn push_publications(s: &mut String, publications: &[(u64, &[u8])]) {
-    for (i, (offset, data)) in publications.iter().enumerate() {
+/// Appends `"publications":[{"data":ANY,"offset":N},...],"offset":TOP,"epoch":E`
+/// (`data` verbatim: it was JSON when published).
+pub fn push_page(s: &mut String, page: &HistoryPage) {
+    s.push_str(r#""publications":["#);
+    for (i, p) in page.publications.iter().enumerate() {
         if i > 0 {
             s.push(',');
         }
         s.push_str(r#"{"data":"#);
-        s.push_str(std::str::from_utf8(data).unwrap_or("null"));
-        let _ = write!(s, r#","offset":{offset}}}"#);
+        s.push_str(std::str::from_utf8(&p.payload).unwrap_or("null"));
+        let _ = write!(s, r#","offset":{}}}"#, p.offset);
     }
+    let _ = write!(
+        s,
+        r#"],"offset":{},"epoch":"{}""#,
+        page.top,
+        page.epoch.as_str()
+    );
 }

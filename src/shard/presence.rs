@@ -201,14 +201,7 @@ impl Shard {
             } else {
                 message::presence(&channel, &presence, id.as_deref())
             };
-            let same = shard
-                .conns
-                .borrow()
-                .get(key.0 as usize)
-                .is_some_and(|c| c.seq == seq);
-            if same {
-                shard.send_to(key, frame);
-            }
+            shard.send_to_conn(key, seq, frame);
         })
         .detach();
         true

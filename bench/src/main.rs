@@ -10,8 +10,8 @@
 //! RSS and kernel socket memory, `report` prints the table, the JSON line
 //! and `.hgrm` files, and `plot` draws the percentile chart. `offsets`
 //! reads history channels' offsets and positions and checks a subscriber's
-//! offsets across reconnects, for `recover` (a reconnect storm with
-//! recovery). `auth` signs
+//! offsets across reconnects, for `fanout --history` and `recover` (a
+//! reconnect storm with recovery). `auth` signs
 //! the per-connection tokens of `--jwt-hmac-secret`, before a run's clock
 //! starts, and keeps them to corecast.
 
@@ -127,6 +127,18 @@ mod tests {
             "1",
         ]);
         assert!(cli.is_ok(), "{cli:?}");
+    }
+
+    #[test]
+    fn history_flags_parse_and_namespace_needs_history() {
+        let parse = |args: &[&str]| {
+            let mut argv = vec!["corecast-bench", "fanout", "--url", "ws://127.0.0.1:1/ws"];
+            argv.extend_from_slice(args);
+            <super::Cli as clap::Parser>::try_parse_from(argv)
+        };
+        assert!(parse(&["--history"]).is_ok());
+        assert!(parse(&["--history", "--namespace", "x"]).is_ok());
+        assert!(parse(&["--namespace", "x"]).is_err());
     }
 
     #[test]

@@ -7,10 +7,15 @@
 //! at most `--window` messages in flight, where "in flight" is counted in
 //! deliveries still owed to subscribers. Without that bound a max-rate run
 //! would only measure how fast the server's slow-consumer cut fires.
+//!
+//! `--history` runs the same load on history channels (`NS:fanout-K`,
+//! issue 12): the first `subscribed` reply must carry an `offset` or the run
+//! stops before publishing, and each subscriber's offsets are checked for
+//! gaps, duplicates and reorders per channel, besides the stamps.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -18,6 +23,7 @@ use hdrhistogram::Histogram;
 use serde_json::json;
 
 use crate::driver::{count, merge_counts, phase, Conn, Shared, State, Workload};
+use crate::offsets::{self, OffsetTracker};
 use crate::report::{self, new_histogram};
 use crate::run::{self, ns_since_epoch, Common};
 use crate::seq::{parse_stamp, write_stamp, SeqReport, SeqTracker, Stamp};
@@ -51,6 +57,14 @@ pub struct FanoutArgs {
     /// Seconds to wait after publishing stops for in-flight deliveries.
     #[arg(long, default_value_t = 5.0)]
     pub drain: f64,
+    /// Use history channels `NAMESPACE:fanout-K`: the server's config must
+    /// give that namespace `history_size` and `history_ttl` (bench/history.toml);
+    /// every delivery's offset is checked too.
+    #[arg(long)]
+    pub history: bool,
+    /// With --history: the namespace prefixed to every channel name.
+    #[arg(long, default_value = "h", requires = "history")]
+    pub namespace: String,
 }
 
 /// Counters shared by publishers and subscribers across threads.
@@ -64,6 +78,9 @@ struct FanShared {
     /// Messages sent per (publisher, channel) stream, written when publishing stops.
     sent: Vec<AtomicU64>,
     channels: usize,
+    /// With --history: why the server cannot serve the run, set by the first
+    /// subscriber to find out; the thread that sets it also stops the run.
+    no_history: OnceLock<String>,
 }
 
 enum Role {
@@ -77,6 +94,8 @@ enum Role {
     Subscriber {
         channel: usize,
         trackers: Vec<SeqTracker>,
+        /// Offsets of the history channel (unused without --history).
+        offsets: OffsetTracker,
         subscribed: bool,
     },
 }
@@ -87,6 +106,9 @@ struct Fanout {
     publishers: Vec<usize>,
     /// Per channel, the publish message up to its data: `{"type":"publish","channel":"fanout-N","data":`.
     publish_prefixes: Arc<[Box<[u8]>]>,
+    /// Per channel, its name (`fanout-N`, or `NS:fanout-N` with --history).
+    names: Arc<[String]>,
+    history: bool,
     fan: Arc<FanShared>,
     shared: Arc<Shared>,
     size: usize,
@@ -102,20 +124,24 @@ struct Fanout {
     scratch: Vec<u8>,
 }
 
-fn channel_name(c: usize) -> String {
-    format!("fanout-{c}")
+/// Every channel's name: `fanout-N`, or `NS:fanout-N` on history channels.
+fn channel_names(channels: usize, namespace: Option<&str>) -> Arc<[String]> {
+    (0..channels)
+        .map(|c| match namespace {
+            Some(ns) => format!("{ns}:fanout-{c}"),
+            None => format!("fanout-{c}"),
+        })
+        .collect()
 }
 
 /// The publish message of every channel up to its data, built once per run.
-fn publish_prefixes(channels: usize) -> Arc<[Box<[u8]>]> {
-    (0..channels)
-        .map(|c| {
-            format!(
-                r#"{{"type":"publish","channel":"{}","data":"#,
-                channel_name(c)
-            )
-            .into_bytes()
-            .into_boxed_slice()
+fn publish_prefixes(names: &[String]) -> Arc<[Box<[u8]>]> {
+    names
+        .iter()
+        .map(|name| {
+            format!(r#"{{"type":"publish","channel":"{name}","data":"#)
+                .into_bytes()
+                .into_boxed_slice()
         })
         .collect()
 }
@@ -166,12 +192,19 @@ impl Fanout {
         let Role::Subscriber {
             channel,
             trackers,
+            offsets,
             subscribed,
         } = &mut self.roles[local]
         else {
             return;
         };
         if conn_text.starts_with(br#"{"type":"message""#) {
+            if self.history {
+                match offsets::message_offset(conn_text) {
+                    Some(o) => offsets.record(o),
+                    None => count(&mut self.server_errors, "message without offset".into()),
+                }
+            }
             match parse_stamp(conn_text) {
                 Some(s) if (s.publisher as usize) < trackers.len() => {
                     trackers[s.publisher as usize].record(s.seq);
@@ -185,14 +218,40 @@ impl Fanout {
                 _ => count(&mut self.server_errors, "unparsable message".into()),
             }
         } else if conn_text.starts_with(br#"{"type":"subscribed""#) {
+            if self.history {
+                match offsets::reply_position(conn_text) {
+                    Some(p) => offsets.subscribed(p.offset),
+                    None => {
+                        let name = &self.names[*channel];
+                        return self.refuse(name, "its subscribed reply has no offset");
+                    }
+                }
+            }
             if !*subscribed {
                 *subscribed = true;
                 self.fan.subscribed[*channel].fetch_add(1, Ordering::Relaxed);
                 self.shared.ready.fetch_add(1, Ordering::Relaxed);
             }
+        } else if self.history && !*subscribed && conn_text.starts_with(br#"{"type":"error""#) {
+            let name = &self.names[*channel];
+            let detail = format!(
+                "it answered subscribe with {}",
+                String::from_utf8_lossy(conn_text)
+            );
+            self.refuse(name, &detail);
         } else {
             other_message(&mut self.server_errors, conn_text);
         }
+    }
+
+    /// The server cannot serve a --history run: says why, once, and stops
+    /// every thread, so the ramp ends now instead of at its timeout.
+    fn refuse(&self, channel: &str, detail: &str) {
+        let _ = self
+            .fan
+            .no_history
+            .set(offsets::no_history_error(channel, detail));
+        self.shared.phase.store(phase::STOP, Ordering::Relaxed);
     }
 }
 
@@ -219,7 +278,7 @@ impl Workload for Fanout {
             Role::Subscriber { channel, .. } => {
                 let msg = format!(
                     r#"{{"type":"subscribe","channel":"{}"}}"#,
-                    channel_name(*channel)
+                    self.names[*channel]
                 );
                 conn.send_text(msg.as_bytes());
             }
@@ -324,13 +383,16 @@ pub fn run(a: FanoutArgs) -> Result<(serde_json::Value, bool), String> {
         delivered: (0..p).map(|_| AtomicU64::new(0)).collect(),
         sent: (0..p * k).map(|_| AtomicU64::new(0)).collect(),
         channels: k,
+        no_history: OnceLock::new(),
     });
     let interval = (a.rate > 0.0).then(|| Duration::from_secs_f64(p as f64 / a.rate));
     let total = a.subs + p;
     let budget = Duration::from_secs_f64(a.secs + a.drain + 30.0);
     let fan2 = Arc::clone(&fan);
     let (size, window) = (a.size, a.window.max(1));
-    let prefixes = publish_prefixes(k);
+    let names = channel_names(k, a.history.then_some(a.namespace.as_str()));
+    let prefixes = publish_prefixes(&names);
+    let history = a.history;
     let running = run::start(&a.common, total, budget, move |ids, shared| {
         // Publishers take the first global indexes so they are spread over threads too.
         let roles: Vec<Role> = ids
@@ -346,6 +408,7 @@ pub fn run(a: FanoutArgs) -> Result<(serde_json::Value, bool), String> {
                 false => Role::Subscriber {
                     channel: (g - p) % k,
                     trackers: vec![SeqTracker::default(); p],
+                    offsets: OffsetTracker::default(),
                     subscribed: false,
                 },
             })
@@ -357,6 +420,8 @@ pub fn run(a: FanoutArgs) -> Result<(serde_json::Value, bool), String> {
             roles,
             publishers,
             publish_prefixes: Arc::clone(&prefixes),
+            names: Arc::clone(&names),
+            history,
             fan: Arc::clone(&fan2),
             shared: Arc::clone(shared),
             size,
@@ -377,6 +442,10 @@ pub fn run(a: FanoutArgs) -> Result<(serde_json::Value, bool), String> {
         a.common.loops.ramp_timeout,
         "connecting + subscribing",
     );
+    if let Some(e) = fan.no_history.get() {
+        let _ = running.join();
+        return Err(e.clone());
+    }
     let secs = running.run_for(a.secs);
     let sum = |v: &[AtomicU64]| v.iter().map(|x| x.load(Ordering::Relaxed)).sum::<u64>();
     let drain_until = Instant::now() + Duration::from_secs_f64(a.drain);
@@ -403,6 +472,10 @@ struct Summary {
     skipped: u64,
     subscribed_at_end: i64,
     server_errors: BTreeMap<String, u64>,
+    /// With --history: offset faults over every subscriber.
+    offsets: SeqReport,
+    /// With --history: the channels with an offset fault, and their counts.
+    offset_faults: BTreeMap<String, SeqReport>,
 }
 
 fn summarize(ws: &[Fanout], fan: &FanShared) -> Summary {
@@ -424,7 +497,12 @@ fn summarize(ws: &[Fanout], fan: &FanShared) -> Summary {
             .map(|x| x.load(Ordering::Relaxed))
             .sum(),
         server_errors: BTreeMap::new(),
+        offsets: SeqReport::default(),
+        offset_faults: BTreeMap::new(),
     };
+    if let Some(w) = ws.first().filter(|w| w.history) {
+        (s.offsets, s.offset_faults) = offset_faults(ws, &w.names);
+    }
     for w in ws {
         let _ = s.hist.add(&w.hist);
         s.published += w.published;
@@ -448,6 +526,37 @@ fn summarize(ws: &[Fanout], fan: &FanShared) -> Summary {
     s
 }
 
+/// Offset faults per history channel. A channel's last offset is the
+/// highest any of its subscribers received: a tail every subscriber missed
+/// shows up in the stamp check (lost) instead.
+fn offset_faults(ws: &[Fanout], names: &[String]) -> (SeqReport, BTreeMap<String, SeqReport>) {
+    let subscribers = || {
+        ws.iter().flat_map(|w| &w.roles).filter_map(|r| match r {
+            Role::Subscriber {
+                channel, offsets, ..
+            } => Some((*channel, offsets)),
+            Role::Publisher { .. } => None,
+        })
+    };
+    let mut tops = vec![0u64; names.len()];
+    for (c, t) in subscribers() {
+        tops[c] = tops[c].max(t.last());
+    }
+    let mut per_channel = vec![SeqReport::default(); names.len()];
+    for (c, t) in subscribers() {
+        per_channel[c] += t.finish(tops[c]);
+    }
+    let mut total = SeqReport::default();
+    let mut faults = BTreeMap::new();
+    for (c, r) in per_channel.into_iter().enumerate() {
+        total += r;
+        if r != SeqReport::default() {
+            faults.insert(names[c].clone(), r);
+        }
+    }
+    (total, faults)
+}
+
 fn report_fanout(
     a: &FanoutArgs,
     ramp: Duration,
@@ -457,7 +566,10 @@ fn report_fanout(
     stats: crate::driver::LoopStats,
 ) -> Result<(serde_json::Value, bool), String> {
     let failures: u64 = stats.errors.values().sum();
-    let clean = s.seq.lost == 0 && s.seq.duplicated == 0 && s.seq.reordered == 0;
+    let clean = s.seq.lost == 0
+        && s.seq.duplicated == 0
+        && s.seq.reordered == 0
+        && s.offsets == SeqReport::default();
     let ok = clean && failures == 0 && s.skipped == 0 && s.server_errors.is_empty();
     let mode = match a.rate {
         r if r > 0.0 => format!("fixed rate {r:.0} publishes/s (latency from intended send time)"),
@@ -472,6 +584,7 @@ fn report_fanout(
             format!("{} / {} / {}", a.subs, a.channels, a.publishers),
         ),
         ("data size".into(), format!("{} B", a.size)),
+        ("history".into(), history_label(a)),
         (
             "ramp (connect + subscribe)".into(),
             format!("{:.2}s", ramp.as_secs_f64()),
@@ -502,11 +615,31 @@ fn report_fanout(
         ("lost".into(), report::loud(s.seq.lost)),
         ("duplicated".into(), report::loud(s.seq.duplicated)),
         ("out of order".into(), report::loud(s.seq.reordered)),
-        (
-            "sends skipped (write backlog)".into(),
-            s.skipped.to_string(),
-        ),
     ];
+    if a.history {
+        rows.push((
+            "offset gaps / duplicated / reordered".into(),
+            format!(
+                "{} / {} / {}",
+                report::loud(s.offsets.lost),
+                report::loud(s.offsets.duplicated),
+                report::loud(s.offsets.reordered)
+            ),
+        ));
+        for (name, r) in &s.offset_faults {
+            rows.push((
+                format!("  offsets of {name}"),
+                format!(
+                    "gaps {} duplicated {} reordered {}",
+                    r.lost, r.duplicated, r.reordered
+                ),
+            ));
+        }
+    }
+    rows.extend([(
+        "sends skipped (write backlog)".into(),
+        s.skipped.to_string(),
+    )]);
     rows.extend(report::latency_rows("end-to-end", &s.hist));
     rows.extend(report::cause_rows("failures", &stats.errors));
     rows.extend(report::cause_rows("close frames", &stats.close_codes));
@@ -525,22 +658,64 @@ fn report_fanout(
     report::print_table(&mut std::io::stdout(), "fanout", &rows).map_err(|e| e.to_string())?;
     if !clean {
         eprintln!(
-            "!!! DELIVERY CHECK FAILED: lost {} duplicated {} out-of-order {} !!!",
-            s.seq.lost, s.seq.duplicated, s.seq.reordered
+            "!!! DELIVERY CHECK FAILED: lost {} duplicated {} out-of-order {}, offset gaps {} duplicated {} reordered {} !!!",
+            s.seq.lost, s.seq.duplicated, s.seq.reordered,
+            s.offsets.lost, s.offsets.duplicated, s.offsets.reordered
         );
     }
+    let offset_faults: serde_json::Map<String, serde_json::Value> = s
+        .offset_faults
+        .iter()
+        .map(|(name, r)| {
+            let v = json!({"gaps": r.lost, "duplicated": r.duplicated, "reordered": r.reordered});
+            (name.clone(), v)
+        })
+        .collect();
     let v = json!({
         "bench": "fanout", "label": a.common.label, "urls": a.common.urls,
         "auth": a.common.auth_mode().label(),
+        "history": if a.history { "on" } else { "off" },
+        "namespace": a.history.then_some(&a.namespace),
         "subs": a.subs, "channels": a.channels, "publishers": a.publishers, "rate": a.rate,
         "size": a.size, "window": a.window, "secs": secs,
         "published": s.published, "published_per_s": s.published as f64 / secs,
         "delivered": s.delivered, "expected_deliveries": s.expected,
         "delivered_per_s": s.delivered_in_run as f64 / secs, "drained": drained,
         "lost": s.seq.lost, "duplicated": s.seq.duplicated, "out_of_order": s.seq.reordered,
+        "offset_gaps": s.offsets.lost, "offset_duplicated": s.offsets.duplicated,
+        "offset_reordered": s.offsets.reordered, "offset_faults_by_channel": offset_faults,
         "skipped_backlog": s.skipped, "latency": report::latency_json(&s.hist),
         "failures": stats.errors, "close_codes": stats.close_codes,
         "server_messages": s.server_errors, "ok": ok,
     });
     Ok((v, ok))
+}
+
+/// The report's `history` row: `on`, with the channels it used, or `off`.
+fn history_label(a: &FanoutArgs) -> String {
+    match a.history {
+        true => format!(
+            "on ({ns}:fanout-0 .. {ns}:fanout-{}, offsets checked)",
+            a.channels - 1,
+            ns = a.namespace
+        ),
+        false => "off".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_channels_carry_the_namespace_in_every_message() {
+        let names = channel_names(2, Some("h"));
+        assert_eq!(&*names, ["h:fanout-0", "h:fanout-1"]);
+        assert_eq!(&*channel_names(1, None), ["fanout-0"]);
+        let prefixes = publish_prefixes(&names);
+        assert_eq!(
+            &*prefixes[1],
+            br#"{"type":"publish","channel":"h:fanout-1","data":"#
+        );
+    }
 }

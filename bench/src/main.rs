@@ -3,12 +3,15 @@
 //! Codemap: `run` (shared options, threads, phases) drives `driver` (one
 //! mio loop per pinned thread, connect → upgrade → frames over `ws`, the
 //! client codec) with one workload per subcommand: `conns`, `echo`,
-//! `fanout`, `soak` (churn over a bounded time, checked for loss and
+//! `fanout`, `recover`, `soak` (churn over a bounded time, checked for loss and
 //! leaks), and `baseline`, whose other end is no server but `sender`, a
 //! raw pinned writer thread that measures the kernel's per-delivery floor.
 //! `seq` counts lost/duplicated/reordered deliveries, `procfs` reads server
 //! RSS and kernel socket memory, `report` prints the table, the JSON line
-//! and `.hgrm` files, and `plot` draws the percentile chart. `auth` signs
+//! and `.hgrm` files, and `plot` draws the percentile chart. `offsets`
+//! reads history channels' offsets and positions and checks a subscriber's
+//! offsets across reconnects, for `fanout --history` and `recover` (a
+//! reconnect storm with recovery). `auth` signs
 //! the per-connection tokens of `--jwt-hmac-secret`, before a run's clock
 //! starts, and keeps them to corecast.
 
@@ -19,8 +22,10 @@ mod driver;
 mod echo;
 mod fanout;
 mod net;
+mod offsets;
 mod plot;
 mod procfs;
+mod recover;
 mod report;
 mod run;
 mod sender;
@@ -48,6 +53,8 @@ enum Cmd {
     Fanout(fanout::FanoutArgs),
     /// Churn for a bounded time: per-interval delivery checks, server RSS/fds back to baseline.
     Soak(soak::SoakArgs),
+    /// History channels: N subscribers disconnect together and recover; time to recover, loss.
+    Recover(recover::RecoverArgs),
     /// Floor: a raw pinned sender writes a pre-encoded frame to N sockets; CPU per delivery.
     Baseline(baseline::BaselineArgs),
 }
@@ -60,6 +67,7 @@ fn main() {
         Cmd::Echo(a) => echo::run(a),
         Cmd::Fanout(a) => fanout::run(a),
         Cmd::Soak(a) => soak::run(a),
+        Cmd::Recover(a) => recover::run(a),
         Cmd::Baseline(a) => baseline::run(a),
     };
     match result {
@@ -100,6 +108,37 @@ mod tests {
             "50000",
         ]);
         assert!(cli.is_ok(), "{cli:?}");
+    }
+
+    #[test]
+    fn recover_flags_parse() {
+        let cli = <super::Cli as clap::Parser>::try_parse_from([
+            "corecast-bench",
+            "recover",
+            "--url",
+            "ws://127.0.0.1:1/ws",
+            "--subs",
+            "200",
+            "--rate",
+            "500",
+            "--secs",
+            "3",
+            "--cpus",
+            "1",
+        ]);
+        assert!(cli.is_ok(), "{cli:?}");
+    }
+
+    #[test]
+    fn history_flags_parse_and_namespace_needs_history() {
+        let parse = |args: &[&str]| {
+            let mut argv = vec!["corecast-bench", "fanout", "--url", "ws://127.0.0.1:1/ws"];
+            argv.extend_from_slice(args);
+            <super::Cli as clap::Parser>::try_parse_from(argv)
+        };
+        assert!(parse(&["--history"]).is_ok());
+        assert!(parse(&["--history", "--namespace", "x"]).is_ok());
+        assert!(parse(&["--namespace", "x"]).is_err());
     }
 
     #[test]

@@ -69,6 +69,17 @@ impl Response {
         }
     }
 
+    /// A 200 whose JSON body was written by hand (raw client data inside
+    /// it is kept byte for byte, which `serde_json::Value` would not).
+    pub fn json_text(body: String) -> Response {
+        Response {
+            status: 200,
+            content_type: "application/json",
+            headers: String::new(),
+            body,
+        }
+    }
+
     /// A JSON error: `{"status":S,"error":REASON,"message":M}`.
     pub fn error(status: u16, message: &str) -> Response {
         let body =

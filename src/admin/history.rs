@@ -59,12 +59,7 @@ pub(super) async fn read(shard: &Rc<Shard>, req: &Request) -> Response {
             body.push(',');
             message::push_page(&mut body, &page);
             body.push('}');
-            Response {
-                status: 200,
-                content_type: "application/json",
-                headers: String::new(),
-                body,
-            }
+            Response::json_text(body)
         }
         Some(Err(e)) => Response::error(409, &format!("{e}: since names another epoch")),
         None => Response::error(503, &format!("the history of {channel} did not answer")),

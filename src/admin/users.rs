@@ -96,10 +96,5 @@ pub(super) async fn presence(shard: &Rc<Shard>, req: &Request, stats: bool) -> R
         body.push_str(r#","truncated":true"#);
     }
     body.push('}');
-    Response {
-        status: 200,
-        content_type: "application/json",
-        headers: String::new(),
-        body,
-    }
+    Response::json_text(body)
 }

@@ -66,6 +66,8 @@ pub struct Counters {
     /// History publications evicted by `--history-max-bytes` (read from the
     /// shard's history store when a report is made).
     pub history_evictions: u64,
+    /// History channel records evicted by `--history-max-channels`.
+    pub history_channel_evictions: u64,
     /// Longest ticker pass, in nanoseconds of the shard thread's CPU time (a
     /// maximum, not a sum, when merged).
     pub ticker_pass_max_ns: u64,
@@ -92,6 +94,7 @@ impl Counters {
         self.bus_received += o.bus_received;
         self.ticker_passes += o.ticker_passes;
         self.history_evictions += o.history_evictions;
+        self.history_channel_evictions += o.history_channel_evictions;
         self.ticker_pass_max_ns = self.ticker_pass_max_ns.max(o.ticker_pass_max_ns);
         self.flush_passes += o.flush_passes;
     }

@@ -225,6 +225,12 @@ impl Collector for Scrape {
             "History publications evicted, oldest first, to stay under --history-max-bytes.",
             |c| c.history_evictions,
         )?;
+        counter(
+            &mut enc,
+            "corecast_history_channel_evictions",
+            "History channel records without publications evicted to stay under --history-max-channels.",
+            |c| c.history_channel_evictions,
+        )?;
         gauge(
             &mut enc,
             "corecast_bus_queue_depth",

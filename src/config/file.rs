@@ -230,6 +230,7 @@ const KEYS: &[(&str, Shape)] = &[
     ("max_presence_clients", Shape::Number),
     ("history_meta_ttl", Shape::Duration),
     ("history_max_bytes", Shape::Size),
+    ("history_max_channels", Shape::Number),
     ("recovery_max_publications", Shape::Number),
     ("history_max_limit", Shape::Number),
 ];

@@ -217,6 +217,17 @@ pub struct Config {
     #[arg(long, env = "CORECAST_HISTORY_MAX_BYTES", default_value = "256MiB", value_parser = parse_size)]
     pub history_max_bytes: usize,
 
+    /// Most history channel records the process keeps (split evenly between shards).
+    /// A record costs ~100 B plus its name and is made by the first subscribe, read or
+    /// publish; at the cap a new channel evicts a record holding no publication (its
+    /// clients then get recovered:false).
+    #[arg(
+        long,
+        env = "CORECAST_HISTORY_MAX_CHANNELS",
+        default_value_t = 1_000_000
+    )]
+    pub history_max_channels: usize,
+
     /// Most missed publications a recovering subscribe is sent; more is recovered:false.
     #[arg(
         long,
@@ -311,6 +322,9 @@ impl Config {
         }
         if self.max_connections == Some(0) {
             return bad("max_connections", "must be at least 1");
+        }
+        if self.history_max_channels == 0 {
+            return bad("history_max_channels", "must be at least 1");
         }
         if self.max_presence_clients == 0 {
             return bad("max_presence_clients", "must be at least 1");

@@ -54,6 +54,10 @@ pub const ENTRY_OVERHEAD: usize = 64;
 /// before it is compacted: small stores then never compact on every trim.
 pub const ORDER_SLACK: usize = 64;
 
+/// Slots a new channel at the record cap looks through for one to evict:
+/// bounds the work per subscribe to an unknown channel.
+pub const RECORD_SCAN: usize = 64;
+
 /// One shard's history: its home channels' publications, bounded per
 /// channel by size and TTL and store-wide by bytes.
 #[derive(Debug)]
@@ -80,6 +84,12 @@ pub struct HistoryStore {
     evictions: u64,
     /// Next slot [`HistoryStore::expire`] visits.
     expire_cursor: usize,
+    /// Most channel records (`--history-max-channels` / shards).
+    max_channels: usize,
+    /// Next slot the record cap looks at for one to evict.
+    evict_cursor: usize,
+    /// Records evicted by the cap so far.
+    channel_evictions: u64,
 }
 
 /// One append in the store-wide order: 16 bytes (guarded by a test). It is
@@ -111,7 +121,19 @@ impl HistoryStore {
             n_publications: 0,
             evictions: 0,
             expire_cursor: 0,
+            max_channels: usize::MAX,
+            evict_cursor: 0,
+            channel_evictions: 0,
         }
+    }
+
+    /// Caps the channel records at `max_channels` (at least 1). At the cap,
+    /// a new channel evicts a record that holds no publication (only its
+    /// top offset and epoch: its clients then get `recovered:false`, which
+    /// is safe); records with publications are bounded by the byte bound.
+    pub fn with_max_channels(mut self, max_channels: usize) -> HistoryStore {
+        self.max_channels = max_channels.max(1);
+        self
     }
 
     /// Publishes to `channel`: assigns the next offset (the first is 1),
@@ -279,6 +301,7 @@ impl HistoryStore {
             publications: self.n_publications,
             channels: self.channels.len(),
             evictions: self.evictions,
+            channel_evictions: self.channel_evictions,
         }
     }
 
@@ -308,6 +331,9 @@ impl HistoryStore {
 
     /// Adds a channel with a new epoch and nothing published.
     fn create(&mut self, name: &str, now_ms: u64) -> usize {
+        if self.channels.len() >= self.max_channels {
+            self.evict_a_record();
+        }
         let slot = self.channels.insert(ChannelHistory {
             name: name.into(),
             epoch: self.epochs.next_epoch(),
@@ -324,6 +350,29 @@ impl HistoryStore {
                 hasher.hash_one(&*channels[i as usize].name)
             });
         slot
+    }
+
+    /// Evicts one record that holds no publication, looking at most
+    /// [`RECORD_SCAN`] slots from a cursor that wraps (so the work per new
+    /// channel is bounded). When every slot looked at holds publications,
+    /// nothing is evicted and the cap is exceeded by this one: such records
+    /// are bounded by the byte bound (each holds at least one accounted
+    /// publication).
+    fn evict_a_record(&mut self) {
+        let n_slots = self.channels.capacity();
+        for _ in 0..RECORD_SCAN.min(n_slots) {
+            let slot = self.evict_cursor % n_slots;
+            self.evict_cursor = (slot + 1) % n_slots;
+            if self
+                .channels
+                .get(slot)
+                .is_some_and(|ch| ch.entries.is_empty())
+            {
+                self.forget(slot);
+                self.channel_evictions += 1;
+                return;
+            }
+        }
     }
 
     /// Drops a channel and everything it holds; its order entries go stale.

@@ -480,3 +480,31 @@ fn random_operations_keep_the_invariants() {
     }
     assert!(store.stats().evictions > 0, "the byte bound was exercised");
 }
+
+#[test]
+fn the_record_cap_evicts_records_without_publications_only() {
+    let opts = HistoryOptions {
+        size: 10,
+        ttl_ms: 60_000,
+        meta_ttl_ms: 60_000,
+    };
+    let mut store = HistoryStore::new(1 << 20, 7).with_max_channels(2);
+    store.position("a", &opts, 1);
+    store.position("b", &opts, 1);
+    store.position("c", &opts, 1);
+    let stats = store.stats();
+    assert_eq!((stats.channels, stats.channel_evictions), (2, 1));
+    // Records holding publications are never evicted by the cap.
+    let mut store = HistoryStore::new(1 << 20, 7).with_max_channels(2);
+    store.append("a", &opts, Bytes::from_static(b"1"), 1);
+    store.append("b", &opts, Bytes::from_static(b"2"), 1);
+    store.position("c", &opts, 1);
+    let stats = store.stats();
+    assert_eq!((stats.channels, stats.channel_evictions), (3, 0));
+    // An evicted record comes back with a new epoch: stale clients fail safe.
+    let mut store = HistoryStore::new(1 << 20, 7).with_max_channels(1);
+    let (_, first) = store.position("a", &opts, 1);
+    store.position("b", &opts, 1);
+    let (_, again) = store.position("a", &opts, 1);
+    assert_ne!(first, again);
+}

@@ -81,4 +81,6 @@ pub struct HistoryStats {
     pub channels: usize,
     /// Publications evicted by the byte bound since the store was made.
     pub evictions: u64,
+    /// Channel records (without publications) evicted by the record cap.
+    pub channel_evictions: u64,
 }

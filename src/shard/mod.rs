@@ -203,7 +203,7 @@ impl Shard {
         bus: Rc<Bus>,
         epoll: EpollSet,
     ) -> Shard {
-        let history = streams::new_store(config.config.history_max_bytes, shared.n_shards, id);
+        let history = streams::new_store(&config.config, shared.n_shards, id);
         Shard {
             id,
             config,

@@ -311,6 +311,7 @@ impl Shard {
         counters.bus_sent = self.bus.n_sent();
         let history_stats = self.history.borrow().stats();
         counters.history_evictions = history_stats.evictions;
+        counters.history_channel_evictions = history_stats.channel_evictions;
         ShardReport {
             shard: self.id,
             counters,

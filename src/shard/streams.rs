@@ -89,11 +89,14 @@ impl HistoryAnswer {
     }
 }
 
-/// How a shard's store is built: its share of `--history-max-bytes`, and
-/// an epoch seed from the OS (std's hasher keys are random per process).
-pub fn new_store(max_bytes_total: usize, n_shards: usize, shard: ShardId) -> HistoryStore {
+/// How a shard's store is built: its share of `--history-max-bytes` and
+/// `--history-max-channels`, and an epoch seed from the OS (std's hasher
+/// keys are random per process).
+pub fn new_store(cfg: &crate::config::Config, n_shards: usize, shard: ShardId) -> HistoryStore {
+    let n = n_shards.max(1);
     let seed = std::collections::hash_map::RandomState::new().hash_one(shard.0);
-    HistoryStore::new(max_bytes_total / n_shards.max(1), seed)
+    HistoryStore::new(cfg.history_max_bytes / n, seed)
+        .with_max_channels((cfg.history_max_channels / n).max(1))
 }
 
 impl Shard {

@@ -9,7 +9,7 @@ use crate::harness::{clients_on_both_shards, connection_id, get, Client, Pool, T
 use super::openmetrics::{assert_histogram_well_formed, closed, delta, scrape, Scrape};
 
 /// Every metric family /metrics must expose, with its OpenMetrics type.
-const FAMILIES: [(&str, &str); 27] = [
+const FAMILIES: [(&str, &str); 28] = [
     ("corecast_connections_open", "gauge"),
     ("corecast_connections_accepted", "counter"),
     ("corecast_connections_refused", "counter"),
@@ -34,6 +34,7 @@ const FAMILIES: [(&str, &str); 27] = [
     ("corecast_history_publications", "gauge"),
     ("corecast_history_channels", "gauge"),
     ("corecast_history_evictions", "counter"),
+    ("corecast_history_channel_evictions", "counter"),
     ("corecast_bus_queue_depth", "gauge"),
     ("corecast_fanout_latency_seconds", "histogram"),
     ("corecast_bus_hop_latency_seconds", "histogram"),

@@ -121,3 +121,38 @@ fn the_byte_bound_evicts_the_oldest_publications() {
         "{body}"
     );
 }
+
+#[test]
+fn channel_records_are_capped_and_only_empty_ones_evicted() {
+    let file =
+        crate::auth::config_file("[namespaces.h]\nhistory_size = 10\nhistory_ttl = \"5m\"\n");
+    let server = crate::harness::TestServer::start(&[
+        "--shards",
+        "1",
+        "--history-max-channels",
+        "2",
+        "--config",
+        file.to_str().unwrap(),
+    ]);
+    let (mut c, _) = server.ws_client();
+    publish(&mut c, "h:kept", json!(1));
+    for name in ["h:a", "h:b", "h:c"] {
+        subscribe(&mut c, json!({"type": "subscribe", "channel": name}));
+    }
+    let body = get(server.admin_addr(), "/metrics").body;
+    let value = |family: &str| -> f64 {
+        body.lines()
+            .filter(|l| l.starts_with(family))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert_eq!(value("corecast_history_channels{"), 2.0, "{body}");
+    assert_eq!(
+        value("corecast_history_channel_evictions_total"),
+        2.0,
+        "{body}"
+    );
+    // The channel with a publication was never evicted.
+    let r = get(server.admin_addr(), "/api/history?channel=h:kept&limit=1");
+    assert_eq!(r.json()["offset"], 1, "{r:?}");
+}

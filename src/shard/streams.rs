@@ -411,7 +411,11 @@ impl Shard {
         let mut store = self.history.borrow_mut();
         match query {
             Query::HistoryPublish { data, .. } => {
-                let (offset, epoch) = store.append(channel, &opts, data.clone(), now);
+                // A copy of its own, exact-size and unshared: a clone of the
+                // query's `Bytes` would turn it into a shared buffer with a
+                // 32-byte refcount header, kept as long as the publication.
+                let payload = Bytes::copy_from_slice(data);
+                let (offset, epoch) = store.append(channel, &opts, payload, now);
                 drop(store);
                 let frame = message::message_frame_at(channel, data, offset);
                 // From the home, as any publish: local subscribers and every

@@ -271,8 +271,10 @@ impl HistoryStore {
     /// calls. A visit drops expired publications (each publication is
     /// dropped once in its life, so that work is paid by its append),
     /// frees the storage of a channel left with none, and forgets a channel
-    /// unused for `max(meta_ttl_ms, ttl_ms)`.
-    pub fn expire(&mut self, now_ms: u64, budget: usize) {
+    /// unused for `max(meta_ttl_ms, ttl_ms)`. Returns how many publications
+    /// it dropped.
+    pub fn expire(&mut self, now_ms: u64, budget: usize) -> usize {
+        let mut dropped = 0;
         let n_slots = self.channels.capacity();
         for _ in 0..budget.min(n_slots) {
             let slot = self.expire_cursor % n_slots;
@@ -280,7 +282,7 @@ impl HistoryStore {
             if !self.channels.contains(slot) {
                 continue;
             }
-            self.trim_expired(slot, now_ms);
+            dropped += self.trim_expired(slot, now_ms);
             let ch = &mut self.channels[slot];
             if ch.entries.is_empty() {
                 let lifetime = ch.meta_ttl_ms.max(ch.ttl_ms);
@@ -292,6 +294,7 @@ impl HistoryStore {
             }
         }
         self.compact_order();
+        dropped
     }
 
     /// The store's totals.
@@ -390,9 +393,10 @@ impl HistoryStore {
     }
 
     /// Drops the channel's publications older than its TTL.
-    fn trim_expired(&mut self, slot: usize, now_ms: u64) {
+    fn trim_expired(&mut self, slot: usize, now_ms: u64) -> usize {
         let freed = self.channels[slot].trim(usize::MAX, now_ms);
         self.account(freed);
+        freed.n
     }
 
     /// Takes trimmed publications off the totals.

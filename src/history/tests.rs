@@ -454,7 +454,11 @@ fn random_operations_keep_the_invariants() {
                     assert_eq!(offsets(&got), (offset + 1..=top).collect::<Vec<_>>());
                 }
             }
-            8 => store.expire(now, rng.below(4) as usize),
+            8 => {
+                let before = store.stats().publications;
+                let dropped = store.expire(now, rng.below(4) as usize);
+                assert_eq!(store.stats().publications, before - dropped);
+            }
             _ => {
                 if rng.below(10) == 0 {
                     store.remove(name, now);

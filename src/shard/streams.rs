@@ -456,7 +456,10 @@ impl Shard {
     /// One pass of history expiry (from the ticker).
     pub(super) fn expire_history(&self) {
         let now = self.now_ms();
-        self.history.borrow_mut().expire(now, EXPIRE_BUDGET);
+        let dropped = self.history.borrow_mut().expire(now, EXPIRE_BUDGET);
+        if dropped > 0 {
+            log::debug!("history expired publications={dropped}");
+        }
     }
 }
 

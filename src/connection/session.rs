@@ -255,14 +255,10 @@ impl Session {
         id: Option<&RawValue>,
     ) {
         let data = Bytes::copy_from_slice(data.get().as_bytes());
-        let published = shard.publish_history(channel, data);
         let Some(id) = id.map(|i| i.to_owned()) else {
-            glommio::spawn_local(async move {
-                published.await;
-            })
-            .detach();
-            return;
+            return shard.publish_history_unacked(channel, data);
         };
+        let published = shard.publish_history(channel, data);
         let (shard, key, seq, channel) = (shard.clone(), self.key, self.seq, channel.to_string());
         glommio::spawn_local(async move {
             let reply = match published.await {

@@ -143,6 +143,29 @@ pub struct Asked {
     reports: Vec<ShardReport>,
 }
 
+impl ShardReport {
+    /// A report with no totals, for the answers that need none.
+    fn empty(shard: ShardId) -> ShardReport {
+        ShardReport {
+            shard,
+            counters: Counters::default(),
+            connections: 0,
+            subscriptions: 0,
+            channels: 0,
+            outbox_bytes: 0,
+            bus_queued: 0,
+            uptime_secs: 0.0,
+            latency: None,
+            channel_counts: Vec::new(),
+            found: false,
+            n_user_conns: 0,
+            presence: None,
+            history: None,
+            history_stats: HistoryStats::default(),
+        }
+    }
+}
+
 /// A query waiting for replies.
 #[derive(Debug, Default)]
 pub(super) struct PendingQuery {
@@ -196,6 +219,24 @@ impl Shard {
         asked
     }
 
+    /// Asks shard `to` without waiting for the answer (it is dropped when
+    /// it comes: no query is registered under its id).
+    pub fn tell(&self, to: ShardId, query: Query) {
+        if to == self.id {
+            self.answer(&query);
+            return;
+        }
+        let req = self.new_req();
+        self.bus.send(
+            to,
+            BusMessage::Query {
+                from: self.id,
+                req,
+                query,
+            },
+        );
+    }
+
     /// A fresh request id for a query.
     pub(super) fn new_req(&self) -> u64 {
         let req = self.next_req.get();
@@ -239,9 +280,9 @@ impl Shard {
     }
 
     pub(super) fn on_reply(&self, req: u64, report: ShardReport) {
-        if self.on_history_reply(req, &report) {
+        let Some(report) = self.on_history_reply(req, report) else {
             return;
-        }
+        };
         let mut queries = self.queries.borrow_mut();
         let Some(p) = queries.get_mut(&req) else {
             return;
@@ -257,7 +298,12 @@ impl Shard {
 
     /// This shard's answer to `query`.
     pub(super) fn answer(&self, query: &Query) -> ShardReport {
-        let mut report = self.report_base();
+        // The totals walk every connection and channel: only the admin
+        // side's reports want them, never a publish or a subscribe.
+        let mut report = match query {
+            Query::Metrics { .. } | Query::Stats | Query::Channels => self.report_base(),
+            _ => ShardReport::empty(self.id),
+        };
         match query {
             Query::Metrics { reset_latency } => {
                 let mut latency = self.latency.borrow_mut();
@@ -299,6 +345,8 @@ impl Shard {
         report
     }
 
+    /// This shard's totals: counters, gauges (a walk of every connection
+    /// and channel) and its history store's totals.
     fn report_base(&self) -> ShardReport {
         let conns = self.conns.borrow();
         let topics = self.topics.borrow();
@@ -313,7 +361,6 @@ impl Shard {
         counters.history_evictions = history_stats.evictions;
         counters.history_channel_evictions = history_stats.channel_evictions;
         ShardReport {
-            shard: self.id,
             counters,
             connections: conns.len() as u64,
             subscriptions,
@@ -321,13 +368,8 @@ impl Shard {
             outbox_bytes: conns.iter().map(|(_, c)| c.queued_bytes() as u64).sum(),
             bus_queued: self.bus.queued() as u64,
             uptime_secs: self.now_ms() as f64 / 1000.0,
-            latency: None,
-            channel_counts: Vec::new(),
-            found: false,
-            n_user_conns: 0,
-            presence: None,
-            history: None,
             history_stats,
+            ..ShardReport::empty(self.id)
         }
     }
 

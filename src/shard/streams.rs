@@ -68,25 +68,8 @@ pub(super) struct HistoryWaiter {
     channel: String,
     recovering: bool,
     id: Option<Box<RawValue>>,
-}
-
-impl HistoryAnswer {
-    /// A copy of a `Position` answer (publications are refcounted, not
-    /// copied); None for any other answer.
-    fn clone_position(&self) -> HistoryAnswer {
-        match self {
-            HistoryAnswer::Position {
-                top,
-                epoch,
-                recovery,
-            } => HistoryAnswer::Position {
-                top: *top,
-                epoch: *epoch,
-                recovery: recovery.clone(),
-            },
-            _ => HistoryAnswer::Disabled,
-        }
-    }
+    /// When the ticker gives up on the home (shard ms).
+    deadline_ms: u64,
 }
 
 /// How a shard's store is built: its share of `--history-max-bytes` and
@@ -134,14 +117,24 @@ impl Shard {
             channel: Arc::from(channel),
             data,
         };
-        let asked = self.ask(&[self.home_of(channel)], query);
-        let shard = self.clone();
+        let answer = self.ask_home(channel, query);
         async move {
-            match history_answer(shard.answers(asked).await) {
+            match answer.await {
                 Some(HistoryAnswer::Published { offset, epoch }) => Some((offset, epoch)),
                 _ => None,
             }
         }
+    }
+
+    /// Publishes `data` to history channel `channel` without waiting for
+    /// (or keeping anything for) the home's answer: a client publish with
+    /// no `id`.
+    pub fn publish_history_unacked(&self, channel: &str, data: Bytes) {
+        let query = Query::HistoryPublish {
+            channel: Arc::from(channel),
+            data,
+        };
+        self.tell(self.home_of(channel), query);
     }
 
     /// Reads history channel `channel` at its home (the question leaves
@@ -159,10 +152,9 @@ impl Shard {
             limit,
             reverse,
         };
-        let asked = self.ask(&[self.home_of(channel)], query);
-        let shard = self.clone();
+        let answer = self.ask_home(channel, query);
         async move {
-            match history_answer(shard.answers(asked).await) {
+            match answer.await {
                 Some(HistoryAnswer::Page(page)) => Some(page),
                 _ => None,
             }
@@ -174,11 +166,28 @@ impl Shard {
         let query = Query::HistoryRemove {
             channel: Arc::from(channel),
         };
-        let asked = self.ask(&[self.home_of(channel)], query);
         matches!(
-            history_answer(self.answers(asked).await),
+            self.ask_home(channel, query).await,
             Some(HistoryAnswer::Removed)
         )
+    }
+
+    /// Asks `channel`'s home `query` now (so questions leave in the
+    /// caller's order); the answer comes when the home has handled it.
+    fn ask_home(
+        self: &Rc<Self>,
+        channel: &str,
+        query: Query,
+    ) -> impl Future<Output = Option<HistoryAnswer>> + 'static {
+        let asked = self.ask(&[self.home_of(channel)], query);
+        let shard = self.clone();
+        async move {
+            shard
+                .answers(asked)
+                .await
+                .into_iter()
+                .find_map(|r| r.history.map(|h| *h))
+        }
     }
 
     /// Subscribes `key` to history channel `channel`, recovering from
@@ -237,6 +246,9 @@ impl Shard {
                 channel: channel.to_string(),
                 recovering: recover.is_some(),
                 id: id.map(|i| i.to_owned()),
+                // A home that never answers (it is shutting down) must not
+                // leave the connection paused for good: the ticker ends it.
+                deadline_ms: self.now_ms() + Self::ms(super::query::QUERY_TIMEOUT),
             },
         );
         self.bus.send(
@@ -247,30 +259,17 @@ impl Shard {
                 query,
             },
         );
-        // A home that never answers (it is shutting down) must not leave
-        // the connection paused for good.
-        let shard = self.clone();
-        glommio::spawn_local(async move {
-            glommio::timer::sleep(super::query::QUERY_TIMEOUT).await;
-            let waiter = shard.history_waiters.borrow_mut().remove(&req);
-            if let Some(waiter) = waiter {
-                log::warn!("history subscribe timed out channel={}", waiter.channel);
-                shard.finish_history_subscribe(waiter, None);
-            }
-        })
-        .detach();
         Subscription::Waiting
     }
 
-    /// Handles the home's answer to a waiting history subscribe; false when
-    /// `req` is not one.
-    pub(super) fn on_history_reply(&self, req: u64, report: &ShardReport) -> bool {
+    /// Handles the home's answer to a waiting history subscribe; gives the
+    /// report back when `req` is not one.
+    pub(super) fn on_history_reply(&self, req: u64, report: ShardReport) -> Option<ShardReport> {
         let Some(waiter) = self.history_waiters.borrow_mut().remove(&req) else {
-            return false;
+            return Some(report);
         };
-        let answer = report.history.as_deref().map(HistoryAnswer::clone_position);
-        self.finish_history_subscribe(waiter, answer);
-        true
+        self.finish_history_subscribe(waiter, report.history.map(|h| *h));
+        None
     }
 
     fn finish_history_subscribe(&self, waiter: HistoryWaiter, answer: Option<HistoryAnswer>) {
@@ -280,6 +279,7 @@ impl Shard {
             channel,
             recovering,
             id,
+            ..
         } = waiter;
         self.end_pending(&channel);
         let alive = self
@@ -453,17 +453,27 @@ impl Shard {
         }
     }
 
-    /// One pass of history expiry (from the ticker).
+    /// One pass of history expiry (from the ticker), and the end of history
+    /// subscribes whose home has not answered in time.
     pub(super) fn expire_history(&self) {
         let now = self.now_ms();
+        let late: Vec<u64> = self
+            .history_waiters
+            .borrow()
+            .iter()
+            .filter(|(_, w)| w.deadline_ms <= now)
+            .map(|(req, _)| *req)
+            .collect();
+        for req in late {
+            let waiter = self.history_waiters.borrow_mut().remove(&req);
+            if let Some(waiter) = waiter {
+                log::warn!("history subscribe timed out channel={}", waiter.channel);
+                self.finish_history_subscribe(waiter, None);
+            }
+        }
         let dropped = self.history.borrow_mut().expire(now, EXPIRE_BUDGET);
         if dropped > 0 {
             log::debug!("history expired publications={dropped}");
         }
     }
-}
-
-/// The history answer among `reports` (one shard was asked).
-fn history_answer(reports: Vec<ShardReport>) -> Option<HistoryAnswer> {
-    reports.into_iter().find_map(|r| r.history.map(|h| *h))
 }

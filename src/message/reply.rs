@@ -181,13 +181,21 @@ pub fn error(err: &RequestError<'_>) -> Bytes {
 /// The frame every subscriber of `channel` receives for a publish:
 /// `{"type":"message","channel":C,"data":ANY}`, encoded once.
 pub fn message_frame(channel: &str, data: &RawValue) -> Bytes {
-    let data = data.get();
-    ws::encode_with(Kind::Text, 40 + channel.len() + data.len(), |buf| {
+    encode_message(channel, data.get().as_bytes(), None)
+}
+
+/// `{"type":"message","channel":C,"data":ANY[,"offset":N]}` in one frame.
+fn encode_message(channel: &str, data: &[u8], offset: Option<u64>) -> Bytes {
+    ws::encode_with(Kind::Text, 64 + channel.len() + data.len(), |buf| {
         buf.extend_from_slice(br#"{"type":"message","channel":"#);
         // Writing into a Vec cannot fail.
         serde_json::to_writer(&mut *buf, channel).expect("vec write");
         buf.extend_from_slice(br#","data":"#);
-        buf.extend_from_slice(data.as_bytes());
+        buf.extend_from_slice(data);
+        if let Some(offset) = offset {
+            // Writing into a Vec cannot fail.
+            let _ = std::io::Write::write_fmt(buf, format_args!(r#","offset":{offset}"#));
+        }
         buf.push(b'}');
     })
 }
@@ -214,14 +222,7 @@ fn push_json_str(s: &mut String, value: &str) {
 /// channel's publication, encoded once at its home shard; `data` is the
 /// publisher's JSON bytes.
 pub fn message_frame_at(channel: &str, data: &[u8], offset: u64) -> Bytes {
-    ws::encode_with(Kind::Text, 64 + channel.len() + data.len(), |buf| {
-        buf.extend_from_slice(br#"{"type":"message","channel":"#);
-        // Writing into a Vec cannot fail.
-        serde_json::to_writer(&mut *buf, channel).expect("vec write");
-        buf.extend_from_slice(br#","data":"#);
-        buf.extend_from_slice(data);
-        let _ = std::io::Write::write_fmt(buf, format_args!(r#","offset":{offset}}}"#));
-    })
+    encode_message(channel, data, Some(offset))
 }
 
 /// `{"type":T,"channel":C,"offset":TOP,"epoch":E[,"recovered":B][,"id":ID]}`:

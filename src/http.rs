@@ -163,11 +163,7 @@ where
             return None;
         }
     };
-    let decided = decide(shard, &buf[..head_len], admitted).and_then(|(route, accept)| {
-        let claims = authenticate(shard, &buf[..head_len], route)?;
-        Ok((route, accept, claims))
-    });
-    match decided {
+    match decide(shard, &buf[..head_len], admitted) {
         Err(response) => {
             respond(shard, stream, response).await;
             None
@@ -229,14 +225,15 @@ pub(crate) async fn read_head<S: AsyncRead + Unpin>(
     }
 }
 
-/// Parses the complete head and picks the answer: an upgrade (route and
-/// accept key) or a response. Synchronous on purpose: the 64-entry header
+/// Parses the complete head and picks the answer: an upgrade (route,
+/// accept key, and the claims of a `?token=`, after the origin check) or a
+/// response. Synchronous on purpose: the 64-entry header
 /// array lives on the stack here, not in every handshaking task.
 pub(crate) fn decide(
     shard: &Shard,
     head: &[u8],
     admitted: bool,
-) -> Result<(Route, String), Response> {
+) -> Result<(Route, String, Option<Claims>), Response> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     // read_head already parsed these bytes to completion.
@@ -295,7 +292,10 @@ pub(crate) fn decide(
     let mut keys = header_values(req, "sec-websocket-key");
     match (keys.next().map(str::trim), keys.next()) {
         (_, Some(_)) => Err(Response::error(400, "more than one Sec-WebSocket-Key")),
-        (Some(key), None) if is_valid_key(key) => Ok((route, ws::accept_key(key.as_bytes()))),
+        (Some(key), None) if is_valid_key(key) => {
+            let claims = authenticate(shard, req, route)?;
+            Ok((route, ws::accept_key(key.as_bytes()), claims))
+        }
         _ => Err(Response::error(400, "missing or invalid Sec-WebSocket-Key")),
     }
 }
@@ -304,17 +304,13 @@ pub(crate) fn decide(
 /// `?token=` (401 when invalid or expired, or anonymous under
 /// `--require-auth`). Returns the token's claims, if it had one. /echo
 /// takes no token.
-pub(crate) fn authenticate(
+fn authenticate(
     shard: &Shard,
-    head: &[u8],
+    req: &httparse::Request<'_, '_>,
     route: Route,
 ) -> Result<Option<Claims>, Response> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    // read_head already parsed these bytes to completion.
-    let _ = req.parse(head);
     let cfg = &shard.config.config;
-    let origin = header(&req, "origin").map(str::trim);
+    let origin = header(req, "origin").map(str::trim);
     if !cfg.allowed_origins.allows(origin) {
         let origin = origin.unwrap_or_default();
         let shown: String = origin.chars().take(128).collect();

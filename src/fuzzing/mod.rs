@@ -555,7 +555,7 @@ fn check_decide(head: &[u8], admitted: bool) {
         let path = target.split('?').next().unwrap_or(target);
         let known = matches!(path, "/ws" | "/echo" | "/health");
         match (answer, again) {
-            (Ok((route, accept)), Ok(again)) => {
+            (Ok((route, accept, _)), Ok(again)) => {
                 assert_eq!(
                     (route, &accept),
                     (again.0, &again.1),

@@ -81,8 +81,10 @@ pub fn join_leave(kind: &str, channel: &str, client: &str) -> Bytes {
         let _ = write!(s, r#"{{"type":"{kind}","channel":"#);
         push_json_str(s, channel);
         s.push(',');
-        // The client object's fields, without its braces.
-        s.push_str(&client[1..client.len() - 1]);
+        // The client object's fields, without its braces (`client` comes
+        // from `client_info`, which always writes `{...}`: the slice holds).
+        let fields = client.strip_prefix('{').and_then(|c| c.strip_suffix('}'));
+        s.push_str(fields.unwrap_or_default());
         s.push('}');
     })
 }

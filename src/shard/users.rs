@@ -84,7 +84,9 @@ struct User {
 #[derive(Debug, Default)]
 pub struct Users {
     slots: Slab<User>,
-    /// Slab slots, hashed by the user's name.
+    /// Slab slots, hashed by the user's name. Holds exactly the occupied
+    /// slots (`attach` inserts a slot with its user, `detach` removes it
+    /// before freeing the slot), so indexing `slots` with one cannot fail.
     index: HashTable<u32>,
     /// Names come from tokens a backend signed, but hash them with a keyed
     /// hash anyway: nothing a client controls should pick buckets.

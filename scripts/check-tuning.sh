@@ -7,7 +7,7 @@ set -euo pipefail
 
 readonly PROG=check-tuning.sh
 # Descriptors corecast keeps for itself. Keep in sync with FD_RESERVE_BASE
-# and FD_RESERVE_PER_SHARD in src/config.rs.
+# and FD_RESERVE_PER_SHARD in src/config/mod.rs.
 readonly FD_RESERVE_BASE=64
 readonly FD_RESERVE_PER_SHARD=96
 # glommio refuses to start below this RLIMIT_MEMLOCK (its sys/uring.rs).

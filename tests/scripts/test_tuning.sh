@@ -336,17 +336,20 @@ test_sysctl_conf_has_a_comment_per_key() {
 }
 
 test_constants_match_corecast_source() {
-    begin "check-tuning.sh's fd reserve matches src/config.rs; TimeoutStopSec > --shutdown-timeout"
-    local src="$ROOT/src/config.rs" base per timeout stop
+    begin "check-tuning.sh's fd reserve matches src/config/mod.rs; TimeoutStopSec > --shutdown-timeout"
+    local src="$ROOT/src/config/mod.rs" base per timeout stop
     base=$(sed -n 's/.*const FD_RESERVE_BASE: u64 = \([0-9]*\);.*/\1/p' "$src" 2>/dev/null || true)
     per=$(sed -n 's/.*const FD_RESERVE_PER_SHARD: u64 = \([0-9]*\);.*/\1/p' "$src" 2>/dev/null || true)
     timeout=$(grep -o 'CORECAST_SHUTDOWN_TIMEOUT", default_value = "[0-9]*s"' "$src" 2>/dev/null | grep -o '[0-9]*s"' | tr -d 's"' || true)
     if [[ -z $base || -z $per || -z $timeout ]]; then
-        skip "could not find the constants in src/config.rs"
+        # The file is ours: constants that moved must fail this, not skip it
+        # (a skip hid the move of config.rs to config/mod.rs).
+        fail "could not find FD_RESERVE_BASE, FD_RESERVE_PER_SHARD or --shutdown-timeout's default in $src"
+        end
         return
     fi
     stop=$(sed -n 's/^TimeoutStopSec=\([0-9]*\)s\{0,1\}$/\1/p' "$UNIT")
-    out="src/config.rs: FD_RESERVE_BASE=$base FD_RESERVE_PER_SHARD=$per --shutdown-timeout=${timeout}s; unit: TimeoutStopSec=$stop"
+    out="src/config/mod.rs: FD_RESERVE_BASE=$base FD_RESERVE_PER_SHARD=$per --shutdown-timeout=${timeout}s; unit: TimeoutStopSec=$stop"
     expect_file_line "$CHECK" "readonly FD_RESERVE_BASE=$base" &&
         expect_file_line "$CHECK" "readonly FD_RESERVE_PER_SHARD=$per" &&
         expect_equal 1 "$((${stop:-0} > timeout))" "TimeoutStopSec=${stop:-?} is not above the ${timeout}s --shutdown-timeout"

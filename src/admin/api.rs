@@ -17,22 +17,8 @@ use crate::{latency, message, prom};
 
 /// Answers one admin request.
 pub async fn route(shard: &Rc<Shard>, req: &Request) -> Response {
-    let allowed: &[&str] = match req.path.as_str() {
-        "/metrics"
-        | "/health"
-        | "/latency"
-        | "/api/channels"
-        | "/api/stats"
-        | "/api/presence"
-        | "/api/presence_stats"
-        | "/api/history" => &["GET"],
-        "/api/publish"
-        | "/api/broadcast"
-        | "/api/disconnect"
-        | "/api/user/send"
-        | "/api/user/disconnect"
-        | "/api/history/remove" => &["POST"],
-        path => return Response::error(404, &format!("no admin route {path}")),
+    let Some(allowed) = methods(&req.path) else {
+        return Response::error(404, &format!("no admin route {}", req.path));
     };
     if req.path.starts_with("/api/") {
         if let Err(response) = authorize(shard, req) {
@@ -60,6 +46,33 @@ pub async fn route(shard: &Rc<Shard>, req: &Request) -> Response {
         "/api/user/disconnect" => users::disconnect(shard, req).await,
         _ => disconnect(shard, req).await,
     }
+}
+
+/// Every admin route with the one method it takes; `route` answers 404 to
+/// any other path. The fuzzing oracle reads the same table.
+pub static ROUTES: [(&str, &str); 14] = [
+    ("/metrics", "GET"),
+    ("/health", "GET"),
+    ("/latency", "GET"),
+    ("/api/channels", "GET"),
+    ("/api/stats", "GET"),
+    ("/api/presence", "GET"),
+    ("/api/presence_stats", "GET"),
+    ("/api/history", "GET"),
+    ("/api/publish", "POST"),
+    ("/api/broadcast", "POST"),
+    ("/api/disconnect", "POST"),
+    ("/api/user/send", "POST"),
+    ("/api/user/disconnect", "POST"),
+    ("/api/history/remove", "POST"),
+];
+
+/// The methods `path` takes, or `None` when it is no admin route.
+fn methods(path: &str) -> Option<&'static [&'static str]> {
+    ROUTES
+        .iter()
+        .find(|(p, _)| *p == path)
+        .map(|(_, method)| std::slice::from_ref(method))
 }
 
 fn authorize(shard: &Shard, req: &Request) -> Result<(), Response> {

@@ -14,6 +14,8 @@
 //! - [`auth`]: token (JWT) verification, keys to claims; no I/O.
 //! - [`history`]: per-shard channel history (offsets, epochs, recovery); no
 //!   I/O (`shard/streams.rs` routes history channels to their home shard).
+//! - [`redis`]: Redis client for `--redis` scale-out (command pipeline and
+//!   pub/sub over glommio sockets; RESP in `redis::resp`, no I/O).
 //! - [`metrics`], [`sys`], [`error`]: support.
 
 #![warn(missing_docs)]
@@ -37,6 +39,7 @@ pub mod origin;
 pub mod outbox;
 pub mod prom;
 pub mod reactor;
+pub mod redis;
 pub mod server;
 pub mod shard;
 pub mod shutdown;

@@ -36,13 +36,14 @@ pub mod conn;
 mod link;
 pub mod pubsub;
 pub mod resp;
+mod types;
 pub mod url;
 
 #[cfg(test)]
 mod tests;
 
 pub use conn::{Client, Script};
-pub use link::{LinkState, LinkStats, RedisError, RedisOptions};
 pub use pubsub::{OnEvent, PubSubEvent, Subscriber};
 pub use resp::{Cmd, Reply};
+pub use types::{LinkState, LinkStats, RedisError, RedisOptions};
 pub use url::RedisUrl;

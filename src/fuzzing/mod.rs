@@ -41,7 +41,9 @@ use crate::reactor::EpollSet;
 use crate::shard::{Shard, ShardId, Shared};
 use crate::ws::{self, Decoder, Event, Kind};
 
+mod resp;
 mod token;
+pub use resp::check_resp_reply;
 pub use token::check_jwt_token;
 
 /// `ws_decoder`: one byte of mode (bit 0: raw bytes or frames built from a
@@ -998,5 +1000,10 @@ mod tests {
     #[test]
     fn jwt_token_seeds_and_regressions_hold() {
         replay("jwt_token", check_jwt_token);
+    }
+
+    #[test]
+    fn resp_reply_seeds_and_regressions_hold() {
+        replay("resp_reply", check_resp_reply);
     }
 }

@@ -230,16 +230,18 @@ pub fn scan(buf: &[u8], limits: &Limits) -> Result<Option<usize>, ProtocolError>
                 }
             },
             b'*' => match number(line)? {
-                -1 | 0 => {}
+                -1 => {}
                 n if n < 0 || n as u64 > limits.max_bytes as u64 / 3 => {
                     return Err(ProtocolError(format!("array length {n} out of range")))
                 }
+                _ if depth == max_depth => {
+                    return Err(ProtocolError(format!(
+                        "arrays nested deeper than {max_depth}"
+                    )))
+                }
+                // An empty array is complete at once, but still one level deep.
+                0 => {}
                 n => {
-                    if depth == max_depth {
-                        return Err(ProtocolError(format!(
-                            "arrays nested deeper than {max_depth}"
-                        )));
-                    }
                     open[depth] = n;
                     depth += 1;
                     continue;

@@ -10,6 +10,7 @@ mod history;
 mod http;
 mod limits;
 mod pubsub;
+mod redis_harness;
 mod reliability;
 mod restart;
 mod rfc6455;

@@ -12,6 +12,7 @@
 mod client;
 mod http;
 mod raw;
+mod redis;
 mod server;
 
 pub use client::{clients_on_both_shards, connection_id, Client, Pool};
@@ -20,6 +21,7 @@ pub use raw::{
     encode_client_frame, upgrade_request, upgrade_request_with_key, RawClient, RawFrame,
     RFC_ACCEPT, RFC_KEY,
 };
+pub use redis::RedisServer;
 pub use server::{bare_command, command, log_field, startup_error_line, TestServer};
 
 use std::time::Duration;

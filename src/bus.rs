@@ -86,6 +86,9 @@ pub enum BusMessage {
         channel: Arc<str>,
         /// The acknowledging shard.
         from: ShardId,
+        /// False when the interest could not be recorded (Redis mode: the
+        /// home's pub/sub subscription failed).
+        ok: bool,
     },
 }
 

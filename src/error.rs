@@ -149,6 +149,10 @@ pub enum CloseReason {
     AuthRequired,
     /// The connection's token expired without a `refresh` (4002 "token expired").
     TokenExpired,
+    /// Redis mode: the connection's history channel lost publications that
+    /// are no longer in Redis; reconnect and resubscribe with recovery
+    /// (4010 "insufficient state").
+    InsufficientState,
     /// The TCP connection ended without a close handshake (no frame is sent).
     Abnormal,
 }
@@ -166,6 +170,7 @@ impl CloseReason {
             CloseReason::Disconnected => 4000,
             CloseReason::InvalidToken | CloseReason::AuthRequired => 4001,
             CloseReason::TokenExpired => 4002,
+            CloseReason::InsufficientState => 4010,
             CloseReason::Abnormal => 1006,
         }
     }
@@ -184,6 +189,7 @@ impl CloseReason {
             CloseReason::InvalidToken => "invalid token",
             CloseReason::AuthRequired => "authentication required",
             CloseReason::TokenExpired => "token expired",
+            CloseReason::InsufficientState => "insufficient state",
         }
     }
 
@@ -201,6 +207,7 @@ impl CloseReason {
             CloseReason::InvalidToken => "invalid_token",
             CloseReason::AuthRequired => "auth_required",
             CloseReason::TokenExpired => "token_expired",
+            CloseReason::InsufficientState => "insufficient_state",
             CloseReason::Abnormal => "abnormal",
         }
     }

@@ -425,7 +425,14 @@ pub fn health(shard: &Shard) -> Response {
         (false, true) => "ok",
         (false, false) => "starting",
     };
-    let body = serde_json::json!({
+    // Redis mode: the links of the shard answering (every shard has its
+    // own to every instance, so an outage shows on each).
+    let redis = shard.redis_health();
+    let status = match &redis {
+        Some(r) if status == "ok" && r["up"] == false => "degraded",
+        _ => status,
+    };
+    let mut body = serde_json::json!({
         "status": status,
         "ready": ready,
         "shards": shared.n_shards,
@@ -433,6 +440,9 @@ pub fn health(shard: &Shard) -> Response {
         "connections": shared.websockets.load(Ordering::Relaxed),
         "slow_consumer_closes": shared.slow_consumer_closes.load(Ordering::Relaxed),
     });
+    if let Some(redis) = redis {
+        body["redis"] = redis;
+    }
     Response::json(if ready { 200 } else { 503 }, body)
 }
 

@@ -23,6 +23,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod broker;
 pub mod bus;
 pub mod config;
 pub mod connection;

@@ -8,7 +8,7 @@ use crate::error::CloseReason;
 use crate::message::ErrorCode;
 
 /// Close reasons as counted (index = position), also the `reason` label.
-pub const CLOSE_REASONS: [&str; 12] = [
+pub const CLOSE_REASONS: [&str; 13] = [
     "client_closed",
     "shutdown",
     "protocol_error",
@@ -21,6 +21,7 @@ pub const CLOSE_REASONS: [&str; 12] = [
     "invalid_token",
     "auth_required",
     "token_expired",
+    "insufficient_state",
 ];
 
 /// Handshake outcomes other than an upgrade, by HTTP status; "dropped" is a
@@ -73,6 +74,18 @@ pub struct Counters {
     pub ticker_pass_max_ns: u64,
     /// Flush passes run (each writes every outbox fan-out filled since the last).
     pub flush_passes: u64,
+    /// Redis mode: messages received on this shard's pub/sub links.
+    pub redis_received: u64,
+    /// Redis mode: messages from Redis dropped as malformed.
+    pub redis_dropped: u64,
+    /// Redis mode: publishes without a waiting caller that Redis did not take.
+    pub redis_publish_failures: u64,
+    /// Redis mode: gaps in a history channel's live delivery repaired (or
+    /// attempted) from the stream.
+    pub redis_gap_repairs: u64,
+    /// Redis mode: channels whose subscribers were closed with 4010 because
+    /// a gap could not be repaired.
+    pub redis_evictions: u64,
 }
 
 impl Counters {
@@ -97,6 +110,11 @@ impl Counters {
         self.history_channel_evictions += o.history_channel_evictions;
         self.ticker_pass_max_ns = self.ticker_pass_max_ns.max(o.ticker_pass_max_ns);
         self.flush_passes += o.flush_passes;
+        self.redis_received += o.redis_received;
+        self.redis_dropped += o.redis_dropped;
+        self.redis_publish_failures += o.redis_publish_failures;
+        self.redis_gap_repairs += o.redis_gap_repairs;
+        self.redis_evictions += o.redis_evictions;
     }
 
     /// Connections closed as slow consumers.
@@ -190,6 +208,7 @@ pub fn close_index(reason: CloseReason) -> usize {
         CloseReason::InvalidToken => 9,
         CloseReason::AuthRequired => 10,
         CloseReason::TokenExpired => 11,
+        CloseReason::InsufficientState => 12,
     }
 }
 
@@ -223,6 +242,7 @@ mod tests {
             CloseReason::InvalidToken,
             CloseReason::AuthRequired,
             CloseReason::TokenExpired,
+            CloseReason::InsufficientState,
         ] {
             assert_eq!(CLOSE_REASONS[close_index(reason)], reason.label());
         }

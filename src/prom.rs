@@ -231,6 +231,30 @@ impl Collector for Scrape {
             "History channel records without publications evicted to stay under --history-max-channels.",
             |c| c.history_channel_evictions,
         )?;
+        counter(
+            &mut enc,
+            "corecast_redis_received",
+            "Redis mode: messages received on the shard's pub/sub links.",
+            |c| c.redis_received,
+        )?;
+        counter(
+            &mut enc,
+            "corecast_redis_dropped",
+            "Redis mode: messages from Redis dropped (malformed), and publishes without a waiting caller that Redis did not take.",
+            |c| c.redis_dropped + c.redis_publish_failures,
+        )?;
+        counter(
+            &mut enc,
+            "corecast_redis_gap_repairs",
+            "Redis mode: gaps in a history channel's live delivery repaired (or tried) from the stream.",
+            |c| c.redis_gap_repairs,
+        )?;
+        counter(
+            &mut enc,
+            "corecast_redis_insufficient_state",
+            "Redis mode: channels whose subscribers were closed with 4010 (a gap no longer in the stream).",
+            |c| c.redis_evictions,
+        )?;
         gauge(
             &mut enc,
             "corecast_bus_queue_depth",

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::os::unix::net::UnixStream;
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -71,6 +71,7 @@ pub fn run(config: Config) -> Result<(), StartupError> {
     let shared = Arc::new(Shared {
         n_shards: n,
         verifier,
+        redis_up: (0..n).map(|_| AtomicBool::new(false)).collect(),
         ..Shared::default()
     });
     let mut meshes = if n > 1 {
@@ -308,6 +309,7 @@ async fn shard_main(plan: ShardPlan) {
         bus.clone(),
         epoll,
     ));
+    shard.start_cluster();
     glommio::spawn_local(EpollSet::dispatch_forever(shard.clone())).detach();
     glommio::spawn_local(shard.clone().flush_forever()).detach();
     for (_, rx) in receivers {

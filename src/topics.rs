@@ -148,6 +148,15 @@ impl Subscribers {
         }
     }
 
+    /// True when `key` is one of them (O(1)).
+    pub fn contains(&self, key: ConnKey) -> bool {
+        match self {
+            Subscribers::Empty => false,
+            Subscribers::One(one) => *one == key,
+            Subscribers::Many(set) => set.position.contains_key(&key),
+        }
+    }
+
     /// How many.
     pub fn len(&self) -> usize {
         match self {

@@ -39,7 +39,7 @@ pub async fn route(shard: &Rc<Shard>, req: &Request) -> Response {
         "/api/publish" => publish(shard, req).await,
         "/api/history" => history::read(shard, req).await,
         "/api/history/remove" => history::remove(shard, req).await,
-        "/api/broadcast" => broadcast(shard, req),
+        "/api/broadcast" => broadcast(shard, req).await,
         "/api/presence" => users::presence(shard, req, false).await,
         "/api/presence_stats" => users::presence(shard, req, true).await,
         "/api/user/send" => users::send(shard, req).await,
@@ -238,14 +238,27 @@ async fn publish(shard: &Rc<Shard>, req: &Request) -> Response {
                 200,
                 json!({ "channel": channel, "offset": offset, "epoch": epoch.as_str() }),
             ),
+            None if shard.clustered() => unavailable(&format!("publish to {channel} failed")),
             None => Response::error(503, &format!("the history of {channel} did not answer")),
         };
     }
-    let reached = shard.publish(&channel, message::message_frame(&channel, data));
+    let frame = message::message_frame(&channel, data);
+    if shard.clustered() {
+        return match shard.publish_to_cluster(&channel, frame).await {
+            Ok(()) => Response::json(200, json!({ "channel": channel, "published": true })),
+            Err(e) => unavailable(&format!("publish to {channel} failed: {e}")),
+        };
+    }
+    let reached = shard.publish(&channel, frame);
     Response::json(200, json!({ "channel": channel, "shards": reached }))
 }
 
-fn broadcast(shard: &Shard, req: &Request) -> Response {
+/// 503 with the `UNAVAILABLE` code: Redis mode, and Redis did not take it.
+pub(super) fn unavailable(message: &str) -> Response {
+    Response::json(503, json!({ "error": message, "code": "UNAVAILABLE" }))
+}
+
+async fn broadcast(shard: &Rc<Shard>, req: &Request) -> Response {
     let body = match parse_body(req) {
         Ok(body) => body,
         Err(r) => return r,
@@ -253,7 +266,15 @@ fn broadcast(shard: &Shard, req: &Request) -> Response {
     let Some(data) = body.data else {
         return Response::error(400, "missing field \"data\"");
     };
-    shard.broadcast(message::broadcast_frame(data));
+    let frame = message::broadcast_frame(data);
+    if shard.clustered() {
+        let payload = crate::broker::envelope::broadcast(&frame);
+        return match shard.publish_control(payload).await {
+            Ok(()) => Response::json(200, json!({ "published": true })),
+            Err(e) => unavailable(&format!("broadcast failed: {e}")),
+        };
+    }
+    shard.broadcast(frame);
     Response::json(200, json!({ "shards": shard.shared.n_shards }))
 }
 

@@ -42,6 +42,13 @@ pub(super) async fn send(shard: &Rc<Shard>, req: &Request) -> Response {
     };
     let channel = format!("#{user}");
     let frame = message::message_frame(&channel, data);
+    if shard.clustered() {
+        // Every process delivers it to the user's connections it holds.
+        return match shard.publish_to_cluster(&channel, frame).await {
+            Ok(()) => Response::json(200, json!({ "user": user, "published": true })),
+            Err(e) => super::api::unavailable(&format!("user send failed: {e}")),
+        };
+    }
     shard.metrics.bump(|c| c.published += 1);
     let query = Query::UserSend {
         user: Arc::from(user.as_str()),
@@ -62,6 +69,13 @@ pub(super) async fn disconnect(shard: &Rc<Shard>, req: &Request) -> Response {
         Ok(parsed) => parsed,
         Err(r) => return r,
     };
+    if shard.clustered() {
+        let payload = crate::broker::envelope::user_disconnect(&user);
+        return match shard.publish_control(payload).await {
+            Ok(()) => Response::json(200, json!({ "user": user, "published": true })),
+            Err(e) => super::api::unavailable(&format!("user disconnect failed: {e}")),
+        };
+    }
     let query = Query::UserDisconnect {
         user: Arc::from(user.as_str()),
     };

@@ -195,6 +195,8 @@ enum Shape {
     Flag,
     /// An array of strings (the flag takes them comma-separated).
     List,
+    /// An array of URLs that may hold a password: masked like a secret's.
+    UrlList,
 }
 
 /// Every file key (a flag's id: its long name with `_` for `-`) and its
@@ -233,6 +235,10 @@ const KEYS: &[(&str, Shape)] = &[
     ("history_max_channels", Shape::Number),
     ("recovery_max_publications", Shape::Number),
     ("history_max_limit", Shape::Number),
+    ("redis", Shape::UrlList),
+    ("redis_prefix", Shape::Text),
+    ("redis_timeout", Shape::Duration),
+    ("redis_position_check", Shape::Duration),
 ];
 
 /// The file key that holds the namespaces (not a flag).
@@ -311,7 +317,7 @@ impl Shape {
             ) => FileArg::Value(s.clone()),
             (Shape::Flag, V::Boolean(true)) => FileArg::Present,
             (Shape::Flag, V::Boolean(false)) => FileArg::Absent,
-            (Shape::List, V::Array(items)) => {
+            (Shape::List | Shape::UrlList, V::Array(items)) => {
                 let texts: Option<Vec<&str>> = items.iter().map(toml::Value::as_str).collect();
                 FileArg::Value(texts.ok_or_else(|| self.expected(value))?.join(","))
             }
@@ -329,9 +335,10 @@ impl Shape {
             Shape::Text | Shape::Secret => "a string",
             Shape::Flag => "true or false",
             Shape::List => "an array of strings",
+            Shape::UrlList => "an array of URL strings",
         };
         let got = match value {
-            toml::Value::Array(items) if self == Shape::List => {
+            toml::Value::Array(items) if matches!(self, Shape::List | Shape::UrlList) => {
                 let other = items
                     .iter()
                     .find(|v| !v.is_str())
@@ -359,6 +366,17 @@ impl Shape {
                     .map(|s| V::String(s.into()))
                     .collect(),
             ),
+            // Shown as each URL displays itself: with its password masked.
+            Shape::UrlList => V::Array(
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| {
+                        let shown = s.parse::<crate::redis::RedisUrl>();
+                        V::String(shown.map_or_else(|_| "***".into(), |u| u.to_string()))
+                    })
+                    .collect(),
+            ),
             Shape::Duration | Shape::Text | Shape::Secret => V::String(raw.into()),
         }
     }
@@ -366,7 +384,7 @@ impl Shape {
 
 /// Runs `key`'s flag parser on `text` alone; the reason it fails, if it does.
 fn check_value(cmd: &clap::Command, key: &str, shape: Shape, text: &str) -> Result<(), String> {
-    let shown = if shape == Shape::Secret {
+    let shown = if matches!(shape, Shape::Secret | Shape::UrlList) {
         "***".to_string()
     } else {
         format!("{text:?}")
@@ -435,10 +453,14 @@ fn merge(
 fn effective(cmd: &clap::Command, matches: &ArgMatches, from_file: &HashSet<&str>) -> Vec<Value> {
     KEYS.iter()
         .map(|&(key, shape)| {
-            let raw = matches
-                .get_raw(key)
-                .and_then(|mut values| values.next_back())
-                .map(|v| v.to_string_lossy().into_owned());
+            // A repeated list flag (`--redis A --redis B`) shows all its values.
+            let raw = matches.get_raw(key).and_then(|values| {
+                let all: Vec<String> = values.map(|v| v.to_string_lossy().into_owned()).collect();
+                match shape {
+                    Shape::List | Shape::UrlList => Some(all.join(",")),
+                    _ => all.into_iter().next_back(),
+                }
+            });
             let source = match matches.value_source(key) {
                 _ if from_file.contains(key) => Source::File,
                 Some(ValueSource::CommandLine) => Source::Flag,

@@ -29,8 +29,8 @@ pub use namespace::{
     NamespaceError, NamespaceOptions, Namespaces, DEFAULT_NAMESPACE, MAX_NAMESPACE_LEN,
 };
 pub use values::{
-    format_cpus, parse_admin_addr, parse_cpu_list, parse_duration, parse_interval, parse_size,
-    AdminAddr, CpuList,
+    format_cpus, parse_admin_addr, parse_cpu_list, parse_duration, parse_interval,
+    parse_redis_prefix, parse_redis_url, parse_size, AdminAddr, CpuList,
 };
 
 /// Command-line flags, environment variables and config file of `corecast`.
@@ -239,6 +239,35 @@ pub struct Config {
     /// Most publications one history request returns (its limit is capped to this).
     #[arg(long, env = "CORECAST_HISTORY_MAX_LIMIT", default_value_t = 300)]
     pub history_max_limit: usize,
+
+    /// Redis instances to scale out over, comma-separated or repeated
+    /// (`redis://[user:pass@]host:port[/db]`). With any, this process joins
+    /// the cluster they define: publishes, history, presence and user
+    /// messages go through Redis, so every process on them acts as one
+    /// server; channels are spread over the instances by a jump consistent
+    /// hash (adding one remaps ~1/N of the channels). Redis down at
+    /// startup: the server starts and keeps reconnecting. See
+    /// docs/scaling.md [default: none: one self-contained process].
+    #[arg(long = "redis", env = "CORECAST_REDIS", value_name = "URL", value_delimiter = ',', value_parser = parse_redis_url)]
+    pub redis: Vec<crate::redis::RedisUrl>,
+
+    /// Prefix of every key and pub/sub channel this cluster uses in Redis
+    /// (several deployments can share one instance with different prefixes).
+    #[arg(long, env = "CORECAST_REDIS_PREFIX", default_value = "corecast", value_parser = parse_redis_prefix)]
+    pub redis_prefix: String,
+
+    /// How long a Redis command or connect may take before it fails (and a
+    /// link with replies outstanding and nothing heard for this long is
+    /// reconnected).
+    #[arg(long, env = "CORECAST_REDIS_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
+    pub redis_timeout: Duration,
+
+    /// How often each history channel's home compares what it delivered
+    /// with the stream's top in Redis, to repair a publication whose pub/sub
+    /// copy was lost (also done at once after every reconnect); 0 turns the
+    /// periodic check off.
+    #[arg(long, env = "CORECAST_REDIS_POSITION_CHECK", default_value = "10s", value_parser = parse_interval)]
+    pub redis_position_check: Duration,
 
     /// Channel namespaces, from the config file only; without a file every
     /// channel has the default options.

@@ -26,6 +26,23 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("not a duration ({e}): use a number and a unit, e.g. 500ms, 30s, 5m"))
 }
 
+/// Parses one `--redis` URL (`redis://[user:pass@]host:port[/db]`).
+pub fn parse_redis_url(s: &str) -> Result<crate::redis::RedisUrl, String> {
+    s.trim().parse()
+}
+
+/// A `--redis-prefix`: 1-64 characters of letters, digits, `_`, `-`, `.`
+/// and `:`, so every key it starts stays readable in `redis-cli`.
+pub fn parse_redis_prefix(s: &str) -> Result<String, String> {
+    let ok = |c: char| c.is_ascii_alphanumeric() || "_-.:".contains(c);
+    if s.is_empty() || s.len() > 64 || !s.chars().all(ok) {
+        return Err(format!(
+            "bad prefix {s:?}: use 1-64 letters, digits, '_', '-', '.' or ':'"
+        ));
+    }
+    Ok(s.to_string())
+}
+
 /// Parses a duration where a bare "0" means off.
 pub fn parse_interval(s: &str) -> Result<Duration, String> {
     if s.trim() == "0" {

@@ -117,8 +117,12 @@ impl Session {
             Command::Subscribe { channel, recover } => {
                 let reply = message::channel_reply("subscribed", &channel, id);
                 if self.channels.contains(&channel) {
-                    shard.send_to(self.key, reply);
-                    return true;
+                    if shard.is_subscribed(self.key, &channel) {
+                        shard.send_to(self.key, reply);
+                        return true;
+                    }
+                    // An earlier subscribe of it failed while it waited.
+                    self.channels.remove(&channel);
                 }
                 if let Err((code, message)) =
                     shard.check_access(self.key, &channel, Access::Subscribe)
@@ -141,7 +145,7 @@ impl Session {
                 let outcome = if shard.history_options(&channel).is_some() {
                     shard.subscribe_history(self.key, self.seq, &channel, recover, id)
                 } else {
-                    shard.subscribe(self.key, self.seq, &channel, reply)
+                    shard.subscribe(self.key, self.seq, &channel, reply, id)
                 };
                 match outcome {
                     Subscription::Active(name) => self.channels.push(name),
@@ -172,7 +176,12 @@ impl Session {
                     self.publish_history(shard, &channel, data, id);
                     return true;
                 }
-                shard.publish(&channel, message::message_frame(&channel, data));
+                let frame = message::message_frame(&channel, data);
+                if shard.clustered() {
+                    self.publish_to_cluster(shard, &channel, frame, id);
+                    return true;
+                }
+                shard.publish(&channel, frame);
                 if id.is_some() {
                     shard.send_to(self.key, message::channel_reply("published", &channel, id));
                 }
@@ -255,6 +264,9 @@ impl Session {
         id: Option<&RawValue>,
     ) {
         let data = Bytes::copy_from_slice(data.get().as_bytes());
+        if shard.clustered() {
+            return self.publish_history_to_cluster(shard, channel, data, id);
+        }
         let Some(id) = id.map(|i| i.to_owned()) else {
             return shard.publish_history_unacked(channel, data);
         };
@@ -274,6 +286,69 @@ impl Session {
                     code: ErrorCode::HistoryUnavailable,
                     message: format!("the history of {channel} did not answer; retry"),
                     id: Some(&id),
+                }),
+            };
+            shard.send_to_conn(key, seq, reply);
+        })
+        .detach();
+    }
+
+    /// A publish in Redis mode: queued to Redis now (so one connection's
+    /// publishes keep their order); acked once Redis took it, or answered
+    /// `UNAVAILABLE`.
+    fn publish_to_cluster(
+        &self,
+        shard: &Rc<Shard>,
+        channel: &str,
+        frame: Bytes,
+        id: Option<&RawValue>,
+    ) {
+        let Some(id) = id.map(|i| i.to_owned()) else {
+            return shard.publish_to_cluster_unacked(channel, frame);
+        };
+        let sent = shard.publish_to_cluster(channel, frame);
+        let (shard, key, seq, channel) = (shard.clone(), self.key, self.seq, channel.to_string());
+        glommio::spawn_local(async move {
+            let reply = match sent.await {
+                Ok(()) => message::channel_reply("published", &channel, Some(&id)),
+                Err(e) => message::error(&RequestError {
+                    code: ErrorCode::Unavailable,
+                    message: format!("publish to {channel} failed ({e}); retry"),
+                    id: Some(&id),
+                }),
+            };
+            shard.send_to_conn(key, seq, reply);
+        })
+        .detach();
+    }
+
+    /// A history publish in Redis mode: numbered, stored and published by
+    /// the Redis script; acked with its offset, or answered `UNAVAILABLE`.
+    fn publish_history_to_cluster(
+        &self,
+        shard: &Rc<Shard>,
+        channel: &str,
+        data: Bytes,
+        id: Option<&RawValue>,
+    ) {
+        let id = id.map(|i| i.to_owned());
+        let (shard, key, seq, channel) = (shard.clone(), self.key, self.seq, channel.to_string());
+        glommio::spawn_local(async move {
+            let published = shard.publish_history_to_cluster(&channel, data).await;
+            let reply = match (published, &id) {
+                (_, None) => return,
+                (Ok((offset, epoch)), Some(id)) => message::position_reply(
+                    "published",
+                    &channel,
+                    offset,
+                    epoch.as_str(),
+                    None,
+                    Some(id),
+                ),
+                (Err(e), Some(id)) => message::error(&RequestError {
+                    code: ErrorCode::Unavailable,
+                    message: format!("publish to {channel} failed ({e}); retry"),
+                    id: Some(id),
                 }),
             };
             shard.send_to_conn(key, seq, reply);

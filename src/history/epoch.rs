@@ -38,6 +38,16 @@ impl Epoch {
         self.0 == client.as_bytes()
     }
 
+    /// Reads an epoch another process rendered (the Redis engine keeps them
+    /// in Redis): exactly [`EPOCH_LEN`] characters of the alphabet, else None.
+    pub fn parse(text: &[u8]) -> Option<Epoch> {
+        let bytes: [u8; EPOCH_LEN] = text.try_into().ok()?;
+        bytes
+            .iter()
+            .all(|b| ALPHABET.contains(b))
+            .then_some(Epoch(bytes))
+    }
+
     /// Renders the low 60 bits of `value`, most significant digit first.
     fn from_bits(value: u64) -> Epoch {
         let mut out = [0u8; EPOCH_LEN];
@@ -65,7 +75,7 @@ impl fmt::Debug for Epoch {
 /// so one store never repeats an epoch (until 2^60 of them), and stores
 /// with different seeds produce unrelated-looking sequences.
 #[derive(Debug)]
-pub(super) struct EpochSource {
+pub struct EpochSource {
     /// Added before the first permutation.
     key_in: u64,
     /// Mixed in between the two permutations.
@@ -76,7 +86,7 @@ pub(super) struct EpochSource {
 
 impl EpochSource {
     /// A source keyed by `seed` (OS random bits, different per shard).
-    pub(super) fn new(seed: u64) -> EpochSource {
+    pub fn new(seed: u64) -> EpochSource {
         EpochSource {
             key_in: splitmix64(seed),
             key_out: splitmix64(seed ^ 0x5851_f42d_4c95_7f2d),
@@ -85,7 +95,7 @@ impl EpochSource {
     }
 
     /// The next epoch, distinct from every earlier one of this source.
-    pub(super) fn next_epoch(&mut self) -> Epoch {
+    pub fn next_epoch(&mut self) -> Epoch {
         self.counter = self.counter.wrapping_add(1);
         let x = permute_60(self.counter.wrapping_add(self.key_in));
         Epoch::from_bits(permute_60(x ^ self.key_out))

@@ -41,8 +41,8 @@ use hashbrown::HashTable;
 use slab::Slab;
 
 use channel::{ChannelHistory, Entry, Freed};
-use epoch::EpochSource;
-pub use epoch::{Epoch, EPOCH_LEN};
+
+pub use epoch::{Epoch, EpochSource, EPOCH_LEN};
 pub use types::{HistoryError, HistoryOptions, HistoryPage, HistoryStats, Publication, Recovery};
 
 /// Bytes accounted per held publication beyond its payload: its `Entry`

@@ -132,11 +132,14 @@ pub enum ErrorCode {
     UnrecoverablePosition,
     /// The history channel's home shard did not answer in time.
     HistoryUnavailable,
+    /// Redis mode: Redis is unreachable, so the publish or subscribe did
+    /// not happen (retry; the server reconnects by itself).
+    Unavailable,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order (`code as usize` indexes it).
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 17] = [
         ErrorCode::InvalidJson,
         ErrorCode::UnknownMessageType,
         ErrorCode::InvalidMessage,
@@ -153,6 +156,7 @@ impl ErrorCode {
         ErrorCode::HistoryDisabled,
         ErrorCode::UnrecoverablePosition,
         ErrorCode::HistoryUnavailable,
+        ErrorCode::Unavailable,
     ];
 
     /// The code as sent on the wire.
@@ -174,6 +178,7 @@ impl ErrorCode {
             ErrorCode::HistoryDisabled => "HISTORY_DISABLED",
             ErrorCode::UnrecoverablePosition => "UNRECOVERABLE_POSITION",
             ErrorCode::HistoryUnavailable => "HISTORY_UNAVAILABLE",
+            ErrorCode::Unavailable => "UNAVAILABLE",
         }
     }
 }

@@ -58,6 +58,10 @@ pub struct Shared {
     pub n_shards: usize,
     /// Shards whose listeners are accepting; ready when it equals `n_shards`.
     pub ready_shards: AtomicUsize,
+    /// Redis mode: whether each shard's links are all up (index = shard id),
+    /// written by that shard on its pub/sub links' events and each ticker
+    /// pass; read by /health.
+    pub redis_up: Box<[std::sync::atomic::AtomicBool]>,
     /// Verifies client tokens; built at startup from `--jwt-hmac-secret`
     /// and `--jwt-public-key`, read-only after.
     pub verifier: Option<Verifier>,
@@ -81,9 +85,19 @@ pub enum Subscription {
 #[derive(Debug, Default)]
 struct PendingInterest {
     acks_left: usize,
-    replies: Vec<(ConnKey, u64, Bytes)>,
+    /// Each waiting subscribe: connection, its seq, its reply, and the
+    /// request id for an error reply.
+    replies: Vec<PendingReply>,
 }
 
+type PendingReply = (
+    ConnKey,
+    u64,
+    Bytes,
+    Option<Box<serde_json::value::RawValue>>,
+);
+
+mod cluster;
 mod flush;
 mod identity;
 mod presence;
@@ -122,6 +136,9 @@ pub struct Shard {
     /// Those subscribes, by the request id of their question to the home.
     history_waiters: RefCell<HashMap<u64, streams::HistoryWaiter>>,
     pending: RefCell<HashMap<Rc<str>, PendingInterest>>,
+    /// Redis mode (`--redis`): the links and the homes' live positions;
+    /// unset otherwise.
+    cluster: std::cell::OnceCell<cluster::Cluster>,
     /// The only path to other shards.
     pub(crate) bus: Rc<Bus>,
     /// Readiness of every public socket of this shard (handshaking or upgraded).
@@ -216,6 +233,7 @@ impl Shard {
             history_pending: RefCell::new(HashMap::new()),
             history_waiters: RefCell::new(HashMap::new()),
             pending: RefCell::new(HashMap::new()),
+            cluster: std::cell::OnceCell::new(),
             bus,
             epoll,
             flush_list: RefCell::new(Vec::new()),
@@ -384,6 +402,7 @@ impl Shard {
             let started = crate::sys::thread_cpu_ns();
             cursor = self.tick_slice(cursor);
             self.expire_history();
+            self.note_redis_state();
             let took = crate::sys::thread_cpu_ns().saturating_sub(started);
             self.metrics.bump(|c| {
                 c.ticker_passes += 1;

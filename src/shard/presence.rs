@@ -73,6 +73,11 @@ impl Shard {
             return;
         };
         let frame = message::join_leave(kind, channel, &client);
+        if self.clustered() {
+            // Through Redis like any publish: every process's subscribers,
+            // in the channel's one order.
+            return self.publish_to_cluster_unacked(channel, frame);
+        }
         let home = self.home_of(channel);
         if home == self.id || self.history_options(channel).is_none() {
             self.publish(channel, frame);

@@ -10,7 +10,9 @@ use super::identity::personal_channel_owner;
 use super::{ConnKey, PendingInterest, Shard, ShardId, Subscription};
 use crate::bus::BusMessage;
 use crate::latency::{self, Latency};
+use crate::message;
 use crate::outbox::{Frame, Published};
+use crate::shard::Query;
 use crate::topics::Subscribed;
 
 impl Shard {
@@ -21,9 +23,18 @@ impl Shard {
     /// for every shard's `InterestAck`, and the connection pauses its reads
     /// meanwhile. So once a client sees "subscribed", every later publish,
     /// from any shard, reaches it; and no reply overtakes another.
-    pub fn subscribe(&self, key: ConnKey, seq: u64, channel: &str, reply: Bytes) -> Subscription {
+    pub fn subscribe(
+        self: &Rc<Self>,
+        key: ConnKey,
+        seq: u64,
+        channel: &str,
+        reply: Bytes,
+        id: Option<&serde_json::value::RawValue>,
+    ) -> Subscription {
         if let Some(pending) = self.pending.borrow_mut().get_mut(channel) {
-            pending.replies.push((key, seq, reply));
+            pending
+                .replies
+                .push((key, seq, reply, id.map(|i| i.to_owned())));
             self.set_awaiting(key, true);
             return Subscription::Waiting;
         }
@@ -32,7 +43,8 @@ impl Shard {
             .borrow()
             .get(channel)
             .is_some_and(|c| !c.local.is_empty());
-        if has_local || self.bus.n_peers() == 0 {
+        let clustered = self.clustered();
+        if has_local || (self.bus.n_peers() == 0 && !clustered) {
             let outcome = self.topics.borrow_mut().subscribe(channel, key);
             self.send_to(key, reply);
             return match outcome {
@@ -45,14 +57,28 @@ impl Shard {
                 Subscribed::Already => Subscription::Already,
             };
         }
+        // In Redis mode only the channel's home, which holds the process's
+        // pub/sub subscription, needs to know (shard/cluster.rs).
         let pending = PendingInterest {
-            acks_left: self.bus.n_peers(),
-            replies: vec![(key, seq, reply)],
+            acks_left: if clustered { 1 } else { self.bus.n_peers() },
+            replies: vec![(key, seq, reply, id.map(|i| i.to_owned()))],
         };
         self.pending.borrow_mut().insert(Rc::from(channel), pending);
         self.set_awaiting(key, true);
-        self.announce_interest(channel, true);
+        if clustered {
+            self.want_channel(channel);
+        } else {
+            self.announce_interest(channel, true);
+        }
         Subscription::Waiting
+    }
+
+    /// True when connection `key` is an active subscriber of `channel`.
+    pub fn is_subscribed(&self, key: ConnKey, channel: &str) -> bool {
+        self.topics
+            .borrow()
+            .get(channel)
+            .is_some_and(|c| c.local.contains(key))
     }
 
     pub(super) fn set_awaiting(&self, key: ConnKey, awaiting: bool) {
@@ -85,8 +111,12 @@ impl Shard {
         }
         // A history subscribe still waiting on the channel's home keeps this
         // shard's interest there (see shard/streams.rs).
-        if last == Some(true) && self.bus.n_peers() > 0 && !self.history_pending(channel) {
-            self.announce_interest(channel, false);
+        if last == Some(true) && !self.history_pending(channel) {
+            if self.clustered() {
+                self.release_channel(channel);
+            } else if self.bus.n_peers() > 0 {
+                self.announce_interest(channel, false);
+            }
         }
     }
 
@@ -97,6 +127,13 @@ impl Shard {
         if let Some(user) = personal_channel_owner(channel) {
             return self.publish_to_user(channel, user, frame);
         }
+        self.fan_out_channel(channel, frame)
+    }
+
+    /// Fans an encoded frame of `channel` out in this process: locally,
+    /// then once to each other shard with subscribers. Returns how many
+    /// shards it reached.
+    pub(super) fn fan_out_channel(&self, channel: &str, frame: Bytes) -> usize {
         let topics = self.topics.borrow();
         let Some((name, entry)) = topics.get_named(channel) else {
             return 0;
@@ -123,7 +160,7 @@ impl Shard {
     /// here, and every other shard gets the frame (a shard does not know
     /// where else a user is connected; personal messages are rare next to
     /// channel traffic, and this keeps a user free of per-channel state).
-    fn publish_to_user(&self, channel: &str, user: &str, frame: Bytes) -> usize {
+    pub(super) fn publish_to_user(&self, channel: &str, user: &str, frame: Bytes) -> usize {
         let stamp = latency::now_ns();
         let reached = usize::from(self.deliver_to_user(user, &frame, stamp) > 0);
         let name: Arc<str> = Arc::from(channel);
@@ -169,7 +206,7 @@ impl Shard {
     }
 
     /// Handles one message from another shard.
-    pub fn on_bus_message(&self, msg: BusMessage) {
+    pub fn on_bus_message(self: &Rc<Self>, msg: BusMessage) {
         self.metrics.bump(|c| c.bus_received += 1);
         match msg {
             BusMessage::Publish {
@@ -196,28 +233,41 @@ impl Shard {
                 from,
             } => self.relay(&channel, frame, from),
             BusMessage::Query { from, req, query } => {
+                if self.clustered() && matches!(query, Query::HistorySubscribe { .. }) {
+                    return self.answer_history_from_cluster(from, req, query);
+                }
                 let report = Box::new(self.answer(&query));
                 self.bus.send(from, BusMessage::Reply { req, report });
             }
             BusMessage::Reply { req, report } => self.on_reply(req, *report),
             BusMessage::InterestAdded { channel, from } => {
                 self.topics.borrow_mut().set_remote(&channel, from, true);
+                if self.clustered() {
+                    return self.ensure_pubsub(channel, Some(from));
+                }
                 self.bus.send(
                     from,
                     BusMessage::InterestAck {
                         channel,
                         from: self.id,
+                        ok: true,
                     },
                 );
             }
             BusMessage::InterestRemoved { channel, from } => {
                 self.topics.borrow_mut().set_remote(&channel, from, false);
+                if self.clustered() {
+                    self.release_channel(&channel);
+                }
             }
-            BusMessage::InterestAck { channel, .. } => self.on_interest_ack(&channel),
+            BusMessage::InterestAck { channel, ok, .. } => self.on_interest_ack(&channel, ok),
         }
     }
 
-    fn on_interest_ack(&self, channel: &str) {
+    /// One shard acknowledged this shard's interest in `channel`; with the
+    /// last one the waiting subscribes become active. `ok` false (Redis mode:
+    /// the pub/sub subscription failed) fails them with `UNAVAILABLE`.
+    pub(super) fn on_interest_ack(self: &Rc<Self>, channel: &str, ok: bool) {
         let waiters = {
             let mut pending = self.pending.borrow_mut();
             let Some(entry) = pending.get_mut(channel) else {
@@ -232,7 +282,7 @@ impl Shard {
                 .map(|p| p.replies)
                 .unwrap_or_default()
         };
-        for (key, seq, reply) in waiters {
+        for (key, seq, reply, id) in waiters {
             let mut conns = self.conns.borrow_mut();
             // A key whose seq differs belongs to a newer connection: skip it.
             let Some(conn) = conns.get_mut(key.0 as usize).filter(|c| c.seq == seq) else {
@@ -241,6 +291,17 @@ impl Shard {
             conn.awaiting_ack = false;
             // The task paused its reads for this reply: let it resume.
             conn.wake();
+            if !ok {
+                let err = message::RequestError {
+                    code: message::ErrorCode::Unavailable,
+                    message: format!(
+                        "cannot subscribe to {channel} now (Redis unreachable); retry"
+                    ),
+                    id: id.as_deref(),
+                };
+                self.deliver(key, conn, Frame::Own(message::error(&err)));
+                continue;
+            }
             self.deliver(key, conn, Frame::Own(reply));
             drop(conns);
             self.topics.borrow_mut().subscribe(channel, key);
@@ -253,7 +314,11 @@ impl Shard {
             .get(channel)
             .is_some_and(|c| !c.local.is_empty());
         if !has_local {
-            self.announce_interest(channel, false);
+            if self.clustered() {
+                self.release_channel(channel);
+            } else {
+                self.announce_interest(channel, false);
+            }
         }
     }
 

@@ -97,6 +97,12 @@ pub enum Query {
         /// Channel name.
         channel: Arc<str>,
     },
+    /// Redis mode: close this shard's subscribers of `channel` with 4010
+    /// (their history has a gap Redis no longer holds).
+    CloseSubscribers {
+        /// Channel name.
+        channel: Arc<str>,
+    },
 }
 
 /// One shard's answer.
@@ -145,7 +151,7 @@ pub struct Asked {
 
 impl ShardReport {
     /// A report with no totals, for the answers that need none.
-    fn empty(shard: ShardId) -> ShardReport {
+    pub(super) fn empty(shard: ShardId) -> ShardReport {
         ShardReport {
             shard,
             counters: Counters::default(),
@@ -341,6 +347,10 @@ impl Shard {
             | Query::HistoryRemove { .. } => {
                 report.history = Some(Box::new(self.answer_history(query)));
             }
+            Query::CloseSubscribers { channel } => {
+                let reason = crate::error::CloseReason::InsufficientState;
+                report.n_user_conns = self.close_subscribers_local(channel, reason);
+            }
         }
         report
     }
@@ -357,6 +367,7 @@ impl Shard {
         }
         let mut counters = self.metrics.snapshot();
         counters.bus_sent = self.bus.n_sent();
+        counters.redis_publish_failures = self.redis_publish_failures();
         let history_stats = self.history.borrow().stats();
         counters.history_evictions = history_stats.evictions;
         counters.history_channel_evictions = history_stats.channel_evictions;

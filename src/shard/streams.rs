@@ -33,6 +33,9 @@ use crate::outbox::Frame;
 /// [`HistoryStore::expire`]): bounded like the ticker's own slice.
 pub const EXPIRE_BUDGET: usize = 256;
 
+/// An answer that comes later (from the home shard, or from Redis).
+pub type Answer<T> = std::pin::Pin<Box<dyn Future<Output = T>>>;
+
 /// What a home shard answers about a history channel.
 #[derive(Debug)]
 pub enum HistoryAnswer {
@@ -112,18 +115,24 @@ impl Shard {
         self: &Rc<Self>,
         channel: &str,
         data: Bytes,
-    ) -> impl Future<Output = Option<(u64, Epoch)>> + 'static {
+    ) -> Answer<Option<(u64, Epoch)>> {
+        if self.clustered() {
+            let (shard, channel) = (self.clone(), channel.to_string());
+            return Box::pin(
+                async move { shard.publish_history_to_cluster(&channel, data).await.ok() },
+            );
+        }
         let query = Query::HistoryPublish {
             channel: Arc::from(channel),
             data,
         };
         let answer = self.ask_home(channel, query);
-        async move {
+        Box::pin(async move {
             match answer.await {
                 Some(HistoryAnswer::Published { offset, epoch }) => Some((offset, epoch)),
                 _ => None,
             }
-        }
+        })
     }
 
     /// Publishes `data` to history channel `channel` without waiting for
@@ -145,7 +154,15 @@ impl Shard {
         since: Option<Position>,
         limit: usize,
         reverse: bool,
-    ) -> impl Future<Output = Option<Result<HistoryPage, HistoryError>>> + 'static {
+    ) -> Answer<Option<Result<HistoryPage, HistoryError>>> {
+        if self.clustered() {
+            let (shard, channel) = (self.clone(), channel.to_string());
+            return Box::pin(async move {
+                shard
+                    .read_history_from_cluster(&channel, since, limit, reverse)
+                    .await
+            });
+        }
         let query = Query::HistoryRead {
             channel: Arc::from(channel),
             since,
@@ -153,16 +170,19 @@ impl Shard {
             reverse,
         };
         let answer = self.ask_home(channel, query);
-        async move {
+        Box::pin(async move {
             match answer.await {
                 Some(HistoryAnswer::Page(page)) => Some(page),
                 _ => None,
             }
-        }
+        })
     }
 
     /// Drops `channel`'s history at its home; the next use gets a new epoch.
     pub async fn remove_history(self: &Rc<Self>, channel: &str) -> bool {
+        if self.clustered() {
+            return self.remove_history_from_cluster(channel).await;
+        }
         let query = Query::HistoryRemove {
             channel: Arc::from(channel),
         };
@@ -207,7 +227,8 @@ impl Shard {
             channel: Arc::from(channel),
             recover: recover.clone(),
         };
-        if home == self.id {
+        let clustered = self.clustered();
+        if home == self.id && !clustered {
             let answer = self.answer_history(&query);
             return self.activate_history(key, channel, recover.is_some(), Some(answer), id);
         }
@@ -224,13 +245,17 @@ impl Shard {
         };
         if !local && pending == 1 {
             // Only the home fans this channel out: only it needs to know.
-            self.bus.send(
-                home,
-                BusMessage::InterestAdded {
-                    channel: Arc::from(channel),
-                    from: self.id,
-                },
-            );
+            if clustered {
+                self.want_channel(channel);
+            } else {
+                self.bus.send(
+                    home,
+                    BusMessage::InterestAdded {
+                        channel: Arc::from(channel),
+                        from: self.id,
+                    },
+                );
+            }
         }
         self.set_awaiting(key, true);
         // The answer is handled where it arrives, in the bus task, before
@@ -251,6 +276,14 @@ impl Shard {
                 deadline_ms: self.now_ms() + Self::ms(super::query::QUERY_TIMEOUT),
             },
         );
+        if clustered {
+            // The home answers once Redis has the subscription and the
+            // position (shard/cluster.rs); for itself, without the bus.
+            if home == self.id {
+                self.answer_history_from_cluster(self.id, req, query);
+                return Subscription::Waiting;
+            }
+        }
         self.bus.send(
             home,
             BusMessage::Query {
@@ -324,6 +357,9 @@ impl Shard {
             .get(channel)
             .is_some_and(|c| !c.local.is_empty());
         if !local && !self.history_pending(channel) {
+            if self.clustered() {
+                return self.release_channel(channel);
+            }
             self.bus.send(
                 self.home_of(channel),
                 BusMessage::InterestRemoved {

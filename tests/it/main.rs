@@ -3,6 +3,7 @@
 
 mod admin;
 mod auth;
+mod cluster;
 mod config_file;
 mod cross_shard;
 mod harness;

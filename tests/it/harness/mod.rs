@@ -12,7 +12,7 @@
 mod client;
 mod http;
 mod raw;
-mod redis;
+pub mod redis;
 mod server;
 
 pub use client::{clients_on_both_shards, connection_id, Client, Pool};

@@ -43,6 +43,14 @@ impl RedisServer {
         panic!("redis-server did not start on any of 20 ports");
     }
 
+    /// Starts redis-server on `port` (for a server told the port before
+    /// Redis runs); panics if it cannot.
+    pub fn start_on(port: u16) -> RedisServer {
+        let mut server = RedisServer { child: None, port };
+        server.restart();
+        server
+    }
+
     /// The TCP port.
     pub fn port(&self) -> u16 {
         self.port

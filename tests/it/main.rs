@@ -9,6 +9,7 @@ mod harness;
 mod history;
 mod http;
 mod limits;
+mod proxy;
 mod pubsub;
 mod reliability;
 mod restart;

@@ -208,7 +208,8 @@ pub struct Config {
     /// logged as the right-most X-Forwarded-For address that is not itself
     /// listed (or else X-Real-IP); from any other peer those headers are
     /// ignored, since a client can write anything in them. A malformed header
-    /// falls back to the peer address [default: empty, no proxy trusted].
+    /// falls back to the peer address. List only the proxies themselves
+    /// (docs/scaling.md) [default: empty, no proxy trusted].
     #[arg(long, env = "CORECAST_TRUSTED_PROXIES", value_name = "LIST", default_value = "", hide_default_value = true, value_parser = parse_trusted_proxies)]
     pub trusted_proxies: TrustedProxies,
 

@@ -5,12 +5,14 @@
 //! refusal is a specific status with a JSON body: 400, 404, 405, 426 (with
 //! `Sec-WebSocket-Version: 13`), 431, 503. Parsing is httparse's.
 
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::auth::Claims;
+use crate::proxy::{self, ClientAddr};
 use crate::reactor::with_timeout;
 use crate::shard::Shard;
 use crate::ws;
@@ -34,6 +36,16 @@ pub enum Route {
     Echo,
 }
 
+impl Route {
+    /// The request path that leads here.
+    pub fn path(self) -> &'static str {
+        match self {
+            Route::Ws => "/ws",
+            Route::Echo => "/echo",
+        }
+    }
+}
+
 /// A completed upgrade.
 #[derive(Debug)]
 pub struct Upgrade {
@@ -43,6 +55,8 @@ pub struct Upgrade {
     pub leftover: Vec<u8>,
     /// The verified claims of a `?token=` in the upgrade URL.
     pub claims: Option<Claims>,
+    /// Who the client is, for the `upgraded` log line; not kept after it.
+    pub client: ClientAddr,
 }
 
 /// An HTTP answer, on either port (the admin listener's too).
@@ -135,11 +149,18 @@ pub(crate) enum HeadError {
 }
 
 /// Reads and answers one request. `admitted` is false when the process is
-/// at `--max-connections`: everything but /health then gets 503.
-pub async fn handshake<S>(shard: &Shard, stream: &mut S, admitted: bool) -> Option<Upgrade>
+/// at `--max-connections`: everything but /health then gets 503. `peer` is
+/// the socket's remote address, used only in log lines (see `peer_addr`).
+pub async fn handshake<S>(
+    shard: &Shard,
+    stream: &mut S,
+    admitted: bool,
+    peer: Option<IpAddr>,
+) -> Option<Upgrade>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let direct = ClientAddr::direct(peer);
     let cfg = &shard.config.config;
     let head = with_timeout(
         cfg.handshake_timeout,
@@ -148,24 +169,25 @@ where
     .await;
     let (buf, head_len) = match head {
         Some(Ok(head)) => head,
-        None => return fail(shard, "handshake timeout"),
-        Some(Err(HeadError::Io(e))) => return fail(shard, &format!("read failed: {e}")),
+        None => return fail(shard, direct, "handshake timeout"),
+        Some(Err(HeadError::Io(e))) => return fail(shard, direct, &format!("read failed: {e}")),
         Some(Err(HeadError::TooLarge)) => {
             let msg = format!(
                 "request head over {} bytes or {MAX_HEADERS} headers",
                 cfg.max_header_bytes
             );
-            respond(shard, stream, Response::error(431, &msg)).await;
+            respond(shard, stream, Response::error(431, &msg), direct).await;
             return None;
         }
         Some(Err(HeadError::Malformed(msg))) => {
-            respond(shard, stream, Response::error(400, &msg)).await;
+            respond(shard, stream, Response::error(400, &msg), direct).await;
             return None;
         }
     };
-    match decide(shard, &buf[..head_len], admitted) {
+    let (client, answer) = decide(shard, &buf[..head_len], admitted, peer);
+    match answer {
         Err(response) => {
-            respond(shard, stream, response).await;
+            respond(shard, stream, response, client).await;
             None
         }
         Ok((route, accept, claims)) => {
@@ -174,20 +196,31 @@ where
                  Sec-WebSocket-Accept: {accept}\r\n\r\n"
             );
             if let Err(e) = stream.write_all(head.as_bytes()).await {
-                return fail(shard, &format!("write failed: {e}"));
+                return fail(shard, client, &format!("write failed: {e}"));
             }
             Some(Upgrade {
                 route,
                 leftover: buf[head_len..].to_vec(),
                 claims,
+                client,
             })
         }
     }
 }
 
-fn fail(shard: &Shard, why: &str) -> Option<Upgrade> {
+/// The peer address of an accepted socket, looked up (one `getpeername`)
+/// only when debug lines are logged: they are its only reader, so a
+/// server at `info` pays nothing for it.
+pub(crate) fn peer_addr(socket: &std::net::TcpStream) -> Option<IpAddr> {
+    if log::max_level() < log::LevelFilter::Debug {
+        return None;
+    }
+    socket.peer_addr().ok().map(|addr| addr.ip())
+}
+
+fn fail(shard: &Shard, client: ClientAddr, why: &str) -> Option<Upgrade> {
     shard.metrics.on_handshake_failure(None);
-    log::debug!("handshake dropped: {why}");
+    log::debug!("handshake dropped: {why} client={client}");
     None
 }
 
@@ -225,20 +258,67 @@ pub(crate) async fn read_head<S: AsyncRead + Unpin>(
     }
 }
 
-/// Parses the complete head and picks the answer: an upgrade (route,
-/// accept key, and the claims of a `?token=`, after the origin check) or a
-/// response. Synchronous on purpose: the 64-entry header
-/// array lives on the stack here, not in every handshaking task.
+/// The answer [`decide`] picked: an upgrade (route, accept key, the
+/// claims of a `?token=`) or a response.
+pub(crate) type Decision = Result<(Route, String, Option<Claims>), Response>;
+
+/// Parses the complete head, works out who the client is (`peer`, or the
+/// address a trusted proxy forwarded), and picks the answer: an upgrade
+/// (after the origin and token checks) or a response. Synchronous on
+/// purpose: the 64-entry header array lives on the stack here, not in
+/// every handshaking task.
 pub(crate) fn decide(
     shard: &Shard,
     head: &[u8],
     admitted: bool,
-) -> Result<(Route, String, Option<Claims>), Response> {
+    peer: Option<IpAddr>,
+) -> (ClientAddr, Decision) {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     // read_head already parsed these bytes to completion.
     let _ = req.parse(head);
-    let req = &req;
+    let client = client_addr(shard, &req, peer);
+    (client, answer(shard, &req, admitted, client))
+}
+
+/// Who sent `req`: the peer, or, when the peer is in `--trusted-proxies`,
+/// the client it forwarded for. A malformed header is a debug line and
+/// the peer, never a refusal.
+fn client_addr(shard: &Shard, req: &httparse::Request<'_, '_>, peer: Option<IpAddr>) -> ClientAddr {
+    let direct = ClientAddr::direct(peer);
+    let trusted = &shard.config.config.trusted_proxies;
+    let Some(peer) = peer.filter(|_| !trusted.is_empty()) else {
+        return direct;
+    };
+    // Not UTF-8 reads as "?", which no address parser takes: a malformed
+    // field, not an absent one.
+    let values = |name: &'static str| {
+        req.headers
+            .iter()
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| std::str::from_utf8(h.value).unwrap_or("?"))
+    };
+    match proxy::client_addr(
+        peer,
+        trusted,
+        values("x-forwarded-for"),
+        values("x-real-ip"),
+    ) {
+        Ok(client) => client,
+        Err(bad) => {
+            log::debug!("ignoring malformed {} client={direct}", bad.header);
+            direct
+        }
+    }
+}
+
+/// Routes and checks a parsed request (see [`decide`]).
+fn answer(
+    shard: &Shard,
+    req: &httparse::Request<'_, '_>,
+    admitted: bool,
+    client: ClientAddr,
+) -> Decision {
     let path = req.path.unwrap_or("/");
     let path = path.split('?').next().unwrap_or(path);
     let route = match path {
@@ -293,7 +373,7 @@ pub(crate) fn decide(
     match (keys.next().map(str::trim), keys.next()) {
         (_, Some(_)) => Err(Response::error(400, "more than one Sec-WebSocket-Key")),
         (Some(key), None) if is_valid_key(key) => {
-            let claims = authenticate(shard, req, route)?;
+            let claims = authenticate(shard, req, route, client)?;
             Ok((route, ws::accept_key(key.as_bytes()), claims))
         }
         _ => Err(Response::error(400, "missing or invalid Sec-WebSocket-Key")),
@@ -308,6 +388,7 @@ fn authenticate(
     shard: &Shard,
     req: &httparse::Request<'_, '_>,
     route: Route,
+    client: ClientAddr,
 ) -> Result<Option<Claims>, Response> {
     let cfg = &shard.config.config;
     let origin = header(req, "origin").map(str::trim);
@@ -337,7 +418,7 @@ fn authenticate(
         .with_header("WWW-Authenticate: Bearer")),
         Ok(claims) => Ok(Some(claims)),
         Err(e) => {
-            log::debug!("upgrade token refused: {e}");
+            log::debug!("upgrade token refused: {e} client={client}");
             Err(Response::error(401, &e.to_string()).with_header("WWW-Authenticate: Bearer"))
         }
     }
@@ -448,10 +529,15 @@ pub fn health(shard: &Shard) -> Response {
 
 /// Writes a final response, shuts our side, and lingers briefly reading
 /// whatever the client still sends so the response is not lost to a reset.
-async fn respond<S: AsyncRead + AsyncWrite + Unpin>(shard: &Shard, stream: &mut S, r: Response) {
+async fn respond<S: AsyncRead + AsyncWrite + Unpin>(
+    shard: &Shard,
+    stream: &mut S,
+    r: Response,
+    client: ClientAddr,
+) {
     if r.status != 200 {
         shard.metrics.on_handshake_failure(Some(r.status));
-        log::debug!("http response status={}", r.status);
+        log::debug!("http response status={} client={client}", r.status);
     }
     if stream.write_all(&r.to_bytes(false)).await.is_err() || stream.close().await.is_err() {
         return;

@@ -10,7 +10,8 @@
 //!   /ws JSON protocol; [`outbox`]: per-connection frame queue.
 //! - [`shard`]: per-core state and the publish path; [`topics`]: channel
 //!   table; [`bus`]: cross-shard mesh (the only glommio channel user).
-//! - [`origin`]: allowed browser origins (`--allowed-origins`).
+//! - [`origin`]: allowed browser origins (`--allowed-origins`); [`proxy`]:
+//!   trusted proxies and the client address they forward (`--trusted-proxies`).
 //! - [`auth`]: token (JWT) verification, keys to claims; no I/O.
 //! - [`history`]: per-shard channel history (offsets, epochs, recovery); no
 //!   I/O (`shard/streams.rs` routes history channels to their home shard).
@@ -39,6 +40,7 @@ pub mod metrics;
 pub mod origin;
 pub mod outbox;
 pub mod prom;
+pub mod proxy;
 pub mod reactor;
 pub mod redis;
 pub mod server;

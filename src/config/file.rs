@@ -229,6 +229,7 @@ const KEYS: &[(&str, Shape)] = &[
     ("jwt_public_key", Shape::Text),
     ("require_auth", Shape::Flag),
     ("allowed_origins", Shape::List),
+    ("trusted_proxies", Shape::List),
     ("max_presence_clients", Shape::Number),
     ("history_meta_ttl", Shape::Duration),
     ("history_max_bytes", Shape::Size),
@@ -632,7 +633,8 @@ mod tests {
     fn file_values_sit_between_flags_and_defaults() {
         let text = "max_connections = 5000\nping_interval = \"5s\"\nmax_message_size = \"2MiB\"\n\
                     admin_addr = \"none\"\ncpus = \"0\"\nrequire_auth = true\n\
-                    jwt_hmac_secret = \"s3cret\"\nallowed_origins = [\"https://*.example.com\"]\n";
+                    jwt_hmac_secret = \"s3cret\"\nallowed_origins = [\"https://*.example.com\"]\n\
+                    trusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n";
         let loaded = load_text(&["--ping-interval", "7s"], text).expect("valid");
         let c = &loaded.config;
         assert_eq!(c.max_connections, Some(5000));
@@ -642,6 +644,9 @@ mod tests {
         assert!(c.require_auth);
         assert!(c.allowed_origins.allows(Some("https://a.example.com")));
         assert!(!c.allowed_origins.allows(Some("https://example.org")));
+        assert!(c.trusted_proxies.contains("10.1.2.3".parse().unwrap()));
+        assert!(c.trusted_proxies.contains("::1".parse().unwrap()));
+        assert!(!c.trusted_proxies.contains("127.0.0.1".parse().unwrap()));
         assert_eq!(loaded.source("max_connections"), Some(Source::File));
         assert_eq!(loaded.source("ping_interval"), Some(Source::Flag));
         assert_eq!(loaded.source("pong_timeout"), Some(Source::Default));
@@ -676,6 +681,13 @@ mod tests {
         assert!(e.contains("got an array holding a integer"), "{e}");
         let e = error(&[], "allowed_origins = [\"example.com\"]\n");
         assert!(e.contains("key allowed_origins: invalid value"), "{e}");
+        let e = error(&[], "trusted_proxies = [\"10.0.0.0/8\", \"10.0.0.1/8\"]\n");
+        assert!(
+            e.starts_with("config /etc/corecast.toml: key trusted_proxies: invalid value ")
+                && e.contains("entry \"10.0.0.1/8\"")
+                && !e.contains('\n'),
+            "{e}"
+        );
         let e = error(&[], "shards = 0\n");
         assert_eq!(
             e,

@@ -23,6 +23,7 @@ use clap::Parser;
 
 use crate::error::StartupError;
 use crate::origin::{parse_origins, Origins};
+use crate::proxy::{parse_trusted_proxies, TrustedProxies};
 
 pub use file::{load, load_with, LoadError, Loaded, Source};
 pub use namespace::{
@@ -200,6 +201,17 @@ pub struct Config {
     /// origin allowed].
     #[arg(long, env = "CORECAST_ALLOWED_ORIGINS", value_name = "LIST", default_value = "", hide_default_value = true, value_parser = parse_origins)]
     pub allowed_origins: Origins,
+
+    /// Load balancers and reverse proxies whose X-Forwarded-For / X-Real-IP
+    /// headers are believed, comma-separated addresses and CIDR blocks
+    /// (`127.0.0.1,10.0.0.0/8,fd00::/8`). A connection from one of them is
+    /// logged as the right-most X-Forwarded-For address that is not itself
+    /// listed (or else X-Real-IP); from any other peer those headers are
+    /// ignored, since a client can write anything in them. A malformed header
+    /// falls back to the peer address. List only the proxies themselves
+    /// (docs/scaling.md) [default: empty, no proxy trusted].
+    #[arg(long, env = "CORECAST_TRUSTED_PROXIES", value_name = "LIST", default_value = "", hide_default_value = true, value_parser = parse_trusted_proxies)]
+    pub trusted_proxies: TrustedProxies,
 
     /// Most clients one presence reply lists (the rest is cut, marked truncated).
     #[arg(long, env = "CORECAST_MAX_PRESENCE_CLIENTS", default_value_t = 1000)]
@@ -463,6 +475,21 @@ mod tests {
         assert_eq!(
             cfg(&["--latency-report-interval", "0"]).latency_report_interval,
             Duration::ZERO
+        );
+    }
+
+    #[test]
+    fn a_bad_trusted_proxy_names_the_flag_and_the_entry() {
+        assert!(cfg(&[]).trusted_proxies.is_empty());
+        let ok = cfg(&["--trusted-proxies", "127.0.0.1,fd00::/8"]);
+        assert!(ok.trusted_proxies.contains("fd00::2".parse().unwrap()));
+        let e = Config::try_parse_from(["corecast", "--trusted-proxies", "127.0.0.1,lb.local"])
+            .unwrap_err()
+            .to_string();
+        let first = e.lines().next().unwrap_or_default();
+        assert!(
+            first.contains("--trusted-proxies") && first.contains("entry \"lb.local\""),
+            "{e}"
         );
     }
 

@@ -54,6 +54,7 @@ pub async fn serve(shard: Rc<Shard>, socket: std::net::TcpStream) {
             return; // Dropping the socket is the only answer left that costs nothing.
         }
     }
+    let peer = http::peer_addr(&socket);
     let mut stream = match EpollStream::register(&shard, socket) {
         Ok(stream) => stream,
         Err(e) => {
@@ -71,11 +72,11 @@ pub async fn serve(shard: Rc<Shard>, socket: std::net::TcpStream) {
     };
     if !admitted {
         shard.n_refusing.set(shard.n_refusing.get() + 1);
-        http::handshake(&shard, &mut stream, false).await;
+        http::handshake(&shard, &mut stream, false, peer).await;
         shard.n_refusing.set(shard.n_refusing.get() - 1);
         return;
     }
-    match http::handshake(&shard, &mut stream, true).await {
+    match http::handshake(&shard, &mut stream, true, peer).await {
         Some(upgrade) => start(shard, stream.into_socket(), upgrade),
         None => {
             drop(stream);
@@ -106,6 +107,14 @@ fn start(shard: Rc<Shard>, socket: std::net::TcpStream, upgrade: http::Upgrade) 
         return;
     }
     shard.metrics.bump(|c| c.upgraded += 1);
+    // The one line tying a connection id to its client: later lines name
+    // the id only, since the address is not kept past this point.
+    log::debug!(
+        "upgraded client={} conn={}-{seq} route={}",
+        upgrade.client,
+        shard.id.0,
+        upgrade.route.path()
+    );
     if upgrade.route == Route::Ws {
         let id = format!("{}-{seq}", shard.id.0);
         let (user, expires_at) = match upgrade.claims {

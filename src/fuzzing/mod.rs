@@ -541,8 +541,8 @@ impl AsyncRead for CutReader<'_> {
 /// Routes a complete head and checks the answer against the head itself.
 fn check_decide(head: &[u8], admitted: bool) {
     SHARD.with(|shard| {
-        let answer = http::decide(shard, head, admitted);
-        let again = http::decide(shard, head, admitted);
+        let (_, answer) = http::decide(shard, head, admitted, None);
+        let (_, again) = http::decide(shard, head, admitted, None);
         let mut headers = [httparse::EMPTY_HEADER; ORACLE_HEADERS];
         let mut req = httparse::Request::new(&mut headers);
         let parsed = req.parse(head);

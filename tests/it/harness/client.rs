@@ -102,6 +102,51 @@ impl Client {
         }
     }
 
+    /// Connects and upgrades with extra request headers (a forwarding
+    /// header a proxy, or a forger, would add).
+    pub fn connect_with_headers(addr: &str, path: &str, headers: &[(&str, &str)]) -> Client {
+        use tungstenite::client::IntoClientRequest;
+        use tungstenite::http::{HeaderName, HeaderValue};
+        let stream = TcpStream::connect(addr).expect("tcp connect");
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        stream.set_write_timeout(Some(WAIT)).unwrap();
+        let mut request = format!("ws://{addr}{path}")
+            .into_client_request()
+            .expect("client request");
+        for (name, value) in headers {
+            request.headers_mut().append(
+                HeaderName::from_bytes(name.as_bytes()).expect("header name"),
+                HeaderValue::from_str(value).expect("header value"),
+            );
+        }
+        let (ws, resp) = tungstenite::client::client_with_config(request, stream, None)
+            .expect("websocket handshake");
+        assert_eq!(resp.status(), 101);
+        Client { ws }
+    }
+
+    /// Sends a close, reads until the close reply, then until the peer
+    /// closes the TCP connection (for a proxy: after it let go of the
+    /// upstream connection).
+    pub fn close_until_eof(&mut self) {
+        use std::io::Read;
+        self.ws.close(None).expect("send close");
+        loop {
+            match self.ws.read() {
+                Ok(_) => continue,
+                Err(tungstenite::Error::ConnectionClosed) => break,
+                Err(e) => panic!("reading until the close reply: {e}"),
+            }
+        }
+        let mut byte = [0u8; 1];
+        match self.ws.get_mut().read(&mut byte) {
+            Ok(0) => {}
+            Ok(_) => panic!("bytes after the close handshake"),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Err(e) => panic!("the peer kept the connection open: {e}"),
+        }
+    }
+
     /// Connects to /ws with a 4 KiB receive buffer.
     pub(super) fn connect_small_rcvbuf(addr: &str) -> Client {
         use socket2::{Domain, Protocol, Socket, Type};

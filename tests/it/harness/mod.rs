@@ -11,12 +11,14 @@
 
 mod client;
 mod http;
+mod nginx;
 mod raw;
 pub mod redis;
 mod server;
 
 pub use client::{clients_on_both_shards, connection_id, Client, Pool};
 pub use http::{exchange, get, post, HttpConn, Response};
+pub use nginx::{servers_behind_nginx, Nginx};
 pub use raw::{
     encode_client_frame, upgrade_request, upgrade_request_with_key, RawClient, RawFrame,
     RFC_ACCEPT, RFC_KEY,

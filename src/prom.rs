@@ -255,6 +255,55 @@ impl Collector for Scrape {
             "Redis mode: channels whose subscribers were closed with 4010 (a gap no longer in the stream).",
             |c| c.redis_evictions,
         )?;
+        let links = |enc: &mut DescriptorEncoder,
+                     name: &str,
+                     help: &str,
+                     kind: MetricType,
+                     pick: fn(&crate::shard::RedisLinkReport) -> Value| {
+            let rows = self.0.iter().flat_map(|r| {
+                r.redis_links.iter().map(move |l| {
+                    let mut labels = shard(r);
+                    labels.push(("instance", l.addr.clone()));
+                    (labels, pick(l))
+                })
+            });
+            family(enc, name, help, kind, rows)
+        };
+        links(
+            &mut enc,
+            "corecast_redis_up",
+            "Redis mode: 1 when the shard's command and pub/sub links to the instance are both up.",
+            MetricType::Gauge,
+            |l| Value::Gauge(u64::from(l.up)),
+        )?;
+        links(
+            &mut enc,
+            "corecast_redis_reconnects",
+            "Redis mode: reconnects of the shard's links to the instance since start.",
+            MetricType::Counter,
+            |l| Value::Counter(l.reconnects),
+        )?;
+        links(
+            &mut enc,
+            "corecast_redis_commands",
+            "Redis mode: commands the instance answered on the shard's command link.",
+            MetricType::Counter,
+            |l| Value::Counter(l.commands),
+        )?;
+        links(
+            &mut enc,
+            "corecast_redis_command_seconds",
+            "Redis mode: total round-trip time of those commands (divide by corecast_redis_commands for the mean).",
+            MetricType::Counter,
+            |l| Value::CounterF(l.latency_sum_us as f64 / 1e6),
+        )?;
+        links(
+            &mut enc,
+            "corecast_redis_messages",
+            "Redis mode: pub/sub messages the shard received from the instance.",
+            MetricType::Counter,
+            |l| Value::Counter(l.messages),
+        )?;
         gauge(
             &mut enc,
             "corecast_bus_queue_depth",
@@ -291,6 +340,7 @@ impl Collector for Scrape {
 
 enum Value {
     Counter(u64),
+    CounterF(f64),
     Gauge(u64),
     Histogram((f64, u64, Vec<(f64, u64)>)),
 }
@@ -316,6 +366,7 @@ impl EncodeMetric for Sample {
     fn encode(&self, mut enc: MetricEncoder) -> fmt::Result {
         match &self.0 {
             Value::Counter(v) => enc.encode_counter::<NoLabelSet, _, u64>(v, None),
+            Value::CounterF(v) => enc.encode_counter::<NoLabelSet, _, u64>(v, None),
             Value::Gauge(v) => enc.encode_gauge(&(*v as i64)),
             Value::Histogram((sum, count, buckets)) => {
                 enc.encode_histogram::<NoLabelSet>(*sum, *count, buckets, None)
@@ -325,7 +376,7 @@ impl EncodeMetric for Sample {
 
     fn metric_type(&self) -> MetricType {
         match self.0 {
-            Value::Counter(_) => MetricType::Counter,
+            Value::Counter(_) | Value::CounterF(_) => MetricType::Counter,
             Value::Gauge(_) => MetricType::Gauge,
             Value::Histogram(_) => MetricType::Histogram,
         }

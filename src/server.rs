@@ -72,6 +72,7 @@ pub fn run(config: Config) -> Result<(), StartupError> {
         n_shards: n,
         verifier,
         redis_up: (0..n).map(|_| AtomicBool::new(false)).collect(),
+        node_id: node_id(),
         ..Shared::default()
     });
     let mut meshes = if n > 1 {
@@ -350,6 +351,14 @@ async fn shard_main(plan: ShardPlan) {
 }
 
 /// Fine enough to honour the shortest timer; coarse enough to cost nothing.
+/// A random id for this process (Redis mode: it names the process's
+/// presence entries): 8 hex digits from std's per-process random keys.
+fn node_id() -> String {
+    use std::hash::BuildHasher;
+    let random = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
+    format!("{:08x}", random as u32)
+}
+
 fn tick_period(cfg: &Config) -> Duration {
     let shortest = cfg
         .ping_interval

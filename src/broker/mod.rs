@@ -14,6 +14,7 @@
 
 pub mod envelope;
 pub mod keys;
+pub mod presence;
 pub mod scripts;
 
 use std::cell::RefCell;
@@ -36,6 +37,8 @@ pub struct Broker {
     subscribers: Vec<Rc<Subscriber>>,
     publish_script: Script,
     read_script: Script,
+    presence_add: Script,
+    presence_get: Script,
     /// Epochs offered to Redis for channels that have none yet (the script
     /// keeps the first one set).
     epochs: RefCell<EpochSource>,
@@ -80,6 +83,8 @@ impl Broker {
             subscribers,
             publish_script: Script::new(scripts::PUBLISH),
             read_script: Script::new(scripts::READ),
+            presence_add: Script::new(presence::ADD),
+            presence_get: Script::new(presence::GET),
             epochs: RefCell::new(EpochSource::new(seed)),
         }
     }
@@ -182,6 +187,78 @@ impl Broker {
             .arg(self.keys.stream(channel))
             .arg(self.keys.meta(channel));
         self.command_link(channel).call(cmd).await.map(drop)
+    }
+
+    /// Adds (or refreshes) present clients of `channel`: (field, client
+    /// object) pairs, each kept `ttl_ms` unless refreshed. The command is
+    /// queued when the future is first polled.
+    pub fn presence_add(
+        &self,
+        channel: &str,
+        ttl_ms: u64,
+        entries: Vec<(String, String)>,
+    ) -> impl std::future::Future<Output = Result<(), RedisError>> + 'static {
+        let link = self.command_link(channel).clone();
+        let script = self.presence_add.clone();
+        let keys = [
+            self.keys.presence(channel),
+            self.keys.presence_expiry(channel),
+        ];
+        let mut args: Vec<Bytes> = Vec::with_capacity(1 + 2 * entries.len());
+        args.push(Bytes::from(ttl_ms.max(1).to_string()));
+        for (field, value) in entries {
+            args.push(Bytes::from(field));
+            args.push(Bytes::from(value));
+        }
+        async move {
+            let keys: Vec<&[u8]> = keys.iter().map(|k| &k[..]).collect();
+            let args: Vec<&[u8]> = args.iter().map(|a| &a[..]).collect();
+            link.eval(&script, &keys, &args).await.map(drop)
+        }
+    }
+
+    /// Removes one present client of `channel`; queued when the future is
+    /// first polled.
+    pub fn presence_remove(
+        &self,
+        channel: &str,
+        field: &str,
+    ) -> impl std::future::Future<Output = Result<(), RedisError>> + 'static {
+        let link = self.command_link(channel).clone();
+        let hdel = Cmd::new("HDEL").arg(self.keys.presence(channel)).arg(field);
+        let zrem = Cmd::new("ZREM")
+            .arg(self.keys.presence_expiry(channel))
+            .arg(field);
+        async move {
+            let (hdel, zrem) = (link.call(hdel), link.call(zrem));
+            hdel.await?;
+            zrem.await.map(drop)
+        }
+    }
+
+    /// `channel`'s present clients across the cluster: up to `limit`
+    /// client objects, or (`stats`) the counts.
+    pub async fn presence_get(
+        &self,
+        channel: &str,
+        limit: usize,
+        stats: bool,
+    ) -> Result<presence::PresenceReply, RedisError> {
+        let (hash, zset) = (
+            self.keys.presence(channel),
+            self.keys.presence_expiry(channel),
+        );
+        let limit = limit.to_string();
+        let stats: &[u8] = if stats { b"1" } else { b"0" };
+        let reply = self
+            .command_link(channel)
+            .eval(
+                &self.presence_get,
+                &[&hash, &zset],
+                &[limit.as_bytes(), stats],
+            )
+            .await?;
+        presence::parse_get(reply).map_err(RedisError::Protocol)
     }
 
     /// Subscribes this shard's pub/sub link to `channel`; resolves once

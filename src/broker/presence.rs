@@ -85,13 +85,14 @@ pub fn parse_get(reply: Reply) -> Result<PresenceReply, String> {
         Reply::Int(n) if *n >= 0 => Ok(*n as u64),
         other => Err(format!("presence count {other:?}")),
     };
-    let clients = rest
-        .iter()
-        .map(|r| match r {
-            Reply::Bulk(b) => String::from_utf8(b.to_vec()).map_err(|_| "presence entry not UTF-8".to_string()),
-            other => Err(format!("presence entry {other:?}")),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let clients =
+        rest.iter()
+            .map(|r| match r {
+                Reply::Bulk(b) => String::from_utf8(b.to_vec())
+                    .map_err(|_| "presence entry not UTF-8".to_string()),
+                other => Err(format!("presence entry {other:?}")),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
     Ok(PresenceReply {
         n_clients: count(n)?,
         n_users: count(users)?,

@@ -240,6 +240,7 @@ const KEYS: &[(&str, Shape)] = &[
     ("redis_prefix", Shape::Text),
     ("redis_timeout", Shape::Duration),
     ("redis_position_check", Shape::Duration),
+    ("redis_presence_ttl", Shape::Duration),
 ];
 
 /// The file key that holds the namespaces (not a flag).

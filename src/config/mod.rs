@@ -274,6 +274,13 @@ pub struct Config {
     #[arg(long, env = "CORECAST_REDIS_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
     pub redis_timeout: Duration,
 
+    /// Redis mode: how long a present client stays listed in a presence
+    /// namespace's cluster-wide presence without being refreshed; each
+    /// process refreshes its own every third of it, so a crashed process's
+    /// clients disappear within this time.
+    #[arg(long, env = "CORECAST_REDIS_PRESENCE_TTL", default_value = "60s", value_parser = parse_duration)]
+    pub redis_presence_ttl: Duration,
+
     /// How often each history channel's home compares what it delivered
     /// with the stream's top in Redis, to repair a publication whose pub/sub
     /// copy was lost (also done at once after every reconnect); 0 turns the

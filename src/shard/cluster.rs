@@ -15,7 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::streams::HistoryAnswer;
-use super::{personal_channel_owner, Query, Shard, ShardId, ShardReport};
+use super::{personal_channel_owner, ConnKey, Query, Shard, ShardId, ShardReport};
 use crate::broker::envelope::{self, ChannelMessage, ControlMessage};
 use crate::broker::scripts::{ReadMode, ReadReply};
 use crate::broker::{Broker, OnMessage};
@@ -92,6 +92,7 @@ impl Shard {
             self.listen_control();
         }
         glommio::spawn_local(self.clone().check_positions_forever()).detach();
+        glommio::spawn_local(self.clone().refresh_presence_forever()).detach();
     }
 
     /// True in Redis mode.
@@ -157,6 +158,108 @@ impl Shard {
         .detach();
     }
 
+    /// This connection's field in a channel's cluster-wide presence.
+    fn presence_field(&self, key: ConnKey) -> Option<String> {
+        let seq = self.conns.borrow().get(key.0 as usize)?.seq;
+        Some(format!("{}.{}-{seq}", self.shared.node_id, self.id.0))
+    }
+
+    /// Redis mode: adds (`present`) or removes `key` in `channel`'s
+    /// cluster-wide presence (a presence namespace). Adds and removes run
+    /// as tasks in the order they were made, so they reach Redis in order;
+    /// one lost while Redis is down expires by itself.
+    pub(super) fn presence_to_cluster(&self, key: ConnKey, channel: &str, present: bool) {
+        let (Some(broker), Some(field)) = (self.broker(), self.presence_field(key)) else {
+            return;
+        };
+        let done: std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), RedisError>>>> =
+            if present {
+                let Some(info) = self.client_info(key) else {
+                    return;
+                };
+                let ttl = Self::ms(self.config.config.redis_presence_ttl);
+                Box::pin(broker.presence_add(channel, ttl, vec![(field, info)]))
+            } else {
+                Box::pin(broker.presence_remove(channel, &field))
+            };
+        glommio::spawn_local(async move {
+            if let Err(e) = done.await {
+                log::debug!("redis presence update failed: {e}");
+            }
+        })
+        .detach();
+    }
+
+    /// Redis mode, presence namespaces: the cluster-wide presence of
+    /// `channel` (None: not Redis mode, or not a presence namespace, or
+    /// Redis did not answer, and the caller answers from this process).
+    pub(super) async fn presence_from_cluster(
+        &self,
+        channel: &str,
+        limit: usize,
+        stats: bool,
+    ) -> Option<super::Presence> {
+        let broker = self.broker()?;
+        let ns = self.config.config.namespaces.lookup(channel)?;
+        if !ns.presence {
+            return None;
+        }
+        let reply = broker.presence_get(channel, limit, stats).await.ok()?;
+        Some(super::Presence {
+            truncated: !stats && reply.n_clients > reply.clients.len() as u64,
+            clients: reply.clients,
+            n_clients: reply.n_clients,
+            n_users: reply.n_users,
+        })
+    }
+
+    /// Redis mode: refreshes this shard's entries in every presence
+    /// namespace channel it has subscribers of, so they outlive the ttl;
+    /// every third of `--redis-presence-ttl`.
+    async fn refresh_presence_forever(self: Rc<Self>) {
+        let ttl = self.config.config.redis_presence_ttl;
+        let every = ttl / 3;
+        loop {
+            if crate::reactor::with_timeout(every, self.shutdown.wait())
+                .await
+                .is_some()
+            {
+                return;
+            }
+            let Some(broker) = self.broker() else {
+                return;
+            };
+            let channels: Vec<(Arc<str>, Vec<ConnKey>)> = self
+                .topics
+                .borrow()
+                .iter()
+                .filter(|(name, c)| {
+                    !c.local.is_empty()
+                        && self
+                            .config
+                            .config
+                            .namespaces
+                            .lookup(name)
+                            .is_some_and(|ns| ns.presence)
+                })
+                .map(|(name, c)| (name.clone(), c.local.iter().collect()))
+                .collect();
+            for (channel, keys) in channels {
+                for chunk in keys.chunks(500) {
+                    let entries: Vec<(String, String)> = chunk
+                        .iter()
+                        .filter_map(|k| Some((self.presence_field(*k)?, self.client_info(*k)?)))
+                        .collect();
+                    let added = broker.presence_add(&channel, Self::ms(ttl), entries);
+                    glommio::spawn_local(async move {
+                        let _ = added.await;
+                    })
+                    .detach();
+                }
+            }
+        }
+    }
+
     /// Records in [`Shared`](super::Shared) whether all of this shard's
     /// links are up (for /health; called on link events and ticker passes).
     pub(super) fn note_redis_state(&self) {
@@ -202,6 +305,29 @@ impl Shard {
             })
             .collect();
         Some(serde_json::json!({ "up": up, "instances": instances }))
+    }
+
+    /// This shard's links, per instance, for /metrics (empty without Redis).
+    pub(super) fn redis_link_reports(&self) -> Vec<super::RedisLinkReport> {
+        let Some(broker) = self.broker() else {
+            return Vec::new();
+        };
+        broker
+            .link_states()
+            .into_iter()
+            .zip(broker.command_links().iter().zip(broker.pubsub_links()))
+            .map(|((addr, command, pubsub), (c, p))| {
+                let (cs, ps) = (c.stats(), p.stats());
+                super::RedisLinkReport {
+                    addr,
+                    up: command == LinkState::Up && pubsub == LinkState::Up,
+                    reconnects: cs.reconnects + ps.reconnects,
+                    commands: cs.latency_count,
+                    latency_sum_us: cs.latency_sum_us,
+                    messages: ps.messages,
+                }
+            })
+            .collect()
     }
 
     /// Publishes without a waiting caller that Redis did not take.

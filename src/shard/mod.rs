@@ -58,6 +58,9 @@ pub struct Shared {
     pub n_shards: usize,
     /// Shards whose listeners are accepting; ready when it equals `n_shards`.
     pub ready_shards: AtomicUsize,
+    /// Redis mode: this process's id in the cluster (random at startup), so
+    /// presence entries of different processes never collide.
+    pub node_id: String,
     /// Redis mode: whether each shard's links are all up (index = shard id),
     /// written by that shard on its pub/sub links' events and each ticker
     /// pass; read by /health.
@@ -108,7 +111,7 @@ mod users;
 
 pub use identity::{personal_channel_owner, unix_now, Access};
 pub use presence::Presence;
-pub use query::{merge_channels, Query, ShardReport};
+pub use query::{merge_channels, Query, RedisLinkReport, ShardReport};
 pub use streams::HistoryAnswer;
 pub use users::{UserSlot, Users};
 

@@ -60,13 +60,12 @@ impl Shard {
     }
 
     fn announce(&self, kind: &str, key: ConnKey, channel: &str) {
-        let on = self
-            .config
-            .config
-            .namespaces
-            .lookup(channel)
-            .is_some_and(|ns| ns.join_leave);
-        if !on {
+        let ns = self.config.config.namespaces.lookup(channel);
+        if self.clustered() && ns.is_some_and(|ns| ns.presence) {
+            // Redis mode: presence namespaces are listed cluster-wide.
+            self.presence_to_cluster(key, channel, kind == "join");
+        }
+        if !ns.is_some_and(|ns| ns.join_leave) {
             return;
         }
         let Some(client) = self.client_info(key) else {
@@ -98,7 +97,7 @@ impl Shard {
     }
 
     /// `{"connection_id":ID,"user":U[,"info":INFO]}` for connection `key`.
-    fn client_info(&self, key: ConnKey) -> Option<String> {
+    pub(super) fn client_info(&self, key: ConnKey) -> Option<String> {
         let (seq, slot) = {
             let conns = self.conns.borrow();
             let conn = conns.get(key.0 as usize)?;
@@ -152,6 +151,9 @@ impl Shard {
     /// `--max-presence-clients`, or, for `stats`, the counts.
     pub async fn gather_presence(self: &Rc<Self>, channel: &str, stats: bool) -> Presence {
         let limit = self.config.config.max_presence_clients;
+        if let Some(presence) = self.presence_from_cluster(channel, limit, stats).await {
+            return presence;
+        }
         let query = Query::Presence {
             channel: Arc::from(channel),
             limit,

@@ -138,6 +138,25 @@ pub struct ShardReport {
     pub history: Option<Box<HistoryAnswer>>,
     /// What this shard's history store holds.
     pub history_stats: HistoryStats,
+    /// Redis mode: this shard's links, one per instance (totals only).
+    pub redis_links: Vec<RedisLinkReport>,
+}
+
+/// One shard's two links to one Redis instance, for /metrics.
+#[derive(Debug, Clone)]
+pub struct RedisLinkReport {
+    /// The instance (`host:port`, password never shown).
+    pub addr: String,
+    /// Both links are up.
+    pub up: bool,
+    /// Reconnects of both links since start.
+    pub reconnects: u64,
+    /// Commands answered on the command link, and their total time (µs).
+    pub commands: u64,
+    /// Sum of those commands' round trips, in microseconds.
+    pub latency_sum_us: u64,
+    /// Messages received on the pub/sub link.
+    pub messages: u64,
 }
 
 /// A query sent by [`Shard::ask`]: this shard's own report, and the
@@ -168,6 +187,7 @@ impl ShardReport {
             presence: None,
             history: None,
             history_stats: HistoryStats::default(),
+            redis_links: Vec::new(),
         }
     }
 }
@@ -368,6 +388,7 @@ impl Shard {
         let mut counters = self.metrics.snapshot();
         counters.bus_sent = self.bus.n_sent();
         counters.redis_publish_failures = self.redis_publish_failures();
+        let redis_links = self.redis_link_reports();
         let history_stats = self.history.borrow().stats();
         counters.history_evictions = history_stats.evictions;
         counters.history_channel_evictions = history_stats.channel_evictions;
@@ -380,6 +401,7 @@ impl Shard {
             bus_queued: self.bus.queued() as u64,
             uptime_secs: self.now_ms() as f64 / 1000.0,
             history_stats,
+            redis_links,
             ..ShardReport::empty(self.id)
         }
     }

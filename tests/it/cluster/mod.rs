@@ -15,7 +15,8 @@ use crate::harness::redis::RedisServer;
 use crate::harness::{post, Client, TestServer};
 use crate::history::{publish, subscribe};
 
-/// `h:` keeps history; `room:` announces joins and leaves.
+/// `h:` keeps history; `room:` announces joins and leaves; `pres:` keeps
+/// presence.
 const NAMESPACES: &str = r#"
 [namespaces.default]
 [namespaces.h]
@@ -23,6 +24,8 @@ history_size = 1000
 history_ttl = "5m"
 [namespaces.room]
 join_leave = true
+[namespaces.pres]
+presence = true
 "#;
 
 /// `n` two-shard servers on the Redis instances `redis`, with `args`.
@@ -146,6 +149,21 @@ fn an_api_publish_on_one_process_reaches_the_others() {
     );
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(c.recv_json()["data"], 7);
+    // /metrics has each shard's links to the instance.
+    let metrics = crate::harness::get(servers[1].admin_addr(), "/metrics").body;
+    let instance = format!("redis://127.0.0.1:{}/0", redis.port());
+    for shard in ["0", "1"] {
+        let up = format!("corecast_redis_up{{shard=\"{shard}\",instance=\"{instance}\"}} 1");
+        assert!(metrics.contains(&up), "no {up} in:\n{metrics}");
+    }
+    assert!(
+        metrics.contains("corecast_redis_messages_total{"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("corecast_redis_command_seconds_total{"),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -313,5 +331,120 @@ fn a_process_unsubscribes_from_redis_when_its_last_subscriber_leaves() {
             "still subscribed in Redis"
         );
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Asks `c` for `channel`'s presence (or stats) and returns the reply.
+fn presence(c: &mut Client, channel: &str, stats: bool) -> Value {
+    let kind = if stats { "presence_stats" } else { "presence" };
+    c.send_json(&json!({"type": kind, "channel": channel}));
+    c.recv_json()
+}
+
+/// The users listed in a presence reply, sorted.
+fn users(reply: &Value) -> Vec<String> {
+    let mut users: Vec<String> = reply["clients"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{reply}"))
+        .iter()
+        .map(|c| c["user"].as_str().unwrap().to_string())
+        .collect();
+    users.sort();
+    users
+}
+
+/// Asks for presence until it lists `expected` (bounded): an entry is
+/// written to Redis just after the `subscribed` reply, and nothing tells a
+/// client on another process when it has landed.
+fn wait_users(c: &mut Client, channel: &str, expected: &[&str]) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let listed = users(&presence(c, channel, false));
+        if listed == expected {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "listed {listed:?}, want {expected:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn presence_is_cluster_wide_and_a_crashed_process_leaves_it() {
+    let redis = RedisServer::start();
+    let mut servers = cluster(&[&redis], 2, &["--redis-presence-ttl", "1s"]);
+    let (mut alice, _) = ws_with_token(&servers[0], &token_for("alice"));
+    alice.subscribe("pres:lobby");
+    let (mut bob, _) = ws_with_token(&servers[1], &token_for("bob"));
+    bob.subscribe("pres:lobby");
+    let (mut bob2, _) = ws_with_token(&servers[1], &token_for("bob"));
+    bob2.subscribe("pres:lobby");
+    wait_users(&mut alice, "pres:lobby", &["alice", "bob", "bob"]);
+    let stats = presence(&mut bob, "pres:lobby", true);
+    assert_eq!(
+        (stats["clients"].as_u64(), stats["users"].as_u64()),
+        (Some(3), Some(2)),
+        "{stats}"
+    );
+    // The admin API of either process answers the same.
+    let r = crate::harness::get(servers[1].admin_addr(), "/api/presence?channel=pres:lobby");
+    assert_eq!(
+        r.json()["clients"].as_array().map(Vec::len),
+        Some(3),
+        "{}",
+        r.body
+    );
+    // Leaving removes at once.
+    bob2.send_json(&json!({"type": "unsubscribe", "channel": "pres:lobby"}));
+    assert_eq!(bob2.recv_json()["type"], "unsubscribed");
+    wait_users(&mut alice, "pres:lobby", &["alice", "bob"]);
+    // A process that dies without a word: its clients expire within the ttl,
+    // while alice's own entry, refreshed, stays.
+    let dead = servers.remove(1);
+    dead.signal(libc::SIGKILL);
+    drop(dead);
+    wait_users(&mut alice, "pres:lobby", &["alice"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        users(&presence(&mut alice, "pres:lobby", false)),
+        ["alice"],
+        "refreshed entries stay"
+    );
+}
+
+#[test]
+fn a_history_channel_published_from_two_processes_arrives_in_offset_order_everywhere() {
+    let redis = RedisServer::start();
+    let servers = cluster(&[&redis], 3, &[]);
+    let mut subs: Vec<Client> = servers.iter().map(|s| subscriber(s, "h:race")).collect();
+    let publishers: Vec<_> = servers[..2]
+        .iter()
+        .map(|s| {
+            let (mut c, _) = s.ws_client();
+            std::thread::spawn(move || {
+                for i in 0..150 {
+                    // Without ids: as fast as the connection takes them.
+                    c.send_json(&json!({"type": "publish", "channel": "h:race", "data": i}));
+                }
+                // One acked publish last: all before it were taken.
+                let ack = publish(&mut c, "h:race", json!("last"));
+                assert_eq!(ack["type"], "published", "{ack}");
+            })
+        })
+        .collect();
+    for p in publishers {
+        p.join().unwrap();
+    }
+    for c in &mut subs {
+        let offsets: Vec<u64> = (0..302)
+            .map(|_| {
+                let m = c.recv_json();
+                assert_eq!(m["type"], "message", "{m}");
+                m["offset"].as_u64().unwrap()
+            })
+            .collect();
+        assert_eq!(offsets, (1..=302).collect::<Vec<_>>());
     }
 }

@@ -41,8 +41,10 @@ use crate::reactor::EpollSet;
 use crate::shard::{Shard, ShardId, Shared};
 use crate::ws::{self, Decoder, Event, Kind};
 
+mod broker;
 mod resp;
 mod token;
+pub use broker::check_redis_message;
 pub use resp::check_resp_reply;
 pub use token::check_jwt_token;
 
@@ -1005,5 +1007,10 @@ mod tests {
     #[test]
     fn resp_reply_seeds_and_regressions_hold() {
         replay("resp_reply", check_resp_reply);
+    }
+
+    #[test]
+    fn redis_message_seeds_and_regressions_hold() {
+        replay("redis_message", check_redis_message);
     }
 }

@@ -501,7 +501,7 @@ mod tests {
     #[test]
     fn per_connection_state_stays_small() {
         assert!(
-            std::mem::size_of::<ConnState>() <= 136,
+            std::mem::size_of::<ConnState>() <= 96,
             "the shard's table slot: {}",
             std::mem::size_of::<ConnState>()
         );

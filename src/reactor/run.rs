@@ -109,3 +109,31 @@ static CONN_WAKER: RawWakerVTable = RawWakerVTable::new(
     |data| schedule(data as usize as u32),
     |_| {},
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scheduled_keys_and_conn_wakers_reach_the_reader_in_order() {
+        let reader = RunQueueReader::new();
+        schedule(3);
+        let waker = conn_waker(0);
+        let clone = waker.clone();
+        clone.wake();
+        waker.wake_by_ref();
+        let mut batch = Vec::new();
+        futures_lite::future::block_on(reader.next_batch(&mut batch));
+        assert_eq!(
+            batch,
+            vec![3, 0, 0],
+            "the caller deduplicates, not the queue"
+        );
+        schedule(7);
+        drop(reader);
+        assert!(
+            RUN.with(|q| q.keys.borrow().is_empty()),
+            "a dropped reader leaves no key behind"
+        );
+    }
+}

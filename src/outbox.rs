@@ -10,7 +10,8 @@
 //! is reported when its last byte is written. The queue keeps its storage
 //! when it drains, so a subscriber that keeps up queues without
 //! allocating; [`Outbox::reclaim`] (from the shard's ticker) frees it once
-//! the connection is idle, so an idle connection holds no heap memory. The
+//! the connection is idle, so an idle connection holds no heap memory and
+//! its outbox is one null pointer. The
 //! limit is applied to [`Outbox::cost`], which charges each frame its
 //! queue slot as well as its bytes, so a flood of tiny frames is bounded
 //! like a few large ones.
@@ -84,9 +85,76 @@ impl From<Bytes> for Frame {
     }
 }
 
-/// Queued outbound frames of one connection.
+impl Outbox {
+    /// Queues a frame. Returns the outbox's [`Outbox::cost`] afterwards.
+    pub fn push(&mut self, frame: Frame) -> usize {
+        self.queue.get_or_insert_with(Box::default).push(frame)
+    }
+
+    /// Unwritten bytes.
+    pub fn queued(&self) -> usize {
+        self.queue.as_ref().map_or(0, |q| q.queued)
+    }
+
+    /// Memory the queue stands for: unwritten bytes plus [`ENTRY_COST`]
+    /// per queued frame.
+    pub fn cost(&self) -> usize {
+        self.queue.as_ref().map_or(0, |q| q.cost())
+    }
+
+    /// True when nothing waits to be written.
+    pub fn is_empty(&self) -> bool {
+        self.queue.as_ref().is_none_or(|q| q.frames.is_empty())
+    }
+
+    /// Fills `slices` with the unwritten bytes, oldest first; returns the count.
+    pub fn slices<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
+        self.queue.as_ref().map_or(0, |q| q.slices(slices))
+    }
+
+    /// Marks `n` bytes written, calling `on_sent` with the stamp of each
+    /// stamped frame whose last byte went out. The queue keeps its storage
+    /// (see [`Outbox::reclaim`]).
+    pub fn advance(&mut self, n: usize, on_sent: impl FnMut(u64)) {
+        if let Some(q) = &mut self.queue {
+            q.advance(n, on_sent);
+        }
+    }
+
+    /// Frees the queue and its storage if it is empty: called from the
+    /// shard's ticker, so a busy subscriber does not allocate per delivery
+    /// and an idle one holds no heap memory for longer than one ticker
+    /// cycle.
+    pub fn reclaim(&mut self) {
+        if self.is_empty() {
+            self.queue = None;
+        }
+    }
+
+    /// Drops every frame not yet started, keeping a partly written head frame
+    /// so the stream stays well-formed. Used before a close frame is queued
+    /// to a connection that is being cut off.
+    pub fn discard_unstarted(&mut self) {
+        if let Some(q) = &mut self.queue {
+            q.discard_unstarted();
+        }
+    }
+}
+
+/// Queued outbound frames of one connection. Only a pointer while the
+/// connection is idle: the queue (its counters and its deque) is allocated
+/// when a frame is queued and freed with the deque's storage by
+/// [`Outbox::reclaim`], so an idle connection's table slot carries 8 bytes
+/// of outbox instead of 48.
 #[derive(Debug, Default)]
 pub struct Outbox {
+    /// The queue; `None` when it was reclaimed (or never used).
+    queue: Option<Box<Queue>>,
+}
+
+/// The frames themselves and their counts.
+#[derive(Debug, Default)]
+struct Queue {
     /// Whole frames, oldest first; the first may be partly written.
     frames: VecDeque<Frame>,
     /// Bytes of `frames[0]` already written.
@@ -95,32 +163,22 @@ pub struct Outbox {
     queued: usize,
 }
 
-impl Outbox {
+impl Queue {
     /// Queues a frame. Returns the outbox's [`Outbox::cost`] afterwards.
-    pub fn push(&mut self, frame: Frame) -> usize {
+    fn push(&mut self, frame: Frame) -> usize {
         self.queued += frame.len();
         self.frames.push_back(frame);
         self.cost()
     }
 
-    /// Unwritten bytes.
-    pub fn queued(&self) -> usize {
-        self.queued
-    }
-
     /// Memory the queue stands for: unwritten bytes plus [`ENTRY_COST`]
     /// per queued frame.
-    pub fn cost(&self) -> usize {
+    fn cost(&self) -> usize {
         self.queued + self.frames.len() * ENTRY_COST
     }
 
-    /// True when nothing waits to be written.
-    pub fn is_empty(&self) -> bool {
-        self.frames.is_empty()
-    }
-
     /// Fills `slices` with the unwritten bytes, oldest first; returns the count.
-    pub fn slices<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
+    fn slices<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
         let mut n = 0;
         for (i, frame) in self.frames.iter().take(slices.len()).enumerate() {
             let start = if i == 0 { self.head_written } else { 0 };
@@ -133,7 +191,7 @@ impl Outbox {
     /// Marks `n` bytes written, calling `on_sent` with the stamp of each
     /// stamped frame whose last byte went out. The queue keeps its storage
     /// (see [`Outbox::reclaim`]).
-    pub fn advance(&mut self, mut n: usize, mut on_sent: impl FnMut(u64)) {
+    fn advance(&mut self, mut n: usize, mut on_sent: impl FnMut(u64)) {
         self.queued -= n;
         while n > 0 {
             let left = self.frames[0].len() - self.head_written;
@@ -152,19 +210,10 @@ impl Outbox {
         }
     }
 
-    /// Frees the queue's storage if it is empty: called from the shard's
-    /// ticker, so a busy subscriber does not allocate per delivery and an
-    /// idle one holds no heap memory for longer than one ticker cycle.
-    pub fn reclaim(&mut self) {
-        if self.frames.is_empty() && self.frames.capacity() > 0 {
-            self.frames = VecDeque::new();
-        }
-    }
-
     /// Drops every frame not yet started, keeping a partly written head frame
     /// so the stream stays well-formed. Used before a close frame is queued
     /// to a connection that is being cut off.
-    pub fn discard_unstarted(&mut self) {
+    fn discard_unstarted(&mut self) {
         let keep = usize::from(self.head_written > 0);
         while self.frames.len() > keep {
             if let Some(frame) = self.frames.pop_back() {
@@ -218,16 +267,14 @@ mod tests {
         let mut o = Outbox::default();
         o.push(shared(b"abc", 1));
         o.advance(3, |_| {});
-        assert!(o.frames.capacity() > 0, "a drained queue keeps its storage");
+        let capacity = |o: &Outbox| o.queue.as_ref().map_or(0, |q| q.frames.capacity());
+        assert!(capacity(&o) > 0, "a drained queue keeps its storage");
         o.push(shared(b"d", 1));
         o.reclaim();
-        assert!(
-            o.frames.capacity() > 0,
-            "a non-empty queue is not reclaimed"
-        );
+        assert!(capacity(&o) > 0, "a non-empty queue is not reclaimed");
         o.advance(1, |_| {});
         o.reclaim();
-        assert_eq!(o.frames.capacity(), 0);
+        assert!(o.queue.is_none(), "an empty queue is freed");
     }
 
     #[test]

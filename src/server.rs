@@ -25,7 +25,7 @@ use crate::listener::Port;
 use crate::reactor::EpollSet;
 use crate::shard::{Shard, ShardId, Shared};
 use crate::topics::MAX_SHARDS;
-use crate::{listener, shutdown, sys};
+use crate::{connection, listener, shutdown, sys};
 
 /// glommio refuses to start below this RLIMIT_MEMLOCK (its own check).
 const MIN_MEMLOCK: u64 = 512 * 1024;
@@ -313,6 +313,7 @@ async fn shard_main(plan: ShardPlan) {
     shard.start_cluster();
     glommio::spawn_local(EpollSet::dispatch_forever(shard.clone())).detach();
     glommio::spawn_local(shard.clone().flush_forever()).detach();
+    glommio::spawn_local(connection::run_forever(shard.clone())).detach();
     for (_, rx) in receivers {
         let shard = shard.clone();
         glommio::spawn_local(async move {

@@ -187,6 +187,13 @@ pub fn shutdown_read(fd: RawFd) {
     unsafe { libc::shutdown(fd, libc::SHUT_RD) };
 }
 
+/// `shutdown(fd, SHUT_WR)` on a connection: our FIN goes out after what is
+/// queued. Errors are ignored (the peer may be gone already).
+pub fn shutdown_write(fd: RawFd) {
+    // SAFETY: shutdown(2) on a descriptor we own; no memory is involved.
+    unsafe { libc::shutdown(fd, libc::SHUT_WR) };
+}
+
 /// Creates and closes a tiny io_uring, so that a kernel without it (too
 /// old, `kernel.io_uring_disabled`, a seccomp filter) is reported clearly
 /// instead of panicking inside glommio.

@@ -90,7 +90,8 @@ impl Decoder {
         Ok(pos)
     }
 
-    /// True while a fragmented message or a partial frame is held.
+    /// True when no fragmented message or partial frame is held: such a
+    /// decoder need not be kept between reads.
     pub fn is_idle(&self) -> bool {
         self.partial.is_empty() && self.fragmented.is_none()
     }

@@ -1,30 +1,31 @@
-//! One client connection: handshake, then a single task that reads,
-//! decodes and answers, and flushes the connection's outbox.
+//! One client connection: a handshake task, then, once upgraded, a state
+//! machine in the shard's table that the shard polls when it is woken:
+//! read, decode, answer, flush the connection's outbox.
 //!
-//! The connection is split in two: [`ConnState`] lives in the shard's table
-//! so fan-out, the ticker and the shard's epoll set can queue frames, mark
-//! readiness and wake the task, and `Connection` is the task itself (a
-//! hand-written future, so the task holds exactly this struct), owning the
-//! socket and decoder. Reads go into the shard's scratch buffer (lent only
-//! while a `recv` returns and its bytes are decoded), so an idle connection
-//! owns no buffer. Public sockets never go through glommio's streams: their
+//! An upgraded connection is one [`ConnState`] in the shard's table and
+//! nothing else: fan-out, the ticker and the shard's epoll set queue
+//! frames, mark readiness and wake it there, and waking it queues its key
+//! in the shard's run queue, from which one task per shard
+//! ([`run_forever`]) polls it. During a poll its parked state (decoder,
+//! channels, read state) is taken out of the table as a `Connection`, so
+//! the request handling can borrow the shard's tables freely, and is put
+//! back after. Reads go into the shard's scratch buffer (lent only while a
+//! `recv` returns and its bytes are decoded), so an idle connection owns
+//! no buffer. Public sockets never go through glommio's streams: their
 //! readiness comes from the shard's epoll set ([`crate::reactor`]) from
 //! the accept on.
 //! `state.rs` holds `ConnState`, `session.rs` the protocol handling.
 
-use std::future::Future;
 use std::io;
-use std::net::Shutdown;
-use std::os::fd::AsRawFd;
-use std::pin::Pin;
+use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
+use std::task::Poll;
 
 use crate::error::CloseReason;
 use crate::http::{self, Route};
 use crate::message;
-use crate::reactor::{after_io, can, store_waker, EpollStream, READABLE};
-use crate::shard::{log_limited, Shard};
+use crate::reactor::{self, after_io, can, EpollStream, READABLE};
+use crate::shard::{log_limited, ConnKey, Shard};
 use crate::sys;
 use crate::ws::Decoder;
 
@@ -42,9 +43,12 @@ use session::Session;
 const MAX_REFUSING: usize = 64;
 /// Read/flush rounds one poll may take before yielding to other connections.
 const MAX_ROUNDS: usize = 16;
+/// Connections one run-queue batch polls before it offers the executor to
+/// other tasks (a burst of wake-ups must not hold the core for long).
+const CONNS_PER_SLICE: usize = 256;
 
 /// Takes over an accepted socket: counts it, runs the HTTP handshake, and
-/// for an upgrade starts the connection's task.
+/// for an upgrade registers the connection in the shard's table.
 pub async fn serve(shard: Rc<Shard>, socket: std::net::TcpStream) {
     shard.metrics.bump(|c| c.accepted += 1);
     let admitted = shard.try_admit();
@@ -87,16 +91,17 @@ pub async fn serve(shard: Rc<Shard>, socket: std::net::TcpStream) {
     };
 }
 
-/// Registers an upgraded connection and spawns its task: a task of its own,
-/// so the long-lived future is only the connection's state, not the
-/// handshake's (header arrays, buffers).
+/// Registers an upgraded connection in the shard's table, which from now
+/// on owns its socket, and queues its first poll. No task is spawned: the
+/// shard's [`run_forever`] polls it whenever it is woken.
 fn start(shard: Rc<Shard>, socket: std::net::TcpStream, upgrade: http::Upgrade) {
     // Pub/sub traffic is small frames that must not wait for Nagle.
     if let Err(e) = socket.set_nodelay(true) {
         log::debug!("set_nodelay failed: {e}");
     }
-    let (key, seq) = shard.register(socket.as_raw_fd(), upgrade.route == Route::Ws);
-    if let Err(e) = shard.epoll.watch_upgraded(socket.as_raw_fd(), key, seq) {
+    let fd = socket.as_raw_fd();
+    let (key, seq) = shard.register(socket.into(), upgrade.route);
+    if let Err(e) = shard.epoll.watch_upgraded(fd, key, seq) {
         log_limited!(
             shard,
             log::Level::Warn,
@@ -136,27 +141,69 @@ fn start(shard: Rc<Shard>, socket: std::net::TcpStream, upgrade: http::Upgrade) 
             message::connection_established(&id, shard.id.0 as usize, user.as_deref(), expires_at),
         );
     }
-    let mut conn = Connection {
-        shard: shard.clone(),
-        socket,
-        decoder: Decoder::default(),
-        session: Session {
-            route: upgrade.route,
-            key,
-            seq,
-            channels: ChannelList::default(),
-            started: false,
-        },
-        read: ReadState::Open,
-        close_received: false,
-        shut_write: false,
-        backlog: false,
-    };
     if !upgrade.leftover.is_empty() {
-        let mut early = upgrade.leftover;
-        conn.on_bytes(&mut early);
+        if let Some(mut conn) = Connection::load(&shard, key) {
+            let mut early = upgrade.leftover;
+            conn.on_bytes(&mut early);
+            conn.park();
+        }
     }
-    glommio::spawn_local(conn).detach();
+    if let Some(state) = shard.conns.borrow_mut().get_mut(key.0 as usize) {
+        state.wake();
+    }
+}
+
+/// Polls the shard's upgraded connections as they are woken; runs for the
+/// shard's life. This is what a task per connection used to do, without
+/// the task: a connection's state stays in the shard's table between polls.
+pub async fn run_forever(shard: Rc<Shard>) {
+    let queue = reactor::RunQueueReader::new();
+    let mut batch: Vec<u32> = Vec::new();
+    loop {
+        queue.next_batch(&mut batch).await;
+        for (i, key) in batch.drain(..).enumerate() {
+            poll(&shard, ConnKey(key));
+            if i % CONNS_PER_SLICE == CONNS_PER_SLICE - 1 {
+                glommio::yield_if_needed().await;
+            }
+        }
+        // Keep a busy shard's batch allocated, but give back a burst's.
+        if batch.capacity() > 4 * CONNS_PER_SLICE {
+            batch = Vec::new();
+        }
+    }
+}
+
+/// One poll of connection `key` (if it still exists): flush, read, decode,
+/// answer; then its state is parked in its table slot again, or, once it
+/// is done, it leaves the table.
+fn poll(shard: &Rc<Shard>, key: ConnKey) {
+    let Some(mut conn) = Connection::load(shard, key) else {
+        return; // A stale key: its connection is gone.
+    };
+    match conn.poll_run() {
+        Poll::Pending => conn.park(),
+        Poll::Ready(reason) => conn.finish(reason),
+    }
+}
+
+/// What the connection's poll keeps in its [`ConnState`] between polls.
+#[derive(Debug, Default)]
+pub(crate) struct Parked {
+    /// A decoder holding a partial frame or an open fragmented message;
+    /// `None` for the usual idle decoder, so idle connections keep none.
+    decoder: Option<Box<Decoder>>,
+    /// Channels this connection subscribed to.
+    channels: ChannelList,
+    read: ReadState,
+    /// The peer's close frame has arrived.
+    close_received: bool,
+    /// Our write side is shut (after a failure's close frame went out).
+    shut_write: bool,
+    /// `decoder.partial` may hold whole frames not yet decoded (reads paused).
+    backlog: bool,
+    /// A request has been handled: `connect` is only valid before.
+    started: bool,
 }
 
 /// What `sync_state` reads from the connection's `ConnState` each round.
@@ -167,9 +214,10 @@ struct Flags {
     readable: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 enum ReadState {
     /// Decoding frames.
+    #[default]
     Open,
     /// The connection failed (1002/1007/1009): bytes are read and dropped
     /// until the peer closes, so our close frame is not lost to a reset.
@@ -178,11 +226,13 @@ enum ReadState {
     Eof,
 }
 
-/// The task half of a connection.
+/// One connection while it is being polled: its [`Parked`] state taken out
+/// of the table (so the shard's tables stay free to borrow while its
+/// requests are handled), put back by `park`.
 struct Connection {
     shard: Rc<Shard>,
-    /// The upgraded socket, non-blocking I/O only; readiness via `ConnState::ready`.
-    socket: std::net::TcpStream,
+    /// The upgraded socket (owned by its `ConnState`), non-blocking I/O only.
+    fd: RawFd,
     decoder: Decoder,
     session: Session,
     read: ReadState,
@@ -194,38 +244,73 @@ struct Connection {
     backlog: bool,
 }
 
-impl Future for Connection {
-    type Output = ();
+impl Connection {
+    /// Takes connection `key`'s parked state out of its table slot, and
+    /// lets wake-ups from here on queue it for another poll.
+    fn load(shard: &Rc<Shard>, key: ConnKey) -> Option<Connection> {
+        let mut conns = shard.conns.borrow_mut();
+        let state = conns.get_mut(key.0 as usize)?;
+        state.scheduled = false;
+        let parked = std::mem::take(&mut state.parked);
+        Some(Connection {
+            shard: shard.clone(),
+            fd: state.fd(),
+            decoder: parked.decoder.map(|d| *d).unwrap_or_default(),
+            session: Session {
+                route: state.route,
+                key,
+                seq: state.seq,
+                channels: parked.channels,
+                started: parked.started,
+            },
+            read: parked.read,
+            close_received: parked.close_received,
+            shut_write: parked.shut_write,
+            backlog: parked.backlog,
+        })
+    }
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let conn = self.get_mut();
-        let Poll::Ready(reason) = conn.poll_run(cx) else {
-            return Poll::Pending;
+    /// Puts the state back into the table slot until the next poll.
+    fn park(self) {
+        let mut conns = self.shard.conns.borrow_mut();
+        let Some(state) = conns.get_mut(self.session.key.0 as usize) else {
+            return;
         };
-        let shard = &conn.shard;
+        state.parked = Parked {
+            decoder: (!self.decoder.is_idle()).then(|| Box::new(self.decoder)),
+            channels: self.session.channels,
+            read: self.read,
+            close_received: self.close_received,
+            shut_write: self.shut_write,
+            backlog: self.backlog,
+            started: self.session.started,
+        };
+    }
+
+    /// The connection is done: it leaves every table and count, and its
+    /// socket is closed.
+    fn finish(self, reason: CloseReason) {
+        let shard = &self.shard;
         shard.metrics.on_close(reason);
-        shard.unregister(conn.session.key, conn.session.channels.as_slice());
+        shard.unregister(self.session.key, self.session.channels.as_slice());
         shard.release();
         // Logged once the connection is gone from every count, so the line
         // is a signal that it was released.
         log::debug!(
             "closed conn={}-{} reason={reason}",
             shard.id.0,
-            conn.session.seq
+            self.session.seq
         );
-        Poll::Ready(())
     }
-}
 
-impl Connection {
-    fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<CloseReason> {
+    fn poll_run(&mut self) -> Poll<CloseReason> {
         for _ in 0..MAX_ROUNDS {
             let Some(Flags {
                 closing,
                 dead,
                 awaiting,
                 readable,
-            }) = self.sync_state(cx.waker())
+            }) = self.sync_state()
             else {
                 return Poll::Ready(CloseReason::Abnormal);
             };
@@ -252,7 +337,7 @@ impl Connection {
                 }
                 if flushed && self.read == ReadState::Discard && !self.shut_write {
                     self.shut_write = true;
-                    let _ = self.socket.shutdown(Shutdown::Write);
+                    sys::shutdown_write(self.fd);
                 }
             } else if awaiting {
                 return Poll::Pending; // Woken when the subscribe's reply is queued.
@@ -260,7 +345,8 @@ impl Connection {
                 self.drain_backlog();
                 continue;
             } else if self.session.route == Route::Ws && self.shard.bus.is_congested() {
-                self.shard.bus.wait_uncongested(cx.waker());
+                let waker = reactor::conn_waker(self.session.key.0);
+                self.shard.bus.wait_uncongested(&waker);
                 return Poll::Pending;
             }
             if self.close_received {
@@ -274,15 +360,15 @@ impl Connection {
                 Poll::Pending => return Poll::Pending,
             }
         }
-        cx.waker().wake_by_ref();
+        // Others' turn: polled again in the next batch.
+        reactor::schedule(self.session.key.0);
         Poll::Pending
     }
 
-    /// Stores the waker and reads the flags the shard may have changed.
-    fn sync_state(&self, waker: &Waker) -> Option<Flags> {
-        let mut conns = self.shard.conns.borrow_mut();
-        let state = conns.get_mut(self.session.key.0 as usize)?;
-        store_waker(&mut state.waker, waker);
+    /// Reads the flags the shard may have changed.
+    fn sync_state(&self) -> Option<Flags> {
+        let conns = self.shard.conns.borrow();
+        let state = conns.get(self.session.key.0 as usize)?;
         Some(Flags {
             closing: state.closing,
             dead: state.dead,
@@ -293,9 +379,10 @@ impl Connection {
 
     /// Writes as much of the outbox as the socket takes
     /// ([`Shard::write_outbox`]). Ok(true) when the outbox is empty;
-    /// Ok(false) when the socket is full (its next epoll event wakes the task).
+    /// Ok(false) when the socket is full (its next epoll event wakes the
+    /// connection).
     ///
-    /// What the task writes is its own traffic (the greeting, replies,
+    /// What the poll writes is its own traffic (the greeting, replies,
     /// pings, or a backlog it took over from the flush pass), so a drained
     /// queue gives its storage back at once: a connection that only gets a
     /// greeting or a ping keeps nothing. Only the flush pass keeps a drained
@@ -318,7 +405,7 @@ impl Connection {
     fn read_some(&mut self) -> Poll<()> {
         let shard = self.shard.clone();
         let mut scratch = shard.scratch.borrow_mut();
-        let result = sys::recv(self.socket.as_raw_fd(), &mut scratch[..]);
+        let result = sys::recv(self.fd, &mut scratch[..]);
         if let Some(state) = shard
             .conns
             .borrow_mut()
@@ -417,18 +504,20 @@ impl Connection {
 mod tests {
     use super::*;
 
-    /// Both halves exist once per connection, a million times over on a big
-    /// box: growing either is a decision, not an accident.
+    /// A `ConnState` is the whole of an idle connection in user space, a
+    /// million times over on a big box: growing it is a decision, not an
+    /// accident.
     #[test]
-    fn per_connection_structs_stay_small() {
+    fn per_connection_state_stays_small() {
         assert!(
-            std::mem::size_of::<Connection>() <= 120,
-            "the task's future"
-        );
-        assert!(
-            std::mem::size_of::<ConnState>() <= 112,
+            std::mem::size_of::<ConnState>() <= 96,
             "the shard's table slot: {}",
             std::mem::size_of::<ConnState>()
+        );
+        assert!(
+            std::mem::size_of::<Parked>() <= 40,
+            "the parked state: {}",
+            std::mem::size_of::<Parked>()
         );
     }
 }

@@ -1,25 +1,29 @@
-//! `ConnState`: the half of a connection that lives in the shard's table,
-//! so fan-out and the ticker can queue frames and wake the task without
-//! touching the socket.
+//! `ConnState`: one upgraded connection, as it lives in the shard's table:
+//! what fan-out, the ticker and the epoll set reach (outbox, timers,
+//! readiness bits), the socket itself, and what the connection's poll
+//! keeps between polls ([`Parked`]). There is no task per connection: the
+//! shard's run queue ([`crate::reactor`]) says which connections to poll.
 
-use std::os::fd::RawFd;
-use std::task::Waker;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
+use super::Parked;
 use crate::error::CloseReason;
+use crate::http::Route;
 use crate::outbox::{Frame, Outbox};
-use crate::reactor::{READABLE, WRITABLE};
+use crate::reactor::{self, READABLE, WRITABLE};
 use crate::shard::UserSlot;
 use crate::ws;
 
-/// The half of a connection that the shard can reach: outbox, waker, timers.
+/// One upgraded connection: outbox, timers, readiness, socket and the
+/// protocol state its poll parks here.
 #[derive(Debug)]
 pub struct ConnState {
     /// Frames waiting for the socket.
     pub(crate) outbox: Outbox,
-    /// Wakes the connection's task when something is queued.
-    pub(super) waker: Option<Waker>,
     /// Per-shard sequence number; tells a reused key from its old owner.
     pub(crate) seq: u64,
+    /// The decoder, channels and read state, between two polls.
+    pub(super) parked: Parked,
     /// Last ping sent (shard ms, low 32 bits: see [`since`]).
     last_ping_ms: u32,
     /// First ping not yet followed by any received byte (low 32 bits of
@@ -27,25 +31,11 @@ pub struct ConnState {
     pub(super) unanswered_ping_ms: u32,
     /// When a closing connection is dropped regardless (low 32 bits of shard ms).
     close_deadline_ms: u32,
-    /// Set once the server has queued its close frame.
-    pub(super) closing: Option<CloseReason>,
-    /// Reads paused until other shards acknowledge a subscribe.
-    pub(crate) awaiting_ack: bool,
-    /// Deadline passed: the task must end now.
-    pub(super) dead: bool,
-    /// A /ws (pub/sub) connection, as opposed to /echo; broadcasts reach only these.
-    pubsub: bool,
-    /// `READABLE`/`WRITABLE` edges, set by the shard's epoll events and
-    /// cleared by the task when a `recv` or `send` comes up short (so an
-    /// idle socket is never asked again until the kernel says something
-    /// changed), plus the sticky `READ_CLOSED`/`WRITE_CLOSED` hang-up bits
-    /// that no short transfer clears (see [`crate::reactor`]).
-    pub(crate) ready: u8,
-    /// In the shard's flush list (queued to by fan-out since the last pass).
-    pub(crate) dirty: bool,
-    /// The socket, owned by the connection's task; the shard's flush pass
-    /// writes to it too.
-    pub(crate) fd: RawFd,
+    /// This connection's key in the shard's table (what waking it queues).
+    key: u32,
+    /// The socket; closed when the connection leaves the table. The flush
+    /// pass and the connection's poll both write to it.
+    fd: OwnedFd,
     /// The connection's user in the shard's [`crate::shard::Users`];
     /// [`UserSlot::NONE`] while anonymous.
     pub(crate) user: UserSlot,
@@ -54,31 +44,56 @@ pub struct ConnState {
     /// `--require-auth`, the end of its time to send `connect` (4001);
     /// 0 when none.
     pub(crate) auth_deadline_s: u32,
+    /// Set once the server has queued its close frame.
+    pub(super) closing: Option<CloseReason>,
+    /// `/ws` (pub/sub; broadcasts reach only these) or `/echo`.
+    pub(super) route: Route,
+    /// Reads paused until other shards acknowledge a subscribe.
+    pub(crate) awaiting_ack: bool,
+    /// Deadline passed: the connection must end at its next poll.
+    pub(super) dead: bool,
+    /// `READABLE`/`WRITABLE` edges, set by the shard's epoll events and
+    /// cleared when a `recv` or `send` comes up short (so an idle socket
+    /// is never asked again until the kernel says something changed),
+    /// plus the sticky `READ_CLOSED`/`WRITE_CLOSED` hang-up bits that no
+    /// short transfer clears (see [`crate::reactor`]).
+    pub(crate) ready: u8,
+    /// In the shard's flush list (queued to by fan-out since the last pass).
+    pub(crate) dirty: bool,
+    /// In the shard's run queue (woken since its last poll began).
+    pub(super) scheduled: bool,
 }
 
 impl ConnState {
-    /// State of connection `fd` opened at `now_ms`.
-    pub fn new(fd: RawFd, seq: u64, now_ms: u64, pubsub: bool) -> ConnState {
+    /// State of connection `key` on socket `fd`, opened at `now_ms`.
+    pub fn new(key: u32, fd: OwnedFd, seq: u64, now_ms: u64, route: Route) -> ConnState {
         ConnState {
             outbox: Outbox::default(),
-            waker: None,
             seq,
+            parked: Parked::default(),
             last_ping_ms: now_ms as u32,
             unanswered_ping_ms: 0,
             close_deadline_ms: 0,
-            closing: None,
-            awaiting_ack: false,
-            dead: false,
-            pubsub,
-            ready: READABLE | WRITABLE,
-            dirty: false,
+            key,
             fd,
             user: UserSlot::NONE,
             auth_deadline_s: 0,
+            closing: None,
+            route,
+            awaiting_ack: false,
+            dead: false,
+            ready: READABLE | WRITABLE,
+            dirty: false,
+            scheduled: false,
         }
     }
 
-    /// Records readiness (edge and sticky bits) and wakes the task.
+    /// The socket's descriptor.
+    pub(crate) fn fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Records readiness (edge and sticky bits) and wakes the connection.
     pub fn on_readiness(&mut self, ready: u8) {
         self.ready |= ready;
         self.wake();
@@ -89,7 +104,7 @@ impl ConnState {
         self.closing.is_some()
     }
 
-    /// A write to the socket failed: the task must end now.
+    /// A write to the socket failed: the connection must end now.
     pub(crate) fn fail(&mut self) {
         self.dead = true;
         self.wake();
@@ -97,7 +112,7 @@ impl ConnState {
 
     /// True for /ws connections.
     pub fn is_pubsub(&self) -> bool {
-        self.pubsub
+        self.route == Route::Ws
     }
 
     /// Bytes waiting to be written.
@@ -105,7 +120,7 @@ impl ConnState {
         self.outbox.queued()
     }
 
-    /// Queues a frame, without waking the task (the shard's flush pass
+    /// Queues a frame, without waking the connection (the shard's flush pass
     /// writes it). Returns false when the outbox's cost (bytes plus a
     /// per-frame charge, [`crate::outbox::ENTRY_COST`]) is over `limit`; the
     /// caller then closes the connection as a slow consumer. A frame that
@@ -177,10 +192,12 @@ impl ConnState {
         }
     }
 
-    /// Wakes the connection's task (to read again, or to see a state change).
-    pub(crate) fn wake(&self) {
-        if let Some(waker) = &self.waker {
-            waker.wake_by_ref();
+    /// Queues the connection for a poll (to read again, or to see a state
+    /// change), once until that poll begins.
+    pub(crate) fn wake(&mut self) {
+        if !self.scheduled {
+            self.scheduled = true;
+            reactor::schedule(self.key);
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The shard's reactor: how a shard learns that a socket can be read or
-//! written, wakes the task that cares, and bounds any wait by a timer. The
+//! written, wakes the task or connection that cares, and bounds any wait by a timer. The
 //! rest of the code uses it through the small surface re-exported here.
 //!
 //! Rules:
@@ -15,16 +15,22 @@
 //!   edge: reported once, often with the last bytes, it stays set through
 //!   short transfers ([`can`], [`after_io`]) so the handshake, serving and
 //!   closing paths all see it and the connection is released at once.
+//! - An upgraded connection has no task: waking it queues its table key
+//!   in the shard's run queue (`run.rs`), and one task per shard polls
+//!   the queued connections.
 //! - Wake-ups are shard-local ([`Notify`], [`Latch`]): no atomics; every
 //!   wait that could last is bounded by [`with_timeout`].
 //!
 //! `ready.rs` holds the bits and the rule, `epoll.rs` the epoll set and the
-//! handshake stream, `notify.rs` the wake-ups and timeouts.
+//! handshake stream, `notify.rs` the wake-ups and timeouts, `run.rs` the
+//! run queue of connections to poll.
 
 mod epoll;
 mod notify;
 mod ready;
+mod run;
 
 pub use epoll::{EpollSet, EpollStream};
 pub use notify::{with_timeout, Latch, Notify};
-pub(crate) use ready::{after_io, can, store_waker, READABLE, WRITABLE};
+pub(crate) use ready::{after_io, can, READABLE, WRITABLE};
+pub(crate) use run::{conn_waker, schedule, RunQueueReader};

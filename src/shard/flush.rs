@@ -52,7 +52,7 @@ impl Shard {
     }
 
     /// Writes one dirty connection's outbox. A socket that fills up is left
-    /// to the connection's task (woken by the writable edge); a failed write
+    /// to the connection's poll (woken by the writable edge); a failed write
     /// ends the connection; a closing connection is woken to see its flush.
     fn flush_one(&self, key: ConnKey) {
         let mut conns = self.conns.borrow_mut();
@@ -75,7 +75,7 @@ impl Shard {
     /// Writes as much of `conn`'s outbox as its socket takes, one `sendmsg`
     /// per batch of frames, recording each publish's fan-out latency.
     /// Ok(true) when the outbox is empty; Ok(false) when the socket is full
-    /// (its next epoll event wakes the connection's task).
+    /// (its next epoll event wakes the connection).
     pub(crate) fn write_outbox(&self, conn: &mut ConnState) -> io::Result<bool> {
         loop {
             if conn.outbox.is_empty() {
@@ -87,7 +87,7 @@ impl Shard {
             let written = {
                 let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
                 let n = conn.outbox.slices(&mut slices);
-                let result = sys::send_vectored(conn.fd, &slices[..n]);
+                let result = sys::send_vectored(conn.fd(), &slices[..n]);
                 let len = slices[..n].iter().map(|s| s.len()).sum();
                 after_io(&mut conn.ready, WRITABLE, &result, len);
                 match result {

@@ -8,7 +8,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::os::fd::RawFd;
+use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -23,6 +23,7 @@ use crate::config::Resolved;
 use crate::connection::ConnState;
 use crate::error::CloseReason;
 use crate::history::HistoryStore;
+use crate::http::Route;
 use crate::latency::Latency;
 use crate::metrics::ShardMetrics;
 use crate::outbox::Frame;
@@ -299,16 +300,16 @@ impl Shard {
         }
     }
 
-    /// Registers a new upgraded connection on socket `fd`; returns its key
-    /// and sequence number.
-    pub fn register(&self, fd: RawFd, pubsub: bool) -> (ConnKey, u64) {
+    /// Registers a new upgraded connection on socket `fd` (the table owns
+    /// it from now on); returns its key and sequence number.
+    pub fn register(&self, fd: OwnedFd, route: Route) -> (ConnKey, u64) {
         let seq = self.next_seq.get();
         self.next_seq.set(seq + 1);
         let now = self.now_ms();
-        let key = self
-            .conns
-            .borrow_mut()
-            .insert(ConnState::new(fd, seq, now, pubsub));
+        let mut conns = self.conns.borrow_mut();
+        let entry = conns.vacant_entry();
+        let key = entry.key();
+        entry.insert(ConnState::new(key as u32, fd, seq, now, route));
         self.shared.websockets.fetch_add(1, Ordering::Relaxed);
         (ConnKey(key as u32), seq)
     }
@@ -338,7 +339,7 @@ impl Shard {
 
     /// Marks connection `key` ready (`READABLE`/`WRITABLE` bits) as epoll
     /// reported, if it is still the one whose `seq` has these low 31 bits,
-    /// and wakes its task.
+    /// and wakes it.
     pub(crate) fn on_readiness(&self, key: ConnKey, seq: u32, ready: u8) {
         if let Some(conn) = self.conns.borrow_mut().get_mut(key.0 as usize) {
             if conn.seq as u32 & 0x7fff_ffff == seq {

@@ -289,7 +289,7 @@ impl Shard {
                 continue;
             };
             conn.awaiting_ack = false;
-            // The task paused its reads for this reply: let it resume.
+            // The connection paused its reads for this reply: let it resume.
             conn.wake();
             if !ok {
                 let err = message::RequestError {

@@ -325,7 +325,7 @@ impl Shard {
             return;
         }
         self.set_awaiting(key, false);
-        if let Some(conn) = self.conns.borrow().get(key.0 as usize) {
+        if let Some(conn) = self.conns.borrow_mut().get_mut(key.0 as usize) {
             conn.wake();
         }
         self.activate_history(key, &channel, recovering, answer, id.as_deref());

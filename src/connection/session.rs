@@ -264,9 +264,6 @@ impl Session {
         id: Option<&RawValue>,
     ) {
         let data = Bytes::copy_from_slice(data.get().as_bytes());
-        if shard.clustered() {
-            return self.publish_history_to_cluster(shard, channel, data, id);
-        }
         let Some(id) = id.map(|i| i.to_owned()) else {
             return shard.publish_history_unacked(channel, data);
         };
@@ -282,6 +279,11 @@ impl Session {
                     None,
                     Some(&id),
                 ),
+                None if shard.clustered() => message::error(&RequestError {
+                    code: ErrorCode::Unavailable,
+                    message: format!("publish to {channel} failed (Redis unreachable); retry"),
+                    id: Some(&id),
+                }),
                 None => message::error(&RequestError {
                     code: ErrorCode::HistoryUnavailable,
                     message: format!("the history of {channel} did not answer; retry"),
@@ -315,40 +317,6 @@ impl Session {
                     code: ErrorCode::Unavailable,
                     message: format!("publish to {channel} failed ({e}); retry"),
                     id: Some(&id),
-                }),
-            };
-            shard.send_to_conn(key, seq, reply);
-        })
-        .detach();
-    }
-
-    /// A history publish in Redis mode: numbered, stored and published by
-    /// the Redis script; acked with its offset, or answered `UNAVAILABLE`.
-    fn publish_history_to_cluster(
-        &self,
-        shard: &Rc<Shard>,
-        channel: &str,
-        data: Bytes,
-        id: Option<&RawValue>,
-    ) {
-        let id = id.map(|i| i.to_owned());
-        let (shard, key, seq, channel) = (shard.clone(), self.key, self.seq, channel.to_string());
-        glommio::spawn_local(async move {
-            let published = shard.publish_history_to_cluster(&channel, data).await;
-            let reply = match (published, &id) {
-                (_, None) => return,
-                (Ok((offset, epoch)), Some(id)) => message::position_reply(
-                    "published",
-                    &channel,
-                    offset,
-                    epoch.as_str(),
-                    None,
-                    Some(id),
-                ),
-                (Err(e), Some(id)) => message::error(&RequestError {
-                    code: ErrorCode::Unavailable,
-                    message: format!("publish to {channel} failed ({e}); retry"),
-                    id: Some(id),
                 }),
             };
             shard.send_to_conn(key, seq, reply);

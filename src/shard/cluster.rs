@@ -392,12 +392,15 @@ impl Shard {
         }
     }
 
-    /// This shard gained its first subscriber (or waiter) of `channel`: the
-    /// home makes sure the process's pub/sub link has it, then acks.
+    /// This shard gained its first subscriber (or waiter) of `channel`:
+    /// tells the channel's home, which (in Redis mode) makes sure the
+    /// process's pub/sub link has it, then acks.
     pub(super) fn want_channel(self: &Rc<Self>, channel: &str) {
         let home = self.home_of(channel);
         if home == self.id {
-            self.ensure_pubsub(Arc::from(channel), None);
+            if self.clustered() {
+                self.ensure_pubsub(Arc::from(channel), None);
+            }
         } else {
             self.bus.send(
                 home,

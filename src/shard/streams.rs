@@ -138,7 +138,14 @@ impl Shard {
     /// Publishes `data` to history channel `channel` without waiting for
     /// (or keeping anything for) the home's answer: a client publish with
     /// no `id`.
-    pub fn publish_history_unacked(&self, channel: &str, data: Bytes) {
+    pub fn publish_history_unacked(self: &Rc<Self>, channel: &str, data: Bytes) {
+        if self.clustered() {
+            // Spawned now, so it reaches Redis after this connection's
+            // earlier publishes (tasks run in the order they were made).
+            let published = self.publish_history(channel, data);
+            glommio::spawn_local(published).detach();
+            return;
+        }
         let query = Query::HistoryPublish {
             channel: Arc::from(channel),
             data,
@@ -245,17 +252,7 @@ impl Shard {
         };
         if !local && pending == 1 {
             // Only the home fans this channel out: only it needs to know.
-            if clustered {
-                self.want_channel(channel);
-            } else {
-                self.bus.send(
-                    home,
-                    BusMessage::InterestAdded {
-                        channel: Arc::from(channel),
-                        from: self.id,
-                    },
-                );
-            }
+            self.want_channel(channel);
         }
         self.set_awaiting(key, true);
         // The answer is handled where it arrives, in the bus task, before

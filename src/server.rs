@@ -122,6 +122,16 @@ pub fn run(config: Config) -> Result<(), StartupError> {
     shutdown::spawn_signal_thread(controls, listening);
     let addr = SocketAddr::new(cfg_addr(&config), port);
     let admin = admin_addr.map_or_else(|| "none".to_string(), |a| a.to_string());
+    let cfg = &config.config;
+    if !cfg.redis.is_empty() {
+        let urls: Vec<String> = cfg.redis.iter().map(ToString::to_string).collect();
+        log::info!(
+            "redis mode instances={} prefix={} node={} (links connect in the background; /health shows them)",
+            urls.join(","),
+            cfg.redis_prefix,
+            shared.node_id
+        );
+    }
     log::info!(
         "listening addr={addr} port={port} admin={admin} shards={n} cpus={} max_connections={} \
          max_message_size={} max_outbound_bytes={} backlog={backlog}",

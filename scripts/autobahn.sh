@@ -124,8 +124,11 @@ bin=$CARGO_TARGET_DIR/$profile/corecast
 
 out=${AUTOBAHN_OUT:-$CARGO_TARGET_DIR/autobahn}
 rm -rf "$out" && mkdir -p "$out/reports"
-server_pid=""
-trap 'stop_pid TERM 10 "$server_pid"' EXIT
+server_pid="" wstest_pid=""
+# wstest runs in the background under `wait`, which a signal interrupts, so
+# Ctrl-C or a TERM from CI stops both at once (bash runs no trap while a
+# foreground child runs, and ignores a SIGINT that child survived).
+trap 'stop_pid TERM 10 "$wstest_pid" "$server_pid"' EXIT
 trap 'exit 130' INT TERM
 
 PORT=$((27000 + $$ % 500))
@@ -154,8 +157,12 @@ cat >"$out/spec.json" <<EOF
 EOF
 echo "autobahn.sh: cases $cases against $profile corecast on port $PORT (reports: $out/reports)"
 start=$SECONDS
-(cd "$out" && timeout "$wstest_secs" "${wstest[@]}" -m fuzzingclient -s spec.json >wstest.log 2>&1) || {
-    rc=$?
+(cd "$out" && exec timeout "$wstest_secs" "${wstest[@]}" -m fuzzingclient -s spec.json >wstest.log 2>&1) &
+wstest_pid=$!
+rc=0
+wait "$wstest_pid" || rc=$?
+wstest_pid=""
+((rc == 0)) || {
     tail -n 20 "$out/wstest.log" >&2
     ((rc != 124)) || echo "autobahn.sh: wstest did not finish in ${wstest_secs}s" >&2
     echo "autobahn.sh: wstest failed (exit $rc); log: $out/wstest.log" >&2

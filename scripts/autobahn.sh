@@ -103,7 +103,8 @@ install_suite() {
             echo "autobahn.sh: pip failed; its log: ${dir#"$root"/}.tmp.log" >&2
             return 1
         }
-        rm -rf "$dir" && mv "$dir.tmp" "$dir" && touch "$dir/.installed"
+        rm -rf "$dir" && mv "$dir.tmp" "$dir" && mv "$dir.tmp.log" "$dir/pip.log"
+        touch "$dir/.installed"
     fi
     echo "$dir"
 }

@@ -17,6 +17,9 @@ use crate::error::{CloseReason, Violation};
 
 /// Largest payload of a control frame (RFC 6455 5.5).
 const MAX_CONTROL_PAYLOAD: u64 = 125;
+/// Bytes of a partly arrived text frame unmasked and checked per step: a
+/// stack buffer, so checking a frame early allocates nothing.
+const UTF8_CHUNK: usize = 1024;
 /// Room left in front of an encoded payload for the longest server frame
 /// header (2 bytes + 8-byte length; servers never mask).
 const MAX_SERVER_HEADER: usize = 10;
@@ -50,6 +53,10 @@ pub struct Decoder {
     fragmented: Option<Data>,
     /// Prefix of `message` known to be valid UTF-8 (text only).
     utf8_valid: usize,
+    /// Payload bytes of the text frame that has not fully arrived (the one
+    /// at the start of `partial`) already checked as UTF-8, up to a code
+    /// point boundary; 0 when no such frame is held.
+    partial_utf8_valid: usize,
 }
 
 impl Decoder {
@@ -74,10 +81,12 @@ impl Decoder {
             let header_len = cursor.position() as usize;
             self.check_header(&header, len, max_message)?;
             let len = len as usize; // check_header bounded it by max_message.
-            if buf.len() - pos - header_len < len {
+            let start = pos + header_len;
+            if buf.len() - start < len {
+                self.check_incomplete_text(&header, &buf[start..])?;
                 break;
             }
-            let start = pos + header_len;
+            self.partial_utf8_valid = 0;
             pos = start + len;
             let payload = &mut buf[start..pos];
             if let Some(mask) = header.mask {
@@ -136,6 +145,62 @@ impl Decoder {
             }
             _ => Ok(()),
         }
+    }
+
+    /// Fails a text frame whose payload has only partly arrived as soon as
+    /// that part cannot begin valid UTF-8 (RFC 6455 8.1 lets an endpoint
+    /// fail at once, and Autobahn 6.4.3/6.4.4 call waiting for the rest
+    /// non-strict). `arrived` is the frame's payload so far, still masked;
+    /// only the bytes not checked by an earlier call are unmasked (into a
+    /// small copy: the frame is unmasked in place once whole) and checked,
+    /// so a large frame arriving in many reads costs one pass.
+    fn check_incomplete_text(
+        &mut self,
+        h: &FrameHeader,
+        arrived: &[u8],
+    ) -> Result<(), CloseReason> {
+        let is_text = match h.opcode {
+            OpCode::Data(Data::Text) => true,
+            OpCode::Data(Data::Continue) => self.fragmented == Some(Data::Text),
+            _ => false,
+        };
+        let Some(mask) = h.mask.filter(|_| is_text) else {
+            return Ok(());
+        };
+        let mut checked = self.partial_utf8_valid;
+        while checked < arrived.len() {
+            // A sequence cut by the previous fragment is finished by this
+            // frame's first bytes, so it leads the first chunk.
+            let carry: &[u8] = if checked == 0 {
+                &self.message[self.utf8_valid.min(self.message.len())..]
+            } else {
+                &[]
+            };
+            let mut chunk = [0u8; UTF8_CHUNK];
+            chunk[..carry.len()].copy_from_slice(carry);
+            let n = (UTF8_CHUNK - carry.len()).min(arrived.len() - checked);
+            for (i, (out, b)) in chunk[carry.len()..carry.len() + n]
+                .iter_mut()
+                .zip(&arrived[checked..checked + n])
+                .enumerate()
+            {
+                *out = b ^ mask[(checked + i) % 4];
+            }
+            let valid = match std::str::from_utf8(&chunk[..carry.len() + n]) {
+                Ok(_) => carry.len() + n,
+                Err(e) if e.error_len().is_none() => e.valid_up_to(),
+                Err(_) => return Err(CloseReason::InvalidUtf8),
+            };
+            let advanced = valid.saturating_sub(carry.len());
+            if checked + n == arrived.len() {
+                self.partial_utf8_valid = checked + advanced;
+                break;
+            }
+            // A chunk holds far more than one cut sequence (at most 3
+            // bytes), so each full chunk advances.
+            checked += advanced;
+        }
+        Ok(())
     }
 
     fn on_frame(
@@ -395,6 +460,58 @@ mod tests {
         let mut input = client_frame(0x01, &[0xce]);
         input.extend(client_frame(0x80, &[0xba]));
         assert!(decode_all(&mut input, 1024).0.is_ok());
+    }
+
+    /// Feeds `input` in cuts of `cut` bytes, keeping the undecoded rest as
+    /// the connection does; returns the first error and the events.
+    fn decode_in_cuts(input: &[u8], cut: usize) -> (Result<(), CloseReason>, Vec<String>) {
+        let mut dec = Decoder::default();
+        let mut seen = Vec::new();
+        for chunk in input.chunks(cut) {
+            let mut buf = std::mem::take(&mut dec.partial);
+            buf.extend_from_slice(chunk);
+            let consumed = dec.decode(&mut buf, 1 << 20, |e| {
+                seen.push(format!("{e:?}"));
+                true
+            });
+            match consumed {
+                Ok(n) => dec.partial = buf[n..].to_vec(),
+                Err(e) => return (Err(e), seen),
+            }
+        }
+        (Ok(()), seen)
+    }
+
+    #[test]
+    fn text_frames_checked_before_they_arrive_whole_keep_valid_text() {
+        let text = "κόσμε 𝄞 日本語 ".repeat(200); // 5,800 bytes: several check chunks
+        let mut input = client_frame(0x01, &text.as_bytes()[..3001]);
+        input.extend(client_frame(0x80, &text.as_bytes()[3001..]));
+        input.extend(client_frame(0x81, text.as_bytes()));
+        for cut in [1, 2, 3, 5, 7, 1000, 1023, 1024, 1025, 4093, input.len()] {
+            let (r, seen) = decode_in_cuts(&input, cut);
+            assert_eq!(r, Ok(()), "cut {cut}");
+            assert_eq!(seen, vec![format!("Text({text:?})"); 2], "cut {cut}");
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_fails_before_its_frame_has_arrived() {
+        let mut payload = "κόσμε".repeat(500).into_bytes();
+        payload[4000] = 0xff;
+        let input = client_frame(0x81, &payload);
+        // Up to 100 bytes past the invalid one; the frame's end never comes.
+        let arrived = &input[..input.len() - (payload.len() - 4100)];
+        for cut in [1, 3, 1024, 4000] {
+            let (r, _) = decode_in_cuts(arrived, cut);
+            assert_eq!(r, Err(CloseReason::InvalidUtf8), "cut {cut}");
+        }
+        // A code point the previous fragment cut, broken by the next frame's
+        // first byte before that frame is whole.
+        let mut input = client_frame(0x01, &[b'a', 0xce]);
+        let cont = client_frame(0x80, b"bcdefgh");
+        input.extend_from_slice(&cont[..cont.len() - 6]);
+        assert_eq!(decode_in_cuts(&input, 1).0, Err(CloseReason::InvalidUtf8));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! RFC 6455 conformance, grouped and numbered the way the Autobahn|Testsuite
 //! groups its cases: 1 framing, 2 pings, 3 reserved bits, 4 opcodes,
-//! 5 fragmentation, 6 UTF-8, 7 close, 9 limits, 10 miscellaneous.
+//! 5 fragmentation, 6 UTF-8, 7 close, 9 limits, 10 miscellaneous. The
+//! suite itself runs in `scripts/autobahn.sh` (docs/conformance.md); these
+//! cases keep the behaviours it found fixed within `cargo test`.
 //!
 //! Every case runs against `/echo`, which echoes each text and binary
 //! message verbatim. Well-formed traffic goes through tungstenite

@@ -1,8 +1,8 @@
 //! Autobahn 6: UTF-8 validation of text messages and close reasons.
 
 use super::{
-    expect_close_then_eof, expect_failure, expect_frame, invalid_utf8_samples, one_byte_fragments,
-    raw, server, BINARY, CONT, FIN, KOSME_INVALID, TEXT,
+    encode_client_frame, expect_close_then_eof, expect_failure, expect_frame, invalid_utf8_samples,
+    one_byte_fragments, raw, server, BINARY, CONT, FIN, KOSME_INVALID, TEXT,
 };
 
 // 6 UTF-8 handling in text messages and close reasons.
@@ -119,4 +119,53 @@ fn utf8_6_binary_messages_are_not_checked_for_utf8() {
     let mut c = raw(&server);
     c.send_frame(FIN | BINARY, KOSME_INVALID, true);
     expect_frame(&mut c, BINARY, KOSME_INVALID);
+}
+
+/// Autobahn 6.4.3/6.4.4: one unfragmented text frame arrives in chops; the
+/// chop carrying an invalid sequence fails the connection at once, while
+/// the frame's last bytes are still to come.
+#[test]
+fn utf8_6_invalid_utf8_fails_in_a_frame_that_has_not_fully_arrived() {
+    let server = server();
+    let frame = encode_client_frame(FIN | TEXT, KOSME_INVALID, true);
+    // Header (2 bytes + mask), then κόσμε, then F4 90 (invalid already).
+    let header = frame.len() - KOSME_INVALID.len();
+    let mut c = raw(&server);
+    c.send_raw(&frame[..header + 11]);
+    c.send_raw(&frame[header + 11..header + 13]);
+    expect_failure(&mut c, 1007);
+}
+
+/// The same for a continuation frame, whose first byte completes (or here,
+/// breaks) a sequence the previous fragment cut.
+#[test]
+fn utf8_6_cut_code_point_broken_in_a_continuation_that_has_not_fully_arrived() {
+    let server = server();
+    let mut c = raw(&server);
+    c.send_frame(TEXT, &[b'a', 0xce], true);
+    let cont = encode_client_frame(FIN | CONT, b"bcdefgh", true);
+    c.send_raw(&cont[..cont.len() - 6]);
+    expect_failure(&mut c, 1007);
+}
+
+/// Checking a frame before it has fully arrived must not reject valid text
+/// whose code points are cut by the chops.
+#[test]
+fn utf8_6_valid_text_arriving_byte_by_byte_is_echoed() {
+    let server = server();
+    let mut c = raw(&server);
+    let text = "κόσμε 𝄞 日本語".as_bytes();
+    c.send_frame(TEXT, &text[..1], true);
+    let rest = encode_client_frame(FIN | CONT, &text[1..], true);
+    for byte in rest.chunks(1) {
+        c.send_raw(byte);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    expect_frame(&mut c, TEXT, text);
+    let frame = encode_client_frame(FIN | TEXT, text, true);
+    for byte in frame.chunks(1) {
+        c.send_raw(byte);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    expect_frame(&mut c, TEXT, text);
 }

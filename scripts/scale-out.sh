@@ -324,6 +324,8 @@ part_hosts() {
         sweep_row "$rate" "$((t1 - t0))" "$w0" "$EPOCHREALTIME" "$(sort -n "$OUT/hosts-sweep-$rate.omem" | tail -1)"
     done
     stop_pid INT 10 "${cluster[@]}" "$single" "$rpid"
+    for h in "${NETNS[@]}"; do ip netns del "$h" 2>/dev/null || true; done
+    NETNS=()
 }
 
 # hosts_row FILE: one table line of a hosts run (and its Redis CPU, if any).

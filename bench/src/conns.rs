@@ -2,10 +2,13 @@
 //! each one costs the server (RSS) and the kernel (socket buffers, slab).
 //! With `--subscribe-shared` / `--subscribe-own` each connection first
 //! subscribes (one channel shared by all, one of its own, or both), so the
-//! same figure also prices a subscription.
+//! same figure also prices a subscription. With `--expect-message` the
+//! shared channel's subscribers then wait for one publication (made by
+//! someone else, e.g. `POST /api/publish`) and the run reports how many got
+//! it, how many twice, and the time from its `sent_unix_us` stamp to receipt.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,10 +45,91 @@ pub struct ConnsArgs {
     /// (`own-N`, N its index) and wait for its `subscribed` reply.
     #[arg(long)]
     pub subscribe_own: bool,
+    /// With --subscribe-shared: once every connection is subscribed, print
+    /// `ready subscribed=N` on stderr and hold only until every subscribed
+    /// connection has received one `message` on the shared channel (at most
+    /// --hold seconds), then 1 s more to catch duplicates. The publication's
+    /// data should carry `"sent_unix_us":T` (wall clock, microseconds since
+    /// the Unix epoch, taken by the publisher): latency is receipt minus T,
+    /// so the publisher must share this host's clock.
+    #[arg(long, requires = "subscribe_shared")]
+    pub expect_message: bool,
 }
 
 /// The channel every connection joins with `--subscribe-shared`.
 const SHARED_CHANNEL: &str = "conns-shared";
+
+/// With `--expect-message`: how long to keep listening after the last
+/// subscriber got the message, so a duplicate still in flight is counted.
+const DUPLICATE_GRACE: Duration = Duration::from_secs(1);
+
+/// What `--expect-message` learned in one thread.
+struct Expected {
+    /// Messages on the shared channel, per local connection.
+    got: Vec<u32>,
+    /// Publish-to-receipt latency (ns) of each first receipt.
+    latency: Histogram<u64>,
+    /// Messages whose data had no `sent_unix_us` stamp.
+    unstamped: u64,
+    /// Connections (all threads) that got at least one message.
+    received: Arc<AtomicU64>,
+    /// Wall clock (ns since the Unix epoch) at `base`, to date an `Instant`.
+    base_unix_ns: u64,
+    /// The `Instant` of `base_unix_ns`.
+    base: Instant,
+}
+
+impl Expected {
+    fn new(n: usize, received: Arc<AtomicU64>) -> Self {
+        let base = Instant::now();
+        let base_unix_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        Expected {
+            got: vec![0; n],
+            latency: new_histogram(),
+            unstamped: 0,
+            received,
+            base_unix_ns,
+            base,
+        }
+    }
+
+    /// Counts one message at local connection `id`, received at `now`.
+    fn record(&mut self, id: usize, text: &[u8], now: Instant) {
+        self.got[id] = self.got[id].saturating_add(1);
+        if self.got[id] > 1 {
+            return;
+        }
+        self.received.fetch_add(1, Ordering::Relaxed);
+        let Some(sent_us) = sent_unix_us(text) else {
+            self.unstamped += 1;
+            return;
+        };
+        let now_ns = self.base_unix_ns + now.saturating_duration_since(self.base).as_nanos() as u64;
+        let lat = now_ns.saturating_sub(sent_us.saturating_mul(1000)).max(1);
+        self.latency.saturating_record(lat);
+    }
+
+    /// Extra copies received beyond the first, over all local connections.
+    fn duplicates(&self) -> u64 {
+        self.got
+            .iter()
+            .map(|&g| u64::from(g.saturating_sub(1)))
+            .sum()
+    }
+}
+
+/// The `"sent_unix_us":T` stamp of a message, if it has one.
+fn sent_unix_us(text: &[u8]) -> Option<u64> {
+    const KEY: &[u8] = br#""sent_unix_us":"#;
+    let at = text.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let digits = text[at..].iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&text[at..at + digits])
+        .ok()?
+        .parse()
+        .ok()
+}
 
 /// One thread's share: connect latencies and, when subscribing, the replies
 /// each connection still waits for.
@@ -64,6 +148,8 @@ struct Idle {
     subscribed: u64,
     /// Server messages other than the expected replies, by type and code.
     server_errors: BTreeMap<String, u64>,
+    /// With `--expect-message`: the messages counted so far.
+    expected: Option<Expected>,
 }
 
 impl Idle {
@@ -90,12 +176,14 @@ impl Workload for Idle {
             conn.send_text(subscribe_msg(&own_channel(self.ids[id])).as_bytes());
         }
     }
-    fn on_text(&mut self, id: usize, _conn: &mut Conn, text: &[u8], _now: Instant) {
+    fn on_text(&mut self, id: usize, _conn: &mut Conn, text: &[u8], now: Instant) {
         // Without subscriptions, as before the flags: whatever arrives is ignored.
         if self.per_conn() == 0 {
             return;
         }
-        if self.owed[id] > 0 && text.starts_with(br#"{"type":"subscribed""#) {
+        if let (Some(e), true) = (&mut self.expected, is_shared_message(text)) {
+            e.record(id, text, now);
+        } else if self.owed[id] > 0 && text.starts_with(br#"{"type":"subscribed""#) {
             self.owed[id] -= 1;
             if self.owed[id] == 0 {
                 self.subscribed += 1;
@@ -140,6 +228,8 @@ pub fn run(a: ConnsArgs) -> Result<(serde_json::Value, bool), String> {
 
     let budget = Duration::from_secs_f64(a.hold + 30.0);
     let (sub_shared, sub_own) = (a.subscribe_shared, a.subscribe_own);
+    let received = Arc::new(AtomicU64::new(0));
+    let (expect, received_in) = (a.expect_message, Arc::clone(&received));
     let running = run::start(&a.common, a.n, budget, move |ids, shared| Idle {
         connect: new_histogram(),
         shared: Arc::clone(shared),
@@ -149,6 +239,7 @@ pub fn run(a: ConnsArgs) -> Result<(serde_json::Value, bool), String> {
         owed: vec![0; ids.len()],
         subscribed: 0,
         server_errors: BTreeMap::new(),
+        expected: expect.then(|| Expected::new(ids.len(), Arc::clone(&received_in))),
     })?;
 
     let what = if sub_shared || sub_own {
@@ -159,7 +250,12 @@ pub fn run(a: ConnsArgs) -> Result<(serde_json::Value, bool), String> {
     let ramp = running.ramp(a.n as u64, a.common.loops.ramp_timeout, what);
     let opened = running.shared.opened.load(Ordering::Relaxed);
     let failed_ramp = running.shared.failed.load(Ordering::Relaxed);
-    running.sleep(Duration::from_secs_f64(a.hold));
+    let waited = if a.expect_message {
+        Some(wait_for_message(&running, &received, a.hold))
+    } else {
+        running.sleep(Duration::from_secs_f64(a.hold));
+        None
+    };
     let rss_after = rss(&pids);
     let kern_after = procfs::kernel_mem();
     let self_after = procfs::rss_bytes(std::process::id()).unwrap_or(0);
@@ -168,17 +264,26 @@ pub fn run(a: ConnsArgs) -> Result<(serde_json::Value, bool), String> {
 
     let mut connect = new_histogram();
     let (mut subscribed, mut server_errors) = (0, BTreeMap::new());
+    let mut msg = MessageTally::new();
     for w in &workloads {
         connect.add(&w.connect).map_err(|e| e.to_string())?;
         subscribed += w.subscribed;
         merge_counts(&mut server_errors, &w.server_errors);
+        if let Some(e) = &w.expected {
+            msg.add(e)?;
+        }
     }
     let subscribing = sub_shared || sub_own;
     let open = stats.open_at_end;
     let rate = opened as f64 / ramp.as_secs_f64().max(1e-9);
     let failures: u64 = stats.errors.values().sum();
     let all_subscribed = !subscribing || subscribed == a.n as u64;
-    let ok = failures == 0 && open == a.n as u64 && all_subscribed && server_errors.is_empty();
+    let all_received = !a.expect_message || (msg.received == subscribed && msg.duplicates == 0);
+    let ok = failures == 0
+        && open == a.n as u64
+        && all_subscribed
+        && server_errors.is_empty()
+        && all_received;
     let mut rows = vec![
         ("urls".to_string(), a.common.urls.join(" ")),
         a.common.auth_row(),
@@ -206,6 +311,9 @@ pub fn run(a: ConnsArgs) -> Result<(serde_json::Value, bool), String> {
         ("open at end of hold".into(), open.to_string()),
     ];
     rows.extend(report::latency_rows("connect+upgrade", &connect));
+    if let Some(waited) = waited {
+        rows.extend(msg.rows(subscribed, waited));
+    }
     rows.extend(report::cause_rows("failures", &stats.errors));
     rows.extend(report::cause_rows("close frames", &stats.close_codes));
     rows.extend(report::cause_rows("server errors", &server_errors));
@@ -219,19 +327,27 @@ pub fn run(a: ConnsArgs) -> Result<(serde_json::Value, bool), String> {
         open,
         "",
     ));
-    rows.extend(run::save_outputs(
-        &a.common,
-        "connect + upgrade latency",
-        &connect,
-    ));
+    rows.extend(if a.expect_message {
+        run::save_outputs(&a.common, "publish to receipt latency", &msg.latency)
+    } else {
+        run::save_outputs(&a.common, "connect + upgrade latency", &connect)
+    });
     if !ok {
         rows.push((
             "RESULT".into(),
             format!(
                 "FAILED: {failures} failures, {open} of {} open at the end, \
-                 {subscribed} subscribed, {} server errors",
+                 {subscribed} subscribed, {} server errors{}",
                 a.n,
-                server_errors.values().sum::<u64>()
+                server_errors.values().sum::<u64>(),
+                if all_received {
+                    String::new()
+                } else {
+                    format!(
+                        ", message received by {} of {subscribed} ({} duplicates)",
+                        msg.received, msg.duplicates
+                    )
+                }
             ),
         ));
     }
@@ -254,9 +370,84 @@ pub fn run(a: ConnsArgs) -> Result<(serde_json::Value, bool), String> {
         "mem_available_before": kern_before.available_bytes, "mem_available_after": kern_after.available_bytes,
         "tcp_inuse_after": kern_after.tcp_inuse,
         "bench_rss_per_conn": per_conn(self_before, self_after, open),
+        "expect_message": a.expect_message,
+        "message": waited.map(|w| msg.json(subscribed, w)),
         "ok": ok,
     });
     Ok((v, ok))
+}
+
+/// `--expect-message`'s wait: says the bench is ready, then returns once
+/// every subscribed connection has the message (plus [`DUPLICATE_GRACE`]) or
+/// after `hold` seconds. Returns the seconds from the ready line to the end.
+fn wait_for_message<W>(running: &run::Running<W>, received: &AtomicU64, hold: f64) -> f64 {
+    let ready = running.shared.ready.load(Ordering::Relaxed);
+    // The orchestrating script waits for this line before it publishes.
+    eprintln!("ready subscribed={ready}");
+    let t0 = Instant::now();
+    let until = t0 + Duration::from_secs_f64(hold);
+    while Instant::now() < until && !running.finished() {
+        if received.load(Ordering::Relaxed) >= ready {
+            running.sleep(DUPLICATE_GRACE.min(until.saturating_duration_since(Instant::now())));
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    t0.elapsed().as_secs_f64()
+}
+
+/// `--expect-message`'s results merged over threads.
+struct MessageTally {
+    received: u64,
+    duplicates: u64,
+    unstamped: u64,
+    latency: Histogram<u64>,
+}
+
+impl MessageTally {
+    fn new() -> Self {
+        MessageTally {
+            received: 0,
+            duplicates: 0,
+            unstamped: 0,
+            latency: new_histogram(),
+        }
+    }
+
+    fn add(&mut self, e: &Expected) -> Result<(), String> {
+        self.received += e.got.iter().filter(|&&g| g > 0).count() as u64;
+        self.duplicates += e.duplicates();
+        self.unstamped += e.unstamped;
+        self.latency.add(&e.latency).map_err(|e| e.to_string())
+    }
+
+    fn rows(&self, subscribed: u64, waited: f64) -> Vec<(String, String)> {
+        let mut rows = vec![
+            (
+                "message received".into(),
+                format!("{} of {subscribed} subscribed", self.received),
+            ),
+            ("message duplicates".into(), self.duplicates.to_string()),
+            ("message without stamp".into(), self.unstamped.to_string()),
+            ("waited after ready".into(), format!("{waited:.2}s")),
+        ];
+        rows.extend(report::latency_rows("publish to receipt", &self.latency));
+        rows
+    }
+
+    fn json(&self, subscribed: u64, waited: f64) -> serde_json::Value {
+        json!({
+            "subscribed": subscribed, "received": self.received,
+            "missing": subscribed.saturating_sub(self.received),
+            "duplicates": self.duplicates, "unstamped": self.unstamped,
+            "waited_s": waited, "latency": report::latency_json(&self.latency),
+        })
+    }
+}
+
+/// Whether `text` is a publication on [`SHARED_CHANNEL`].
+fn is_shared_message(text: &[u8]) -> bool {
+    text.starts_with(br#"{"type":"message","channel":"conns-shared","#)
 }
 
 /// The subscribe command for `channel`.
@@ -339,6 +530,42 @@ mod tests {
     fn subscribe_msg_is_the_protocol_command() {
         let v: serde_json::Value = serde_json::from_str(&subscribe_msg(&own_channel(7))).unwrap();
         assert_eq!(v, json!({"type": "subscribe", "channel": "own-7"}));
+    }
+
+    #[test]
+    fn sent_stamp_is_read_from_the_message_data() {
+        let m = br#"{"type":"message","channel":"conns-shared","data":{"sent_unix_us":1764680000123456}}"#;
+        assert!(is_shared_message(m));
+        assert_eq!(sent_unix_us(m), Some(1_764_680_000_123_456));
+        assert_eq!(
+            sent_unix_us(br#"{"type":"message","channel":"conns-shared","data":1}"#),
+            None
+        );
+        assert!(!is_shared_message(
+            br#"{"type":"message","channel":"own-1","data":1}"#
+        ));
+    }
+
+    #[test]
+    fn a_second_copy_counts_as_a_duplicate_not_a_receipt() {
+        let received = Arc::new(AtomicU64::new(0));
+        let mut e = Expected::new(2, Arc::clone(&received));
+        let sent = e.base_unix_ns / 1000;
+        let m = format!(
+            r#"{{"type":"message","channel":"conns-shared","data":{{"sent_unix_us":{sent}}}}}"#
+        );
+        let later = e.base + Duration::from_millis(3);
+        e.record(0, m.as_bytes(), later);
+        e.record(0, m.as_bytes(), later);
+        e.record(
+            1,
+            br#"{"type":"message","channel":"conns-shared","data":0}"#,
+            later,
+        );
+        assert_eq!(received.load(Ordering::Relaxed), 2);
+        assert_eq!((e.duplicates(), e.unstamped, e.latency.len()), (1, 1, 1));
+        let lat_ms = e.latency.max() as f64 / 1e6;
+        assert!((2.9..4.1).contains(&lat_ms), "{lat_ms}");
     }
 
     #[test]

@@ -355,6 +355,9 @@ fn poll_wire<S: Session>(wire: &mut Wire, session: &S, cx: &mut Context<'_>) -> 
                 Poll::Pending => break,
             }
         }
+        // Set when the read budget runs out with bytes maybe still queued:
+        // no read returned Pending, so nothing will wake this task for them.
+        let mut budget_spent = true;
         for _ in 0..READS_PER_POLL {
             match Pin::new(&mut wire.stream).poll_read(cx, &mut wire.scratch[..]) {
                 Poll::Ready(Ok(0)) => {
@@ -370,14 +373,26 @@ fn poll_wire<S: Session>(wire: &mut Wire, session: &S, cx: &mut Context<'_>) -> 
                     }
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(io_err(e)),
-                Poll::Pending => break,
+                Poll::Pending => {
+                    budget_spent = false;
+                    break;
+                }
             }
         }
         match poll_liveness(wire, session, cx) {
             Poll::Ready(Some(err)) => return Poll::Ready(err),
             // A probe was queued: go round to write it.
             Poll::Ready(None) => continue,
-            Poll::Pending => return Poll::Pending,
+            Poll::Pending => {
+                // Yield, not sleep: without this wake a backlog larger than
+                // the budget waited for new bytes or the liveness timer
+                // (5 s), and a flooded pub/sub link fell behind Redis with
+                // the shard idle until Redis cut it (scripts/scale-out.sh).
+                if budget_spent {
+                    cx.waker().wake_by_ref();
+                }
+                return Poll::Pending;
+            }
         }
     }
 }

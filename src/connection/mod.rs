@@ -348,6 +348,11 @@ impl Connection {
                 let waker = reactor::conn_waker(self.session.key.0);
                 self.shard.bus.wait_uncongested(&waker);
                 return Poll::Pending;
+            } else if self.session.route == Route::Ws && self.shard.redis_congested() {
+                // Redis mode: publishes wait on Redis; read again once it caught up.
+                let waker = reactor::conn_waker(self.session.key.0);
+                self.shard.wait_redis_uncongested(&waker);
+                return Poll::Pending;
             }
             if self.close_received {
                 return Poll::Pending; // Nothing more to read; waiting for the flush.

@@ -40,6 +40,36 @@ enum EventKind {
     Down,
 }
 
+/// Publishes this shard has sent to Redis and not yet had answered, past
+/// which its /ws connections stop reading until half have been answered:
+/// a client publishing faster than Redis takes it is slowed down, like a
+/// congested bus slows it (a link refuses past `max_in_flight`, and a
+/// publish without an `id` has nobody to tell).
+const THROTTLE_HIGH: usize = 4096;
+
+/// Publishes in flight to Redis from one shard, and the connections waiting
+/// for them to fall to half of [`THROTTLE_HIGH`].
+#[derive(Default)]
+pub(crate) struct Throttle {
+    in_flight: Cell<usize>,
+    waiters: RefCell<Vec<std::task::Waker>>,
+}
+
+/// One publish in flight ([`Throttle`]); answered (or abandoned) when dropped.
+pub(crate) struct InFlight(Rc<Throttle>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let t = &self.0;
+        t.in_flight.set(t.in_flight.get() - 1);
+        if t.in_flight.get() <= THROTTLE_HIGH / 2 {
+            for waker in t.waiters.borrow_mut().drain(..) {
+                waker.wake();
+            }
+        }
+    }
+}
+
 /// A shard's Redis-mode state.
 pub(crate) struct Cluster {
     broker: Broker,
@@ -49,6 +79,8 @@ pub(crate) struct Cluster {
     /// Publishes without a waiting caller that failed (shared with their
     /// tasks, which hold no shard).
     publish_failures: Rc<Cell<u64>>,
+    /// Publishes in flight, for backpressure on publishing clients.
+    throttle: Rc<Throttle>,
 }
 
 /// Where live delivery of one history channel stands at its home.
@@ -84,6 +116,7 @@ impl Shard {
             broker,
             live: RefCell::new(HashMap::new()),
             publish_failures: Rc::default(),
+            throttle: Rc::default(),
         };
         if self.cluster.set(cluster).is_err() {
             return; // Started already.
@@ -131,12 +164,40 @@ impl Shard {
         let broker = self
             .broker()
             .expect("publish_to_cluster in Redis mode only");
+        let in_flight = self.publish_in_flight();
         let sent: std::pin::Pin<Box<dyn std::future::Future<Output = _>>> =
             match personal_channel_owner(channel) {
                 Some(user) => Box::pin(broker.publish_control(envelope::user_send(user, &frame))),
                 None => Box::pin(broker.publish_frame(channel, &frame)),
             };
-        sent
+        async move {
+            let answer = sent.await;
+            drop(in_flight);
+            answer
+        }
+    }
+
+    /// Counts one publish in flight to Redis until the guard is dropped.
+    pub(super) fn publish_in_flight(&self) -> Option<InFlight> {
+        let throttle = &self.cluster.get()?.throttle;
+        throttle.in_flight.set(throttle.in_flight.get() + 1);
+        Some(InFlight(throttle.clone()))
+    }
+
+    /// Redis mode: true while this shard has so many publishes in flight
+    /// to Redis that its /ws connections should stop reading.
+    pub(crate) fn redis_congested(&self) -> bool {
+        self.cluster
+            .get()
+            .is_some_and(|c| c.throttle.in_flight.get() >= THROTTLE_HIGH)
+    }
+
+    /// Registers a connection to be woken when [`Shard::redis_congested`]
+    /// has cleared.
+    pub(crate) fn wait_redis_uncongested(&self, waker: &std::task::Waker) {
+        if let Some(c) = self.cluster.get() {
+            c.throttle.waiters.borrow_mut().push(waker.clone());
+        }
     }
 
     /// [`Shard::publish_to_cluster`] for a caller that does not wait: a

@@ -122,3 +122,34 @@ fn redis_killed_and_restarted_leaves_no_silent_gap() {
     assert!(recovered.is_empty());
     assert_ne!(reply["epoch"], epoch.as_str());
 }
+
+#[test]
+fn a_client_publishing_faster_than_redis_answers_is_slowed_not_dropped() {
+    let redis = RedisServer::start();
+    let servers = cluster(
+        &[&redis],
+        1,
+        &["--redis-timeout", "5s", "--max-outbound-bytes", "16MiB"],
+    );
+    let mut sub = subscriber(&servers[0], "flood");
+    let (mut p, _) = servers[0].ws_client();
+    // Redis answers nothing for 1.5 s: more publishes than a link may have
+    // in flight (10,000) arrive meanwhile, none with an id to answer.
+    redis.cli(&["CLIENT", "PAUSE", "1500", "ALL"]);
+    const N: u64 = 12_000;
+    for i in 0..N {
+        p.send_json(&json!({"type": "publish", "channel": "flood", "data": i}));
+    }
+    let ack = publish(&mut p, "flood", json!("last"));
+    assert_eq!(ack["type"], "published", "{ack}");
+    for i in 0..N {
+        let m = sub.recv_json();
+        assert_eq!(m["data"], i, "{m}");
+    }
+    assert_eq!(sub.recv_json()["data"], "last");
+    let metrics = crate::harness::get(servers[0].admin_addr(), "/metrics").body;
+    assert!(
+        metrics.contains("corecast_redis_dropped_total{shard=\"0\"} 0"),
+        "{metrics}"
+    );
+}

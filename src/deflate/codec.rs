@@ -109,6 +109,8 @@ pub struct Inflater {
     decompress: Decompress,
     /// The last inflated message.
     out: Vec<u8>,
+    /// Messages inflated since [`Inflater::take_count`] (for the metrics).
+    count: u64,
 }
 
 impl std::fmt::Debug for Inflater {
@@ -124,6 +126,7 @@ impl Default for Inflater {
         Inflater {
             decompress: Decompress::new_with_window_bits(false, 15),
             out: Vec::new(),
+            count: 0,
         }
     }
 }
@@ -142,7 +145,13 @@ impl Inflater {
         if !self.feed(input, limit)? {
             self.feed(&TAIL, limit)?;
         }
+        self.count += 1;
         Ok(&self.out)
+    }
+
+    /// Messages inflated since the last call.
+    pub fn take_count(&mut self) -> u64 {
+        std::mem::take(&mut self.count)
     }
 
     /// Gives back a large output buffer once its message is handled.

@@ -250,7 +250,7 @@ fn decode_step(
 ) -> (usize, bool) {
     let mut paused = false;
     let events = &mut out.events;
-    let result = dec.decode(buf, max, |event| {
+    let result = dec.decode(buf, max, None, |event| {
         check_event(&event, max);
         events.push(Seen::from(&event));
         paused = pause_every != 0 && events.len().is_multiple_of(pause_every);
@@ -378,7 +378,7 @@ fn redecode(frame: &[u8], max: usize) -> Vec<Seen> {
     let mut bytes = masked(frame);
     let mut dec = Decoder::default();
     let mut seen = Vec::new();
-    let result = dec.decode(&mut bytes, max, |e| {
+    let result = dec.decode(&mut bytes, max, None, |e| {
         seen.push(Seen::from(&e));
         true
     });
@@ -559,10 +559,10 @@ fn check_decide(head: &[u8], admitted: bool) {
         let path = target.split('?').next().unwrap_or(target);
         let known = matches!(path, "/ws" | "/echo" | "/health");
         match (answer, again) {
-            (Ok((route, accept, _)), Ok(again)) => {
+            (Ok((route, accept, _, deflate)), Ok(again)) => {
                 assert_eq!(
-                    (route, &accept),
-                    (again.0, &again.1),
+                    (route, &accept, deflate),
+                    (again.0, &again.1, again.3),
                     "decide is not deterministic"
                 );
                 let want = if path == "/ws" {

@@ -10,6 +10,7 @@
 //! connection end.
 
 mod close;
+mod deflate;
 mod fragmentation;
 mod framing;
 mod limits;

@@ -149,6 +149,11 @@ impl Inflater {
         Ok(&self.out)
     }
 
+    /// Bytes the output buffer holds room for (checked by the fuzz oracle).
+    pub(crate) fn capacity(&self) -> usize {
+        self.out.capacity()
+    }
+
     /// Messages inflated since the last call.
     pub fn take_count(&mut self) -> u64 {
         std::mem::take(&mut self.count)

@@ -42,9 +42,11 @@ use crate::shard::{Shard, ShardId, Shared};
 use crate::ws::{self, Decoder, Event, Kind};
 
 mod broker;
+mod deflate;
 mod resp;
 mod token;
 pub use broker::check_redis_message;
+pub use deflate::{check_deflate_offer, check_inflate};
 pub use resp::check_resp_reply;
 pub use token::check_jwt_token;
 
@@ -1007,6 +1009,16 @@ mod tests {
     #[test]
     fn resp_reply_seeds_and_regressions_hold() {
         replay("resp_reply", check_resp_reply);
+    }
+
+    #[test]
+    fn deflate_offer_seeds_and_regressions_hold() {
+        replay("deflate_offer", check_deflate_offer);
+    }
+
+    #[test]
+    fn inflate_seeds_and_regressions_hold() {
+        replay("inflate", check_inflate);
     }
 
     #[test]

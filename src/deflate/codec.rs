@@ -177,16 +177,19 @@ impl Inflater {
                 self.out.reserve_exact(room);
             }
             let (in_before, out_before) = (self.decompress.total_in(), self.decompress.total_out());
-            let status = self
-                .decompress
-                .decompress_vec(&input[pos..], &mut self.out, FlushDecompress::Sync)
-                .map_err(|_| InflateError::Invalid)?;
+            let result =
+                self.decompress
+                    .decompress_vec(&input[pos..], &mut self.out, FlushDecompress::Sync);
             let read = (self.decompress.total_in() - in_before) as usize;
             let wrote = self.decompress.total_out() - out_before;
             pos += read;
+            // Checked first: output written before the call met invalid
+            // data came earlier in the stream, so the message was too big
+            // before it was invalid (whatever the step size).
             if self.out.len() > limit {
                 return Err(InflateError::TooBig);
             }
+            let status = result.map_err(|_| InflateError::Invalid)?;
             if status == Status::StreamEnd {
                 return Ok(true);
             }

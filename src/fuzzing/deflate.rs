@@ -146,7 +146,8 @@ fn check_built_offers(spec: &[u8]) {
 /// the data. Mode bit 0 clear: the data is a compressed message as a client
 /// sends it, inflated by the shard's [`Inflater`] and by a plain flate2
 /// decode of the whole stream: both agree (same bytes; too big exactly when
-/// the reference produced more than the limit; invalid exactly when the
+/// the reference produced more than the limit, even in the call that then
+/// failed: output before invalid data counts; invalid exactly when the
 /// reference failed within it). Set: the data is compressed first (as a
 /// client would) and must inflate back to itself, or be too big. Either
 /// way the inflater's buffer never grows past the limit plus one step.

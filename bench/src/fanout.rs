@@ -578,6 +578,7 @@ fn report_fanout(
     let mut rows = vec![
         ("urls".to_string(), a.common.urls.join(" ")),
         a.common.auth_row(),
+        a.common.compression_row(),
         ("mode".into(), mode),
         (
             "subscribers / channels / publishers".into(),
@@ -674,6 +675,7 @@ fn report_fanout(
     let v = json!({
         "bench": "fanout", "label": a.common.label, "urls": a.common.urls,
         "auth": a.common.auth_mode().label(),
+        "compression": a.common.compression,
         "history": if a.history { "on" } else { "off" },
         "namespace": a.history.then_some(&a.namespace),
         "subs": a.subs, "channels": a.channels, "publishers": a.publishers, "rate": a.rate,

@@ -850,6 +850,25 @@ pub fn plan(
 mod tests {
     use super::*;
 
+    #[test]
+    fn compressed_server_messages_inflate() {
+        // RFC 7692 7.2.3.1 and 7.2.3.3: "Hello" compressed, then stored.
+        for payload in [
+            &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00][..],
+            &[
+                0x00, 0x05, 0x00, 0xfa, 0xff, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x00,
+            ][..],
+        ] {
+            inflate(payload).unwrap();
+            INFLATED.with_borrow(|(_, out)| assert_eq!(out, b"Hello"));
+        }
+        assert!(inflate(&[0xff, 0xff]).is_err());
+        assert!(agreed_deflate(
+            b"HTTP/1.1 101 x\r\nSec-WebSocket-Extensions: permessage-deflate; x\r\n\r\n"
+        ));
+        assert!(!agreed_deflate(b"HTTP/1.1 101 x\r\n\r\n"));
+    }
+
     fn urls(texts: &[&str]) -> Vec<net::Url> {
         texts.iter().map(|t| net::parse_url(t).unwrap()).collect()
     }

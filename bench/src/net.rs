@@ -210,6 +210,27 @@ mod tests {
     }
 
     #[test]
+    fn a_deflate_offer_is_one_more_header_line() {
+        let mut u = parse_url("ws://127.0.0.1:9000/ws").unwrap();
+        u.offer_deflate();
+        u.offer_deflate();
+        let mut with_token = Vec::new();
+        u.write_request(&mut with_token, Some("t"));
+        for head in [&u.request, &with_token] {
+            let text = String::from_utf8(head.to_vec()).unwrap();
+            assert_eq!(
+                text.matches("Sec-WebSocket-Extensions").count(),
+                1,
+                "{text}"
+            );
+            assert!(
+                text.ends_with(&format!("{DEFLATE_OFFER}\r\n\r\n")),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
     fn urls_default_port_and_path() {
         let u = parse_url("ws://127.0.0.1:9000").unwrap();
         assert_eq!(u.addr, "127.0.0.1:9000".parse().unwrap());

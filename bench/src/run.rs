@@ -467,6 +467,7 @@ mod tests {
             plot,
             label: None,
             jwt_hmac_secret: None,
+            compression: false,
         }
     }
 

@@ -103,6 +103,9 @@ pub enum Violation {
     OneByteClose,
     /// `invalid close code`.
     InvalidCloseCode,
+    /// `invalid compressed data` (a permessage-deflate message that does
+    /// not inflate).
+    BadCompression,
 }
 
 impl Violation {
@@ -110,6 +113,7 @@ impl Violation {
     pub fn text(self) -> &'static str {
         match self {
             Violation::ReservedOpcode => "reserved opcode",
+            Violation::BadCompression => "invalid compressed data",
             Violation::ReservedBits => "reserved bits set",
             Violation::NotMasked => "client frame not masked",
             Violation::FragmentedControl => "fragmented control frame",

@@ -12,6 +12,8 @@ use std::time::Duration;
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::auth::Claims;
+use crate::config::Compression;
+use crate::deflate::{self, Agreement};
 use crate::proxy::{self, ClientAddr};
 use crate::reactor::with_timeout;
 use crate::shard::Shard;
@@ -55,6 +57,9 @@ pub struct Upgrade {
     pub leftover: Vec<u8>,
     /// The verified claims of a `?token=` in the upgrade URL.
     pub claims: Option<Claims>,
+    /// permessage-deflate was negotiated (`--compression on` and an
+    /// acceptable offer).
+    pub deflate: bool,
     /// Who the client is, for the `upgraded` log line; not kept after it.
     pub client: ClientAddr,
 }
@@ -190,10 +195,15 @@ where
             respond(shard, stream, response, client).await;
             None
         }
-        Ok((route, accept, claims)) => {
+        Ok((route, accept, claims, deflate)) => {
+            // No extensions header at all when nothing was agreed: some
+            // clients fail on an empty one.
+            let extensions = deflate
+                .map(|agreed| format!("Sec-WebSocket-Extensions: {agreed}\r\n"))
+                .unwrap_or_default();
             let head = format!(
                 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-                 Sec-WebSocket-Accept: {accept}\r\n\r\n"
+                 Sec-WebSocket-Accept: {accept}\r\n{extensions}\r\n"
             );
             if let Err(e) = stream.write_all(head.as_bytes()).await {
                 return fail(shard, client, &format!("write failed: {e}"));
@@ -202,6 +212,7 @@ where
                 route,
                 leftover: buf[head_len..].to_vec(),
                 claims,
+                deflate: deflate.is_some(),
                 client,
             })
         }
@@ -259,8 +270,8 @@ pub(crate) async fn read_head<S: AsyncRead + Unpin>(
 }
 
 /// The answer [`decide`] picked: an upgrade (route, accept key, the
-/// claims of a `?token=`) or a response.
-pub(crate) type Decision = Result<(Route, String, Option<Claims>), Response>;
+/// claims of a `?token=`, the permessage-deflate agreement) or a response.
+pub(crate) type Decision = Result<(Route, String, Option<Claims>, Option<Agreement>), Response>;
 
 /// Parses the complete head, works out who the client is (`peer`, or the
 /// address a trusted proxy forwarded), and picks the answer: an upgrade
@@ -374,7 +385,13 @@ fn answer(
         (_, Some(_)) => Err(Response::error(400, "more than one Sec-WebSocket-Key")),
         (Some(key), None) if is_valid_key(key) => {
             let claims = authenticate(shard, req, route, client)?;
-            Ok((route, ws::accept_key(key.as_bytes()), claims))
+            let deflate = match shard.config.config.compression {
+                Compression::On => {
+                    deflate::negotiate(header_values(req, "sec-websocket-extensions"))
+                }
+                Compression::Off => None,
+            };
+            Ok((route, ws::accept_key(key.as_bytes()), claims, deflate))
         }
         _ => Err(Response::error(400, "missing or invalid Sec-WebSocket-Key")),
     }

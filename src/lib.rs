@@ -6,7 +6,8 @@
 //! - [`listener`]: SO_REUSEPORT sockets and accept loops; [`http`]: request
 //!   head, upgrade or error status; [`connection`]: one client's task;
 //!   [`reactor`]: the shard's epoll set, readiness rules, wake-ups and timeouts.
-//! - [`ws`]: RFC 6455 codec (the only tungstenite user); [`message`]: the
+//! - [`ws`]: RFC 6455 codec (the only tungstenite user); [`deflate`]:
+//!   permessage-deflate negotiation and the per-shard codec; [`message`]: the
 //!   /ws JSON protocol; [`outbox`]: per-connection frame queue.
 //! - [`shard`]: per-core state and the publish path; [`topics`]: channel
 //!   table; [`bus`]: cross-shard mesh (the only glommio channel user).
@@ -28,6 +29,7 @@ pub mod broker;
 pub mod bus;
 pub mod config;
 pub mod connection;
+pub mod deflate;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -74,6 +74,11 @@ pub struct Counters {
     pub ticker_pass_max_ns: u64,
     /// Flush passes run (each writes every outbox fan-out filled since the last).
     pub flush_passes: u64,
+    /// Frames compressed for permessage-deflate (once per shard per publish,
+    /// once per reply).
+    pub compressed_frames: u64,
+    /// Compressed messages received and inflated.
+    pub inflated_messages: u64,
     /// Redis mode: messages received on this shard's pub/sub links.
     pub redis_received: u64,
     /// Redis mode: messages from Redis dropped as malformed.
@@ -110,6 +115,8 @@ impl Counters {
         self.history_channel_evictions += o.history_channel_evictions;
         self.ticker_pass_max_ns = self.ticker_pass_max_ns.max(o.ticker_pass_max_ns);
         self.flush_passes += o.flush_passes;
+        self.compressed_frames += o.compressed_frames;
+        self.inflated_messages += o.inflated_messages;
         self.redis_received += o.redis_received;
         self.redis_dropped += o.redis_dropped;
         self.redis_publish_failures += o.redis_publish_failures;

@@ -191,6 +191,18 @@ impl Collector for Scrape {
         )?;
         counter(
             &mut enc,
+            "corecast_compressed_frames",
+            "Frames compressed for permessage-deflate: once per shard per publish, once per reply.",
+            |c| c.compressed_frames,
+        )?;
+        counter(
+            &mut enc,
+            "corecast_inflated_messages",
+            "Compressed (permessage-deflate) messages received and inflated.",
+            |c| c.inflated_messages,
+        )?;
+        counter(
+            &mut enc,
             "corecast_ticker_passes",
             "Heartbeat ticker passes (each visits a slice of the connection table).",
             |c| c.ticker_passes,

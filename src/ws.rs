@@ -13,6 +13,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
 use tungstenite::protocol::frame::FrameHeader;
 
+use crate::deflate::{Deflater, InflateError, Inflater};
 use crate::error::{CloseReason, Violation};
 
 /// Largest payload of a control frame (RFC 6455 5.5).
@@ -57,6 +58,9 @@ pub struct Decoder {
     /// at the start of `partial`) already checked as UTF-8, up to a code
     /// point boundary; 0 when no such frame is held.
     partial_utf8_valid: usize,
+    /// The fragmented message in progress is compressed (RSV1 on its first
+    /// frame): `message` holds DEFLATE data, inflated at its last frame.
+    compressed: bool,
 }
 
 impl Decoder {
@@ -64,10 +68,16 @@ impl Decoder {
     /// `on_event` for each message or control frame. Returns how many bytes
     /// were consumed; the rest is an incomplete frame for the caller to keep.
     /// Stops early, with the consumed count so far, if `on_event` returns false.
+    ///
+    /// `inflater` is the shard's decompressor when the connection negotiated
+    /// permessage-deflate (RSV1 then marks a compressed message), `None`
+    /// otherwise (RSV1 is then a protocol error). `max_message` bounds a
+    /// message both as received and once inflated.
     pub fn decode(
         &mut self,
         buf: &mut [u8],
         max_message: usize,
+        mut inflater: Option<&mut Inflater>,
         mut on_event: impl FnMut(Event<'_>) -> bool,
     ) -> Result<usize, CloseReason> {
         let mut pos = 0;
@@ -79,7 +89,7 @@ impl Decoder {
                 Err(_) => return Err(CloseReason::Protocol(Violation::ReservedOpcode)),
             };
             let header_len = cursor.position() as usize;
-            self.check_header(&header, len, max_message)?;
+            self.check_header(&header, len, max_message, inflater.is_some())?;
             let len = len as usize; // check_header bounded it by max_message.
             let start = pos + header_len;
             if buf.len() - start < len {
@@ -92,7 +102,8 @@ impl Decoder {
             if let Some(mask) = header.mask {
                 apply_mask(payload, mask);
             }
-            if !self.on_frame(&header, payload, max_message, &mut on_event)? {
+            let inflater = inflater.as_deref_mut();
+            if !self.on_frame(&header, payload, max_message, inflater, &mut on_event)? {
                 return Ok(pos);
             }
         }
@@ -120,8 +131,12 @@ impl Decoder {
         h: &FrameHeader,
         len: u64,
         max_message: usize,
+        deflate: bool,
     ) -> Result<(), CloseReason> {
-        if h.rsv1 || h.rsv2 || h.rsv3 {
+        // RFC 7692 6: RSV1 marks a compressed message, on its first frame
+        // only, and only where the extension was negotiated.
+        let compressed_start = matches!(h.opcode, OpCode::Data(Data::Text | Data::Binary));
+        if (h.rsv1 && !(deflate && compressed_start)) || h.rsv2 || h.rsv3 {
             return Err(CloseReason::Protocol(Violation::ReservedBits));
         }
         if h.mask.is_none() {
@@ -159,9 +174,11 @@ impl Decoder {
         h: &FrameHeader,
         arrived: &[u8],
     ) -> Result<(), CloseReason> {
+        // A compressed message (RSV1 on its first frame) carries DEFLATE
+        // data, checked as UTF-8 only once inflated.
         let is_text = match h.opcode {
-            OpCode::Data(Data::Text) => true,
-            OpCode::Data(Data::Continue) => self.fragmented == Some(Data::Text),
+            OpCode::Data(Data::Text) => !h.rsv1,
+            OpCode::Data(Data::Continue) => self.fragmented == Some(Data::Text) && !self.compressed,
             _ => false,
         };
         let Some(mask) = h.mask.filter(|_| is_text) else {
@@ -208,6 +225,7 @@ impl Decoder {
         h: &FrameHeader,
         payload: &[u8],
         max_message: usize,
+        inflater: Option<&mut Inflater>,
         on_event: &mut impl FnMut(Event<'_>) -> bool,
     ) -> Result<bool, CloseReason> {
         let data = match h.opcode {
@@ -222,39 +240,41 @@ impl Decoder {
             OpCode::Data(data) => data,
         };
         if h.is_final && self.fragmented.is_none() {
-            // The common case: a whole message in one frame, decoded in place.
-            return match data {
-                Data::Text => match std::str::from_utf8(payload) {
-                    Ok(text) => Ok(on_event(Event::Text(text))),
-                    Err(_) => Err(CloseReason::InvalidUtf8),
-                },
-                _ => Ok(on_event(Event::Binary(payload))),
+            // The common case: a whole message in one frame, decoded in place
+            // (or inflated into the shard's buffer).
+            let payload = match inflater {
+                Some(inflater) if h.rsv1 => inflate(inflater, payload, max_message)?,
+                _ => payload,
             };
+            return message_event(data, payload, on_event);
         }
         if self.fragmented.is_none() {
             self.fragmented = Some(data);
             self.utf8_valid = 0;
+            self.compressed = h.rsv1;
         }
         if self.message.len() + payload.len() > max_message {
             return Err(CloseReason::TooBig);
         }
         self.message.extend_from_slice(payload);
         let is_text = self.fragmented == Some(Data::Text);
-        if is_text {
+        // A compressed message's UTF-8 is checked once it is inflated.
+        if is_text && !self.compressed {
             self.check_utf8_prefix(h.is_final)?;
         }
         if !h.is_final {
             return Ok(true);
         }
-        self.fragmented = None;
+        // The message's opcode is its first frame's (this one is a continuation).
+        let data = self.fragmented.take().unwrap_or(data);
         let message = std::mem::take(&mut self.message);
-        let go_on = if is_text {
-            // check_utf8_prefix validated the whole message above.
-            let text = std::str::from_utf8(&message).map_err(|_| CloseReason::InvalidUtf8)?;
-            on_event(Event::Text(text))
-        } else {
-            on_event(Event::Binary(&message))
+        let go_on = match inflater {
+            Some(inflater) if self.compressed => {
+                message_event(data, inflate(inflater, &message, max_message)?, on_event)?
+            }
+            _ => message_event(data, &message, on_event)?,
         };
+        self.compressed = false;
         self.message = message;
         self.message.clear();
         self.shrink();
@@ -272,6 +292,33 @@ impl Decoder {
         }
         Ok(())
     }
+}
+
+/// The event for a whole message's payload, text validated as UTF-8.
+fn message_event(
+    data: Data,
+    payload: &[u8],
+    on_event: &mut impl FnMut(Event<'_>) -> bool,
+) -> Result<bool, CloseReason> {
+    match data {
+        Data::Text => match std::str::from_utf8(payload) {
+            Ok(text) => Ok(on_event(Event::Text(text))),
+            Err(_) => Err(CloseReason::InvalidUtf8),
+        },
+        _ => Ok(on_event(Event::Binary(payload))),
+    }
+}
+
+/// Inflates a compressed message within the size limit.
+fn inflate<'i>(
+    inflater: &'i mut Inflater,
+    payload: &[u8],
+    max_message: usize,
+) -> Result<&'i [u8], CloseReason> {
+    inflater.inflate(payload, max_message).map_err(|e| match e {
+        InflateError::TooBig => CloseReason::TooBig,
+        InflateError::Invalid => CloseReason::Protocol(Violation::BadCompression),
+    })
 }
 
 /// Validates a close frame's payload; returns its code (1005 when absent).
@@ -321,6 +368,39 @@ pub fn encode(kind: Kind, payload: &[u8]) -> Bytes {
 /// single allocation. The header is written in front afterwards, so the
 /// payload is never copied to make room for it.
 pub fn encode_with(kind: Kind, size_hint: usize, write: impl FnOnce(&mut Vec<u8>)) -> Bytes {
+    encode_frame(kind, false, size_hint, write)
+}
+
+/// A server data frame's copy compressed for permessage-deflate (RSV1 set),
+/// or `None` when it should go as it is: a control frame, a payload under
+/// `min_size`, or one that does not get smaller. With no context takeover
+/// the result depends on the frame alone, so one copy serves every
+/// connection that negotiated the extension.
+pub fn compress_frame(frame: &[u8], deflater: &mut Deflater, min_size: usize) -> Option<Bytes> {
+    let (header, len) = FrameHeader::parse(&mut Cursor::new(frame)).ok()??;
+    let payload = &frame[header.len(len)..];
+    let kind = match header.opcode {
+        OpCode::Data(Data::Text) => Kind::Text,
+        OpCode::Data(Data::Binary) => Kind::Binary,
+        _ => return None,
+    };
+    if !header.is_final || header.rsv1 || payload.len() < min_size {
+        return None;
+    }
+    let mut ok = false;
+    let compressed = encode_frame(kind, true, payload.len() / 2, |buf| {
+        ok = deflater.compress(payload, buf);
+    });
+    (ok && compressed.len() < frame.len()).then_some(compressed)
+}
+
+/// Encodes one frame, RSV1 set if `rsv1`, whose payload `write` appends.
+fn encode_frame(
+    kind: Kind,
+    rsv1: bool,
+    size_hint: usize,
+    write: impl FnOnce(&mut Vec<u8>),
+) -> Bytes {
     let mut buf = Vec::with_capacity(MAX_SERVER_HEADER + size_hint);
     buf.resize(MAX_SERVER_HEADER, 0);
     write(&mut buf);
@@ -331,6 +411,7 @@ pub fn encode_with(kind: Kind, size_hint: usize, write: impl FnOnce(&mut Vec<u8>
     };
     let header = FrameHeader {
         opcode,
+        rsv1,
         ..FrameHeader::default()
     };
     let header_len = header.len(len);
@@ -413,7 +494,7 @@ mod tests {
     fn decode_all(bytes: &mut [u8], max: usize) -> (Result<usize, CloseReason>, Vec<String>) {
         let mut dec = Decoder::default();
         let mut seen = Vec::new();
-        let r = dec.decode(bytes, max, |e| {
+        let r = dec.decode(bytes, max, None, |e| {
             seen.push(format!("{e:?}"));
             true
         });
@@ -470,7 +551,7 @@ mod tests {
         for chunk in input.chunks(cut) {
             let mut buf = std::mem::take(&mut dec.partial);
             buf.extend_from_slice(chunk);
-            let consumed = dec.decode(&mut buf, 1 << 20, |e| {
+            let consumed = dec.decode(&mut buf, 1 << 20, None, |e| {
                 seen.push(format!("{e:?}"));
                 true
             });

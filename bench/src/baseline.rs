@@ -161,6 +161,7 @@ pub fn run(a: BaselineArgs) -> Result<(serde_json::Value, bool), String> {
         label: a.label.clone(),
         // The other end is the bench's own sender, not corecast.
         jwt_hmac_secret: None,
+        compression: false,
     };
     let ss = Arc::new(sender::SenderShared::default());
     let recv = Arc::new(RecvShared::default());

@@ -287,6 +287,7 @@ pub fn run(a: ConnsArgs) -> Result<(serde_json::Value, bool), String> {
     let mut rows = vec![
         ("urls".to_string(), a.common.urls.join(" ")),
         a.common.auth_row(),
+        a.common.compression_row(),
         ("requested".into(), a.n.to_string()),
         ("opened".into(), opened.to_string()),
         ("failed during ramp".into(), failed_ramp.to_string()),
@@ -355,6 +356,7 @@ pub fn run(a: ConnsArgs) -> Result<(serde_json::Value, bool), String> {
     let v = json!({
         "bench": "conns", "label": a.common.label, "urls": a.common.urls,
         "auth": a.common.auth_mode().label(),
+        "compression": a.common.compression,
         "requested": a.n, "opened": opened, "open_at_end": open, "closed_during_hold": lost,
         "ramp_s": ramp.as_secs_f64(), "connect_rate_per_s": rate, "hold_s": a.hold,
         "failures": stats.errors, "close_codes": stats.close_codes,

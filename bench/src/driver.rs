@@ -99,6 +99,8 @@ pub struct Conn {
     /// Send only part of the upgrade request, then close (a client that gives up
     /// mid-handshake); set when a workload reopens the slot with [`Reopen`].
     abandon_upgrade: bool,
+    /// The upgrade offered permessage-deflate (`--compression`).
+    offered_deflate: bool,
 }
 
 /// Largest write backlog one connection may build before sends are refused.
@@ -473,6 +475,7 @@ fn new_conn(seed: u32, id: usize, now: Instant) -> Conn {
         rng: seed.wrapping_add(id as u32).wrapping_mul(2_654_435_761) | 1,
         closing: None,
         abandon_upgrade: false,
+        offered_deflate: false,
     }
 }
 
@@ -546,6 +549,7 @@ fn connected(c: &mut Conn, url: &net::Url, token: Option<&str>) {
     c.state = State::Upgrading;
     let start = c.wbuf.len();
     url.write_request(&mut c.wbuf, token);
+    c.offered_deflate = url.deflate;
     if c.abandon_upgrade {
         // Half the head: the request line and some headers, never the blank line.
         c.wbuf.truncate(start + (c.wbuf.len() - start) / 2);
@@ -632,6 +636,10 @@ fn decode_all<W: Workload>(
     if c.state == State::Upgrading {
         match ws::parse_upgrade_response(buf) {
             Ok(None) => return 0,
+            Ok(Some((101, head))) if c.offered_deflate && !agreed_deflate(&buf[..head]) => {
+                c.error = Some("upgrade: permessage-deflate not negotiated".into());
+                return buf.len();
+            }
             Ok(Some((101, head))) => {
                 at = head;
                 c.state = State::Open;
@@ -664,6 +672,10 @@ fn decode_all<W: Workload>(
             break;
         }
         match frame.opcode {
+            ws::OP_TEXT | ws::OP_BINARY if frame.rsv1 => match inflate(frame.payload) {
+                Ok(()) => INFLATED.with_borrow(|(_, out)| workload.on_text(id, c, out, now)),
+                Err(e) => c.error = Some(format!("protocol: {e}")),
+            },
             ws::OP_TEXT | ws::OP_BINARY => workload.on_text(id, c, frame.payload, now),
             ws::OP_PING => {
                 c.send(ws::OP_PONG, frame.payload);
@@ -689,6 +701,45 @@ fn decode_all<W: Workload>(
         }
     }
     at
+}
+
+/// True when an upgrade response head agreed to permessage-deflate.
+fn agreed_deflate(head: &[u8]) -> bool {
+    let head = String::from_utf8_lossy(head).to_ascii_lowercase();
+    head.contains("\r\nsec-websocket-extensions: permessage-deflate")
+}
+
+thread_local! {
+    /// Each client loop's decompressor and the last message it inflated
+    /// (the server asks for no context takeover, so one per thread serves
+    /// every connection).
+    static INFLATED: std::cell::RefCell<(flate2::Decompress, Vec<u8>)> =
+        std::cell::RefCell::new((flate2::Decompress::new(false), Vec::new()));
+}
+
+/// Inflates one permessage-deflate message into [`INFLATED`].
+fn inflate(payload: &[u8]) -> Result<(), String> {
+    use flate2::FlushDecompress;
+    INFLATED.with_borrow_mut(|(d, out)| {
+        d.reset(false);
+        out.clear();
+        for input in [payload, &[0x00, 0x00, 0xff, 0xff]] {
+            let start = d.total_in();
+            loop {
+                out.reserve(16 * 1024);
+                let at = (d.total_in() - start) as usize;
+                let before = (d.total_in(), d.total_out());
+                d.decompress_vec(&input[at..], out, FlushDecompress::Sync)
+                    .map_err(|e| format!("inflate: {e}"))?;
+                let done =
+                    (d.total_in() - start) as usize == input.len() && out.len() < out.capacity();
+                if done || (d.total_in(), d.total_out()) == before {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    })
 }
 
 /// Closes `c` and records why.
@@ -798,6 +849,25 @@ pub fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compressed_server_messages_inflate() {
+        // RFC 7692 7.2.3.1 and 7.2.3.3: "Hello" compressed, then stored.
+        for payload in [
+            &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00][..],
+            &[
+                0x00, 0x05, 0x00, 0xfa, 0xff, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x00,
+            ][..],
+        ] {
+            inflate(payload).unwrap();
+            INFLATED.with_borrow(|(_, out)| assert_eq!(out, b"Hello"));
+        }
+        assert!(inflate(&[0xff, 0xff]).is_err());
+        assert!(agreed_deflate(
+            b"HTTP/1.1 101 x\r\nSec-WebSocket-Extensions: permessage-deflate; x\r\n\r\n"
+        ));
+        assert!(!agreed_deflate(b"HTTP/1.1 101 x\r\n\r\n"));
+    }
 
     fn urls(texts: &[&str]) -> Vec<net::Url> {
         texts.iter().map(|t| net::parse_url(t).unwrap()).collect()

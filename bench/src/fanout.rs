@@ -26,7 +26,7 @@ use crate::driver::{count, merge_counts, phase, Conn, Shared, State, Workload};
 use crate::offsets::{self, OffsetTracker};
 use crate::report::{self, new_histogram};
 use crate::run::{self, ns_since_epoch, Common};
-use crate::seq::{parse_stamp, write_stamp, SeqReport, SeqTracker, Stamp};
+use crate::seq::{parse_stamp, write_stamp, write_stamp_text, SeqReport, SeqTracker, Stamp};
 
 /// Options of `fanout`.
 #[derive(Debug, Clone, Args)]
@@ -48,6 +48,11 @@ pub struct FanoutArgs {
     /// Size of each publish's `data` in bytes.
     #[arg(long, default_value_t = 64)]
     pub size: usize,
+    /// Pad each publish's `data` with varied words and numbers, which deflate
+    /// compresses about as much as typical JSON (3-4x), instead of one
+    /// repeated byte (which it compresses ~100x): for --compression figures.
+    #[arg(long)]
+    pub text_data: bool,
     /// Seconds to publish.
     #[arg(long, default_value_t = 10.0)]
     pub secs: f64,
@@ -112,6 +117,8 @@ struct Fanout {
     fan: Arc<FanShared>,
     shared: Arc<Shared>,
     size: usize,
+    /// Pad with [`write_stamp_text`] rather than [`write_stamp`].
+    text_data: bool,
     interval: Option<Duration>,
     window: u64,
     phase: u8,
@@ -175,7 +182,11 @@ impl Fanout {
             seq: seqs[ch],
             sent_ns: ns_since_epoch(stamp_at),
         };
-        write_stamp(&mut self.scratch, stamp, self.size);
+        if self.text_data {
+            write_stamp_text(&mut self.scratch, stamp, self.size);
+        } else {
+            write_stamp(&mut self.scratch, stamp, self.size);
+        }
         self.scratch.push(b'}');
         if !conn.send_text(&self.scratch) {
             self.skipped_backlog += 1;
@@ -389,7 +400,7 @@ pub fn run(a: FanoutArgs) -> Result<(serde_json::Value, bool), String> {
     let total = a.subs + p;
     let budget = Duration::from_secs_f64(a.secs + a.drain + 30.0);
     let fan2 = Arc::clone(&fan);
-    let (size, window) = (a.size, a.window.max(1));
+    let (size, window, text_data) = (a.size, a.window.max(1), a.text_data);
     let names = channel_names(k, a.history.then_some(a.namespace.as_str()));
     let prefixes = publish_prefixes(&names);
     let history = a.history;
@@ -425,6 +436,7 @@ pub fn run(a: FanoutArgs) -> Result<(serde_json::Value, bool), String> {
             fan: Arc::clone(&fan2),
             shared: Arc::clone(shared),
             size,
+            text_data,
             interval,
             window,
             phase: phase::RAMP,
@@ -578,12 +590,16 @@ fn report_fanout(
     let mut rows = vec![
         ("urls".to_string(), a.common.urls.join(" ")),
         a.common.auth_row(),
+        a.common.compression_row(),
         ("mode".into(), mode),
         (
             "subscribers / channels / publishers".into(),
             format!("{} / {} / {}", a.subs, a.channels, a.publishers),
         ),
-        ("data size".into(), format!("{} B", a.size)),
+        (
+            "data size".into(),
+            format!("{} B{}", a.size, if a.text_data { " (text)" } else { "" }),
+        ),
         ("history".into(), history_label(a)),
         (
             "ramp (connect + subscribe)".into(),
@@ -674,10 +690,11 @@ fn report_fanout(
     let v = json!({
         "bench": "fanout", "label": a.common.label, "urls": a.common.urls,
         "auth": a.common.auth_mode().label(),
+        "compression": a.common.compression,
         "history": if a.history { "on" } else { "off" },
         "namespace": a.history.then_some(&a.namespace),
         "subs": a.subs, "channels": a.channels, "publishers": a.publishers, "rate": a.rate,
-        "size": a.size, "window": a.window, "secs": secs,
+        "size": a.size, "text_data": a.text_data, "window": a.window, "secs": secs,
         "published": s.published, "published_per_s": s.published as f64 / secs,
         "delivered": s.delivered, "expected_deliveries": s.expected,
         "delivered_per_s": s.delivered_in_run as f64 / secs, "drained": drained,

@@ -26,16 +26,42 @@ pub struct Url {
     pub path: String,
     /// The upgrade request without a token, built once and copied into each connection.
     pub request: Vec<u8>,
+    /// The request offers permessage-deflate (`--compression`).
+    pub deflate: bool,
 }
+
+/// The offer `--compression` makes: what Chrome sends.
+pub const DEFLATE_OFFER: &str =
+    "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits";
 
 impl Url {
     /// Appends this URL's upgrade request to `out`, carrying `token` if given.
     pub fn write_request(&self, out: &mut Vec<u8>, token: Option<&str>) {
         match token {
             None => out.extend_from_slice(&self.request),
-            Some(t) => crate::ws::write_upgrade_request(out, &self.host, &self.path, Some(t)),
+            Some(t) => {
+                crate::ws::write_upgrade_request(out, &self.host, &self.path, Some(t));
+                if self.deflate {
+                    add_header(out, DEFLATE_OFFER);
+                }
+            }
         }
     }
+
+    /// Makes every upgrade request to this URL offer permessage-deflate.
+    pub fn offer_deflate(&mut self) {
+        if !self.deflate {
+            self.deflate = true;
+            add_header(&mut self.request, DEFLATE_OFFER);
+        }
+    }
+}
+
+/// Adds a header line to a complete request head (which ends in a blank line).
+fn add_header(head: &mut Vec<u8>, line: &str) {
+    head.truncate(head.len() - 2);
+    head.extend_from_slice(line.as_bytes());
+    head.extend_from_slice(b"\r\n\r\n");
 }
 
 /// Splits `ws://host[:port][/path]` into `host[:port]` and the path ("/ws"
@@ -72,6 +98,7 @@ pub fn parse_url(text: &str) -> Result<Url, String> {
         host: hostport.to_string(),
         path: path.to_string(),
         request: crate::ws::upgrade_request(hostport, path),
+        deflate: false,
     })
 }
 
@@ -180,6 +207,27 @@ mod tests {
         assert!(parse_source_ips("10.0.0.1").is_err());
         assert!(parse_source_ips("127.0.0").is_err());
         assert!(parse_source_ips("").is_err());
+    }
+
+    #[test]
+    fn a_deflate_offer_is_one_more_header_line() {
+        let mut u = parse_url("ws://127.0.0.1:9000/ws").unwrap();
+        u.offer_deflate();
+        u.offer_deflate();
+        let mut with_token = Vec::new();
+        u.write_request(&mut with_token, Some("t"));
+        for head in [&u.request, &with_token] {
+            let text = String::from_utf8(head.to_vec()).unwrap();
+            assert_eq!(
+                text.matches("Sec-WebSocket-Extensions").count(),
+                1,
+                "{text}"
+            );
+            assert!(
+                text.ends_with(&format!("{DEFLATE_OFFER}\r\n\r\n")),
+                "{text}"
+            );
+        }
     }
 
     #[test]

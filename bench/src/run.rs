@@ -48,6 +48,13 @@ pub struct Common {
         value_parser = auth::parse_secret
     )]
     pub jwt_hmac_secret: Option<auth::Secret>,
+    /// Offer permessage-deflate on every upgrade (`permessage-deflate;
+    /// client_max_window_bits`, as Chrome does); a server that does not
+    /// accept it fails the connection ("permessage-deflate not negotiated").
+    /// Compressed messages from the server are inflated before the workload
+    /// sees them; the bench itself sends uncompressed frames.
+    #[arg(long)]
+    pub compression: bool,
 }
 
 impl Common {
@@ -59,6 +66,17 @@ impl Common {
     /// The report's `auth` row: says whether the run's connections were users.
     pub fn auth_row(&self) -> (String, String) {
         ("auth".into(), self.auth_mode().to_string())
+    }
+
+    /// The report's `compression` row: whether permessage-deflate was offered
+    /// (and, since a refusal fails the connection, agreed on every one).
+    pub fn compression_row(&self) -> (String, String) {
+        let mode = if self.compression {
+            "permessage-deflate (every connection)"
+        } else {
+            "off"
+        };
+        ("compression".into(), mode.into())
     }
 }
 
@@ -152,11 +170,14 @@ where
     F: Fn(&[usize], &Arc<Shared>) -> W + Send + Sync + 'static,
 {
     check_outputs(common)?;
-    let urls: Vec<net::Url> = common
+    let mut urls: Vec<net::Url> = common
         .urls
         .iter()
         .map(|u| net::parse_url(u))
         .collect::<Result<_, _>>()?;
+    if common.compression {
+        urls.iter_mut().for_each(net::Url::offer_deflate);
+    }
     for u in &urls {
         if !u.addr.ip().is_loopback() {
             eprintln!(
@@ -446,6 +467,7 @@ mod tests {
             plot,
             label: None,
             jwt_hmac_secret: None,
+            compression: false,
         }
     }
 

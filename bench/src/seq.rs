@@ -99,6 +99,29 @@ pub fn write_stamp(out: &mut Vec<u8>, s: Stamp, size: usize) {
     out.extend_from_slice(b"\"}");
 }
 
+/// Like [`write_stamp`], but the padding is words and numbers that vary
+/// with the stamp, so the data compresses about like real JSON does.
+pub fn write_stamp_text(out: &mut Vec<u8>, s: Stamp, size: usize) {
+    const WORDS: [&str; 16] = [
+        "user", "name", "price", "status", "active", "order", "item", "count", "true", "false",
+        "null", "updated", "region", "eu-west", "total", "score",
+    ];
+    let start = out.len();
+    write_stamp(out, s, 0);
+    out.truncate(out.len() - 2); // Reopen the "x" string.
+    let mut rng = (s.publisher << 32 ^ s.seq ^ s.sent_ns) | 1;
+    while out.len() - start + 2 < size {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let word = WORDS[(rng % 16) as usize];
+        let piece = format!("{word}:{} ", (rng >> 8) % 10_000);
+        let room = size - (out.len() - start + 2);
+        out.extend_from_slice(&piece.as_bytes()[..piece.len().min(room)]);
+    }
+    out.extend_from_slice(b"\"}");
+}
+
 /// Finds the stamp in a delivered `{"type":"message",...,"data":{...}}` frame.
 /// Scans for the keys rather than parsing JSON: the data is the bench's own
 /// bytes, which the server forwards verbatim.
@@ -173,6 +196,29 @@ mod tests {
                 ..Default::default()
             }
         );
+    }
+
+    #[test]
+    fn text_stamps_have_the_size_and_parse() {
+        let s = Stamp {
+            publisher: 3,
+            seq: 77,
+            sent_ns: 123_456,
+        };
+        for size in [0, 40, 100, 1024] {
+            let mut data = Vec::new();
+            write_stamp_text(&mut data, s, size);
+            let value: serde_json::Value = serde_json::from_slice(&data).expect("JSON");
+            assert_eq!(value["s"], 77);
+            if size >= 100 {
+                assert_eq!(data.len(), size);
+            }
+            let frame = format!(
+                r#"{{"type":"message","data":{}}}"#,
+                String::from_utf8_lossy(&data)
+            );
+            assert_eq!(parse_stamp(frame.as_bytes()), Some(s));
+        }
     }
 
     #[test]

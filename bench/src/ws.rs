@@ -108,6 +108,8 @@ pub struct Frame<'a> {
     pub opcode: u8,
     /// FIN bit.
     pub fin: bool,
+    /// RSV1 bit: a permessage-deflate (compressed) message.
+    pub rsv1: bool,
     /// Payload (servers never mask).
     pub payload: &'a [u8],
 }
@@ -146,6 +148,7 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, &'static str> {
         Frame {
             opcode: b0 & 0x0f,
             fin: b0 & 0x80 != 0,
+            rsv1: b0 & 0x40 != 0,
             payload,
         },
         at,

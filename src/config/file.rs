@@ -211,6 +211,8 @@ const KEYS: &[(&str, Shape)] = &[
     ("max_connections", Shape::Number),
     ("max_message_size", Shape::Size),
     ("max_outbound_bytes", Shape::Size),
+    ("compression", Shape::Text),
+    ("compression_min_size", Shape::Size),
     ("max_channels_per_connection", Shape::Number),
     ("max_header_bytes", Shape::Size),
     ("handshake_timeout", Shape::Duration),

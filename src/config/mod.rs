@@ -108,6 +108,19 @@ pub struct Config {
     #[arg(long, env = "CORECAST_MAX_OUTBOUND_BYTES", default_value = "1MiB", value_parser = parse_size)]
     pub max_outbound_bytes: usize,
 
+    /// permessage-deflate (RFC 7692) on /ws and /echo: "on" accepts a client's
+    /// offer, always with no context takeover, so a connection holds no
+    /// compression state (one compressor and one decompressor per shard); a
+    /// publish is compressed at most once per shard for all its subscribers
+    /// that negotiated it. "off" accepts no offer (docs/protocol.md).
+    #[arg(long, env = "CORECAST_COMPRESSION", value_enum, default_value_t = Compression::Off)]
+    pub compression: Compression,
+
+    /// With --compression on, messages to clients whose payload is smaller than
+    /// this go uncompressed (compressing a few bytes costs CPU and saves nothing).
+    #[arg(long, env = "CORECAST_COMPRESSION_MIN_SIZE", default_value = "128", value_parser = parse_size)]
+    pub compression_min_size: usize,
+
     /// Channels one /ws connection may subscribe to (TOO_MANY_CHANNELS above it).
     #[arg(
         long,
@@ -292,6 +305,16 @@ pub struct Config {
     /// channel has the default options.
     #[arg(skip)]
     pub namespaces: Arc<Namespaces>,
+}
+
+/// `--compression`: whether permessage-deflate is negotiated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Compression {
+    /// No offer is accepted: every frame goes uncompressed.
+    #[default]
+    Off,
+    /// A client's permessage-deflate offer is accepted.
+    On,
 }
 
 /// Descriptors kept back from the open-files limit for the server's own use

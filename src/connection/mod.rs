@@ -100,7 +100,7 @@ fn start(shard: Rc<Shard>, socket: std::net::TcpStream, upgrade: http::Upgrade) 
         log::debug!("set_nodelay failed: {e}");
     }
     let fd = socket.as_raw_fd();
-    let (key, seq) = shard.register(socket.into(), upgrade.route);
+    let (key, seq) = shard.register(socket.into(), upgrade.route, upgrade.deflate);
     if let Err(e) = shard.epoll.watch_upgraded(fd, key, seq) {
         log_limited!(
             shard,
@@ -242,6 +242,8 @@ struct Connection {
     shut_write: bool,
     /// `decoder.partial` may hold whole frames not yet decoded (reads paused).
     backlog: bool,
+    /// permessage-deflate was negotiated (a copy of its `ConnState` bit).
+    deflate: bool,
 }
 
 impl Connection {
@@ -267,6 +269,7 @@ impl Connection {
             close_received: parked.close_received,
             shut_write: parked.shut_write,
             backlog: parked.backlog,
+            deflate: state.deflate,
         })
     }
 
@@ -479,11 +482,20 @@ impl Connection {
         let (shard, session, close_received) =
             (&self.shard, &mut self.session, &mut self.close_received);
         let mut paused = false;
-        let result = self.decoder.decode(buf, max, |event| {
-            let go_on = session.on_event(shard, event, close_received);
-            paused = !go_on && !*close_received;
-            go_on
-        });
+        let mut inflater = self.deflate.then(|| shard.inflater());
+        let result = self
+            .decoder
+            .decode(buf, max, inflater.as_deref_mut(), |event| {
+                let go_on = session.on_event(shard, event, close_received);
+                paused = !go_on && !*close_received;
+                go_on
+            });
+        if let Some(inflater) = &mut inflater {
+            let n = inflater.take_count();
+            shard.metrics.bump(|c| c.inflated_messages += n);
+            inflater.shrink();
+        }
+        drop(inflater);
         self.backlog = paused;
         match result {
             Ok(consumed) => consumed,

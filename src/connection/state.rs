@@ -62,11 +62,23 @@ pub struct ConnState {
     pub(crate) dirty: bool,
     /// In the shard's run queue (woken since its last poll began).
     pub(super) scheduled: bool,
+    /// permessage-deflate was negotiated: frames to it are compressed (with
+    /// the shard's compressor) and RSV1 from it means a compressed message.
+    /// The connection's whole compression state: with no context takeover
+    /// there is nothing else to keep.
+    pub(crate) deflate: bool,
 }
 
 impl ConnState {
     /// State of connection `key` on socket `fd`, opened at `now_ms`.
-    pub fn new(key: u32, fd: OwnedFd, seq: u64, now_ms: u64, route: Route) -> ConnState {
+    pub fn new(
+        key: u32,
+        fd: OwnedFd,
+        seq: u64,
+        now_ms: u64,
+        route: Route,
+        deflate: bool,
+    ) -> ConnState {
         ConnState {
             outbox: Outbox::default(),
             seq,
@@ -85,6 +97,7 @@ impl ConnState {
             ready: READABLE | WRITABLE,
             dirty: false,
             scheduled: false,
+            deflate,
         }
     }
 

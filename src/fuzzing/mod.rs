@@ -42,9 +42,11 @@ use crate::shard::{Shard, ShardId, Shared};
 use crate::ws::{self, Decoder, Event, Kind};
 
 mod broker;
+mod deflate;
 mod resp;
 mod token;
 pub use broker::check_redis_message;
+pub use deflate::{check_deflate_offer, check_inflate};
 pub use resp::check_resp_reply;
 pub use token::check_jwt_token;
 
@@ -250,7 +252,7 @@ fn decode_step(
 ) -> (usize, bool) {
     let mut paused = false;
     let events = &mut out.events;
-    let result = dec.decode(buf, max, |event| {
+    let result = dec.decode(buf, max, None, |event| {
         check_event(&event, max);
         events.push(Seen::from(&event));
         paused = pause_every != 0 && events.len().is_multiple_of(pause_every);
@@ -378,7 +380,7 @@ fn redecode(frame: &[u8], max: usize) -> Vec<Seen> {
     let mut bytes = masked(frame);
     let mut dec = Decoder::default();
     let mut seen = Vec::new();
-    let result = dec.decode(&mut bytes, max, |e| {
+    let result = dec.decode(&mut bytes, max, None, |e| {
         seen.push(Seen::from(&e));
         true
     });
@@ -559,10 +561,10 @@ fn check_decide(head: &[u8], admitted: bool) {
         let path = target.split('?').next().unwrap_or(target);
         let known = matches!(path, "/ws" | "/echo" | "/health");
         match (answer, again) {
-            (Ok((route, accept, _)), Ok(again)) => {
+            (Ok((route, accept, _, deflate)), Ok(again)) => {
                 assert_eq!(
-                    (route, &accept),
-                    (again.0, &again.1),
+                    (route, &accept, deflate),
+                    (again.0, &again.1, again.3),
                     "decide is not deterministic"
                 );
                 let want = if path == "/ws" {
@@ -1007,6 +1009,16 @@ mod tests {
     #[test]
     fn resp_reply_seeds_and_regressions_hold() {
         replay("resp_reply", check_resp_reply);
+    }
+
+    #[test]
+    fn deflate_offer_seeds_and_regressions_hold() {
+        replay("deflate_offer", check_deflate_offer);
+    }
+
+    #[test]
+    fn inflate_seeds_and_regressions_hold() {
+        replay("inflate", check_inflate);
     }
 
     #[test]

@@ -7,11 +7,10 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
-use super::{ConnKey, Shard, UserSlot};
+use super::{ConnKey, Outgoing, Shard, UserSlot};
 use crate::auth::{AuthError, Claims, Verifier, LEEWAY_SECS};
 use crate::error::CloseReason;
 use crate::message::ErrorCode;
-use crate::outbox::{Frame, Published};
 
 /// What a connection asks to do with a channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,15 +231,13 @@ impl Shard {
         let Some(conns) = users.conns_of(user) else {
             return 0;
         };
-        let frame = Frame::Shared(Rc::new(Published {
-            frame: frame.clone(),
-            stamp,
-        }));
+        let mut out = Outgoing::shared(frame, stamp);
         let mut table = self.conns.borrow_mut();
         let mut n = 0;
         for key in conns.iter() {
             if let Some(conn) = table.get_mut(key.0 as usize) {
-                self.deliver(key, conn, frame.clone());
+                let frame = self.frame_for(&mut out, conn);
+                self.deliver(key, conn, frame);
                 n += 1;
             }
         }

@@ -102,6 +102,7 @@ type PendingReply = (
 );
 
 mod cluster;
+mod compress;
 mod flush;
 mod identity;
 mod presence;
@@ -115,6 +116,8 @@ pub use presence::Presence;
 pub use query::{merge_channels, Query, RedisLinkReport, ShardReport};
 pub use streams::HistoryAnswer;
 pub use users::{UserSlot, Users};
+
+pub(crate) use compress::Outgoing;
 
 /// Everything one core owns. Not `Send`: it never leaves its executor thread.
 pub struct Shard {
@@ -153,6 +156,9 @@ pub struct Shard {
     flush_wake: Notify,
     /// Read buffer lent to one connection at a time while it decodes.
     pub(crate) scratch: RefCell<Vec<u8>>,
+    /// permessage-deflate: the shard's compressor and decompressor, made
+    /// the first time a connection that negotiated it needs one.
+    codec: compress::Codec,
     /// Counters of this shard.
     pub(crate) metrics: ShardMetrics,
     /// Set when the process is shutting down.
@@ -243,6 +249,7 @@ impl Shard {
             flush_list: RefCell::new(Vec::new()),
             flush_wake: Notify::default(),
             scratch: RefCell::new(vec![0; SCRATCH_BYTES]),
+            codec: compress::Codec::default(),
             metrics: ShardMetrics::default(),
             shutdown: Latch::default(),
             drained: Notify::default(),
@@ -302,14 +309,14 @@ impl Shard {
 
     /// Registers a new upgraded connection on socket `fd` (the table owns
     /// it from now on); returns its key and sequence number.
-    pub fn register(&self, fd: OwnedFd, route: Route) -> (ConnKey, u64) {
+    pub fn register(&self, fd: OwnedFd, route: Route, deflate: bool) -> (ConnKey, u64) {
         let seq = self.next_seq.get();
         self.next_seq.set(seq + 1);
         let now = self.now_ms();
         let mut conns = self.conns.borrow_mut();
         let entry = conns.vacant_entry();
         let key = entry.key();
-        entry.insert(ConnState::new(key as u32, fd, seq, now, route));
+        entry.insert(ConnState::new(key as u32, fd, seq, now, route, deflate));
         self.shared.websockets.fetch_add(1, Ordering::Relaxed);
         (ConnKey(key as u32), seq)
     }
@@ -370,7 +377,14 @@ impl Shard {
 
     /// Queues `frame` for connection `key` and marks it for the next flush
     /// pass, closing it as a slow consumer when over the limit.
+    /// A reply to a connection that negotiated permessage-deflate is
+    /// compressed here (a shared frame comes already in its form: see
+    /// [`Shard::frame_for`]).
     pub(crate) fn deliver(&self, key: ConnKey, conn: &mut ConnState, frame: Frame) {
+        let frame = match frame {
+            Frame::Own(bytes) if conn.deflate => Frame::Own(self.compress(&bytes).unwrap_or(bytes)),
+            frame => frame,
+        };
         let limit = self.config.config.max_outbound_bytes;
         if conn.push(frame, limit) {
             self.mark_dirty(key, conn);

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::identity::personal_channel_owner;
-use super::{ConnKey, PendingInterest, Shard, ShardId, Subscription};
+use super::{ConnKey, Outgoing, PendingInterest, Shard, ShardId, Subscription};
 use crate::bus::BusMessage;
 use crate::latency::{self, Latency};
 use crate::message;
-use crate::outbox::{Frame, Published};
+use crate::outbox::Frame;
 use crate::shard::Query;
 use crate::topics::Subscribed;
 
@@ -333,14 +333,13 @@ impl Shard {
     ) {
         let mut conns = self.conns.borrow_mut();
         let mut n = 0;
-        // One shard-local reference for every local subscriber.
-        let frame = Frame::Shared(Rc::new(Published {
-            frame: frame.clone(),
-            stamp,
-        }));
+        // One shard-local reference for every local subscriber (two when
+        // some negotiated compression: the compressed copy is made once).
+        let mut out = Outgoing::shared(frame, stamp);
         for key in keys {
             if let Some(conn) = conns.get_mut(key.0 as usize) {
-                self.deliver(key, conn, frame.clone());
+                let frame = self.frame_for(&mut out, conn);
+                self.deliver(key, conn, frame);
                 n += 1;
             }
         }

@@ -14,14 +14,13 @@ use bytes::Bytes;
 
 use super::presence::LocalPresence;
 use super::streams::HistoryAnswer;
-use super::{ConnKey, Shard, ShardId};
+use super::{ConnKey, Outgoing, Shard, ShardId};
 use crate::bus::BusMessage;
 use crate::error::CloseReason;
 use crate::history::HistoryStats;
 use crate::latency::{self, LatencySnapshot};
 use crate::message::Position;
 use crate::metrics::Counters;
-use crate::outbox::{Frame, Published};
 use crate::reactor::with_timeout;
 
 /// How long a query waits for other shards before answering with what it
@@ -435,12 +434,10 @@ impl Shard {
     pub(super) fn broadcast_local(&self, frame: &Bytes) {
         let mut conns = self.conns.borrow_mut();
         let mut n = 0;
-        let frame = Frame::Shared(Rc::new(Published {
-            frame: frame.clone(),
-            stamp: 0,
-        }));
+        let mut out = Outgoing::shared(frame, 0);
         for (key, conn) in conns.iter_mut().filter(|(_, c)| c.is_pubsub()) {
-            self.deliver(ConnKey(key as u32), conn, frame.clone());
+            let frame = self.frame_for(&mut out, conn);
+            self.deliver(ConnKey(key as u32), conn, frame);
             n += 1;
         }
         drop(conns);

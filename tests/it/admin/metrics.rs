@@ -9,7 +9,7 @@ use crate::harness::{clients_on_both_shards, connection_id, get, Client, Pool, T
 use super::openmetrics::{assert_histogram_well_formed, closed, delta, scrape, Scrape};
 
 /// Every metric family /metrics must expose, with its OpenMetrics type.
-const FAMILIES: [(&str, &str); 28] = [
+const FAMILIES: [(&str, &str); 30] = [
     ("corecast_connections_open", "gauge"),
     ("corecast_connections_accepted", "counter"),
     ("corecast_connections_refused", "counter"),
@@ -28,6 +28,8 @@ const FAMILIES: [(&str, &str); 28] = [
     ("corecast_bus_messages_sent", "counter"),
     ("corecast_bus_messages_received", "counter"),
     ("corecast_flush_passes", "counter"),
+    ("corecast_compressed_frames", "counter"),
+    ("corecast_inflated_messages", "counter"),
     ("corecast_ticker_passes", "counter"),
     ("corecast_ticker_pass_longest_microseconds", "gauge"),
     ("corecast_history_bytes", "gauge"),

@@ -37,6 +37,8 @@ pub struct RawClient {
 pub struct RawFrame {
     /// FIN bit.
     pub fin: bool,
+    /// RSV1 bit (permessage-deflate: a compressed message).
+    pub rsv1: bool,
     /// Opcode (low 4 bits).
     pub opcode: u8,
     /// Payload (servers never mask).
@@ -61,6 +63,29 @@ impl RawClient {
             "{head}"
         );
         client
+    }
+
+    /// Connects to `path` with extra request header lines (each without
+    /// "\r\n"), expects a 101 and returns the client and the response head.
+    pub fn connect_with(addr: &str, path: &str, headers: &[&str]) -> (RawClient, String) {
+        let mut stream = TcpStream::connect(addr).expect("tcp connect");
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        let mut request = upgrade_request(path);
+        request.truncate(request.len() - 2);
+        for line in headers {
+            request.push_str(line);
+            request.push_str("\r\n");
+        }
+        request.push_str("\r\n");
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut client = RawClient {
+            stream,
+            buf: Vec::new(),
+        };
+        let head = client.read_until_head();
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        (client, head)
     }
 
     fn read_until_head(&mut self) -> String {
@@ -115,6 +140,7 @@ impl RawClient {
                     self.buf.drain(..off + len);
                     return Some(RawFrame {
                         fin: b0 & 0x80 != 0,
+                        rsv1: b0 & 0x40 != 0,
                         opcode: b0 & 0x0f,
                         payload,
                     });

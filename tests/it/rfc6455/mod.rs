@@ -12,6 +12,7 @@
 //! connection end.
 
 mod close;
+mod deflate;
 mod fragmentation;
 mod framing;
 mod limits;

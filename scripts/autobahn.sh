@@ -20,7 +20,7 @@
 # it prints a SKIPPED banner and exits 0 (1 with --require).
 #
 # It builds corecast, starts it on 127.0.0.1 (a free port from 27000 up,
-# one shard, --max-message-size and --max-outbound-bytes 64 MiB so section
+# one shard, --compression on, --max-message-size and --max-outbound-bytes 64 MiB so section
 # 9's 16 MiB messages echo), runs `wstest -m fuzzingclient` bounded by
 # `timeout` (20 min, 40 min for the full run), stops the server, and runs
 # autobahn/compare.py: exit 1 if any case is worse than expected.json
@@ -135,7 +135,7 @@ trap 'exit 130' INT TERM
 PORT=$((27000 + $$ % 500))
 next_port
 "$bin" --addr 127.0.0.1 --port "$PORT" --shards 1 --admin-addr none \
-    --max-message-size "$MAX_SIZE" --max-outbound-bytes "$MAX_SIZE" >"$out/server.log" 2>&1 &
+    --max-message-size "$MAX_SIZE" --max-outbound-bytes "$MAX_SIZE" --compression on >"$out/server.log" 2>&1 &
 server_pid=$!
 # The server's `listening` line, never a sleep, says it is ready.
 for _ in $(seq 300); do

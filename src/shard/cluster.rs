@@ -32,6 +32,13 @@ const HELD_MAX: usize = 10_000;
 /// Tries of a subscribe's position read that live delivery overtook.
 const POSITION_TRIES: u32 = 6;
 
+/// The error of a Redis-mode call made without `--redis` (callers check
+/// [`Shard::clustered`] first; this answers instead of panicking if one
+/// does not).
+fn not_clustered() -> RedisError {
+    RedisError::Unavailable("not in Redis mode (no --redis)".into())
+}
+
 /// What kind of pub/sub event arrived (the event borrows its message).
 #[derive(Clone, Copy)]
 enum EventKind {
@@ -161,14 +168,14 @@ impl Shard {
         frame: Bytes,
     ) -> impl std::future::Future<Output = Result<(), RedisError>> + 'static {
         self.metrics.bump(|c| c.published += 1);
-        let broker = self
-            .broker()
-            .expect("publish_to_cluster in Redis mode only");
         let in_flight = self.publish_in_flight();
         let sent: std::pin::Pin<Box<dyn std::future::Future<Output = _>>> =
-            match personal_channel_owner(channel) {
-                Some(user) => Box::pin(broker.publish_control(envelope::user_send(user, &frame))),
-                None => Box::pin(broker.publish_frame(channel, &frame)),
+            match (self.broker(), personal_channel_owner(channel)) {
+                (None, _) => Box::pin(std::future::ready(Err(not_clustered()))),
+                (Some(broker), Some(user)) => {
+                    Box::pin(broker.publish_control(envelope::user_send(user, &frame)))
+                }
+                (Some(broker), None) => Box::pin(broker.publish_frame(channel, &frame)),
             };
         async move {
             let answer = sent.await;
@@ -402,8 +409,11 @@ impl Shard {
         &self,
         payload: Bytes,
     ) -> impl std::future::Future<Output = Result<(), RedisError>> + 'static {
-        let broker = self.broker().expect("publish_control in Redis mode only");
-        broker.publish_control(payload)
+        let sent: std::pin::Pin<Box<dyn std::future::Future<Output = _>>> = match self.broker() {
+            Some(broker) => Box::pin(broker.publish_control(payload)),
+            None => Box::pin(std::future::ready(Err(not_clustered()))),
+        };
+        sent
     }
 
     /// Publishes to a history channel through the Redis script: numbered,
@@ -417,7 +427,7 @@ impl Shard {
         let opts = self
             .history_options(channel)
             .ok_or_else(|| RedisError::Protocol(format!("{channel} keeps no history")))?;
-        let broker = self.broker().expect("Redis mode only");
+        let broker = self.broker().ok_or_else(not_clustered)?;
         broker.publish_history(channel, &data, &opts).await
     }
 

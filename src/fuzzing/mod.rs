@@ -43,10 +43,12 @@ use crate::ws::{self, Decoder, Event, Kind};
 
 mod broker;
 mod deflate;
+mod forwarded;
 mod resp;
 mod token;
 pub use broker::check_redis_message;
 pub use deflate::{check_deflate_offer, check_inflate};
+pub use forwarded::check_forwarded;
 pub use resp::check_resp_reply;
 pub use token::check_jwt_token;
 
@@ -1019,6 +1021,11 @@ mod tests {
     #[test]
     fn inflate_seeds_and_regressions_hold() {
         replay("inflate", check_inflate);
+    }
+
+    #[test]
+    fn forwarded_seeds_and_regressions_hold() {
+        replay("forwarded", check_forwarded);
     }
 
     #[test]

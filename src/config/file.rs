@@ -213,6 +213,7 @@ const KEYS: &[(&str, Shape)] = &[
     ("max_outbound_bytes", Shape::Size),
     ("compression", Shape::Text),
     ("compression_min_size", Shape::Size),
+    ("send_path", Shape::Text),
     ("max_channels_per_connection", Shape::Number),
     ("max_header_bytes", Shape::Size),
     ("handshake_timeout", Shape::Duration),

@@ -121,6 +121,14 @@ pub struct Config {
     #[arg(long, env = "CORECAST_COMPRESSION_MIN_SIZE", default_value = "128", value_parser = parse_size)]
     pub compression_min_size: usize,
 
+    /// How the flush pass writes subscribers' outboxes: "syscall" (one non-blocking
+    /// sendmsg per dirty connection, the default) or "io-uring" (the sendmsg calls of
+    /// up to 256 connections submitted at once on a small private io_uring ring per
+    /// shard: one io_uring_enter instead of 256 syscalls). io-uring is an experiment:
+    /// docs/ARCHITECTURE.md "io_uring data path" has its measurements.
+    #[arg(long, env = "CORECAST_SEND_PATH", value_enum, default_value_t = SendPath::Syscall)]
+    pub send_path: SendPath,
+
     /// Channels one /ws connection may subscribe to (TOO_MANY_CHANNELS above it).
     #[arg(
         long,
@@ -315,6 +323,16 @@ pub enum Compression {
     Off,
     /// A client's permessage-deflate offer is accepted.
     On,
+}
+
+/// `--send-path`: how the flush pass hands outboxes to the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum SendPath {
+    /// One non-blocking `sendmsg` per dirty connection.
+    #[default]
+    Syscall,
+    /// The pass's `sendmsg`s submitted together on a private io_uring ring.
+    IoUring,
 }
 
 /// Descriptors kept back from the open-files limit for the server's own use

@@ -23,14 +23,17 @@
 //!
 //! `ready.rs` holds the bits and the rule, `epoll.rs` the epoll set and the
 //! handshake stream, `notify.rs` the wake-ups and timeouts, `run.rs` the
-//! run queue of connections to poll.
+//! run queue of connections to poll, `uring.rs` the `--send-path io-uring`
+//! ring of batched sends.
 
 mod epoll;
 mod notify;
 mod ready;
 mod run;
+mod uring;
 
 pub use epoll::{EpollSet, EpollStream};
 pub use notify::{with_timeout, Latch, Notify};
 pub(crate) use ready::{after_io, can, READABLE, WRITABLE};
 pub(crate) use run::{conn_waker, schedule, RunQueueReader};
+pub use uring::SendRing;

@@ -154,6 +154,9 @@ pub struct Shard {
     flush_list: RefCell<Vec<ConnKey>>,
     /// Wakes the flush task when the list stops being empty.
     flush_wake: Notify,
+    /// `--send-path io-uring`: the ring the flush pass submits its sends on
+    /// (made by the flush task when it starts); `None` for plain syscalls.
+    send_ring: RefCell<Option<crate::reactor::SendRing>>,
     /// Read buffer lent to one connection at a time while it decodes.
     pub(crate) scratch: RefCell<Vec<u8>>,
     /// permessage-deflate: the shard's compressor and decompressor, made
@@ -248,6 +251,7 @@ impl Shard {
             epoll,
             flush_list: RefCell::new(Vec::new()),
             flush_wake: Notify::default(),
+            send_ring: RefCell::new(None),
             scratch: RefCell::new(vec![0; SCRATCH_BYTES]),
             codec: compress::Codec::default(),
             metrics: ShardMetrics::default(),

@@ -17,6 +17,7 @@ use crate::deflate::{self, Agreement};
 use crate::proxy::{self, ClientAddr};
 use crate::reactor::with_timeout;
 use crate::shard::Shard;
+use crate::wire::{Encoding, Wire};
 use crate::ws;
 
 /// Most headers one request may carry (431 above).
@@ -57,9 +58,10 @@ pub struct Upgrade {
     pub leftover: Vec<u8>,
     /// The verified claims of a `?token=` in the upgrade URL.
     pub claims: Option<Claims>,
-    /// permessage-deflate was negotiated (`--compression on` and an
-    /// acceptable offer).
-    pub deflate: bool,
+    /// How the connection wants its frames: the encoding, and the
+    /// permessage-deflate window when one was negotiated (`--compression
+    /// on` and an acceptable offer).
+    pub wire: Wire,
     /// Who the client is, for the `upgraded` log line; not kept after it.
     pub client: ClientAddr,
 }
@@ -212,7 +214,7 @@ where
                 route,
                 leftover: buf[head_len..].to_vec(),
                 claims,
-                deflate: deflate.is_some(),
+                wire: Wire::new(Encoding::Json, deflate.map(|agreed| agreed.window())),
                 client,
             })
         }

@@ -108,6 +108,15 @@ impl Response {
         Response::json(status, body)
     }
 
+    /// [`Response::error`] with a machine-readable `code` too (the /ws
+    /// protocol's error code for the same cause).
+    pub fn error_with_code(status: u16, message: &str, code: &str) -> Response {
+        let body = serde_json::json!({
+            "status": status, "error": reason(status), "message": message, "code": code
+        });
+        Response::json(status, body)
+    }
+
     /// The same answer with one more header line (without "\r\n").
     pub fn with_header(mut self, line: &str) -> Response {
         self.headers.push_str(line);
@@ -197,15 +206,19 @@ where
             respond(shard, stream, response, client).await;
             None
         }
-        Ok((route, accept, claims, deflate)) => {
+        Ok((route, accept, claims, deflate, protocol)) => {
             // No extensions header at all when nothing was agreed: some
             // clients fail on an empty one.
             let extensions = deflate
                 .map(|agreed| format!("Sec-WebSocket-Extensions: {agreed}\r\n"))
                 .unwrap_or_default();
+            // Likewise the protocol: named only when the client offered it.
+            let protocol_line = protocol
+                .map(|e| format!("Sec-WebSocket-Protocol: {}\r\n", e.subprotocol()))
+                .unwrap_or_default();
             let head = format!(
                 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-                 Sec-WebSocket-Accept: {accept}\r\n{extensions}\r\n"
+                 Sec-WebSocket-Accept: {accept}\r\n{protocol_line}{extensions}\r\n"
             );
             if let Err(e) = stream.write_all(head.as_bytes()).await {
                 return fail(shard, client, &format!("write failed: {e}"));
@@ -214,7 +227,10 @@ where
                 route,
                 leftover: buf[head_len..].to_vec(),
                 claims,
-                wire: Wire::new(Encoding::Json, deflate.map(|agreed| agreed.window())),
+                wire: Wire::new(
+                    protocol.unwrap_or_default(),
+                    deflate.map(|agreed| agreed.window()),
+                ),
                 client,
             })
         }
@@ -272,8 +288,18 @@ pub(crate) async fn read_head<S: AsyncRead + Unpin>(
 }
 
 /// The answer [`decide`] picked: an upgrade (route, accept key, the
-/// claims of a `?token=`, the permessage-deflate agreement) or a response.
-pub(crate) type Decision = Result<(Route, String, Option<Claims>, Option<Agreement>), Response>;
+/// claims of a `?token=`, the permessage-deflate agreement, the encoding
+/// a /ws client chose with `Sec-WebSocket-Protocol`) or a response.
+pub(crate) type Decision = Result<
+    (
+        Route,
+        String,
+        Option<Claims>,
+        Option<Agreement>,
+        Option<Encoding>,
+    ),
+    Response,
+>;
 
 /// Parses the complete head, works out who the client is (`peer`, or the
 /// address a trusted proxy forwarded), and picks the answer: an upgrade
@@ -393,7 +419,20 @@ fn answer(
                 }
                 Compression::Off => None,
             };
-            Ok((route, ws::accept_key(key.as_bytes()), claims, deflate))
+            // /echo echoes frames as they come: no protocol of its own.
+            let protocol = match route {
+                Route::Ws => {
+                    Encoding::from_subprotocols(header_values(req, "sec-websocket-protocol"))
+                }
+                Route::Echo => None,
+            };
+            Ok((
+                route,
+                ws::accept_key(key.as_bytes()),
+                claims,
+                deflate,
+                protocol,
+            ))
         }
         _ => Err(Response::error(400, "missing or invalid Sec-WebSocket-Key")),
     }

@@ -146,7 +146,10 @@ impl Shard {
         });
         match converted {
             None => Some(frame.clone()), // A control frame: the same in every encoding.
-            Some(Ok(bytes)) => Some(frame.derived(bytes)),
+            Some(Ok(bytes)) => {
+                self.metrics.bump(|c| c.converted_frames += 1);
+                Some(frame.derived(bytes))
+            }
             Some(Err(e)) => {
                 log::debug!("message not sent: no {encoding:?} form: {e}");
                 None

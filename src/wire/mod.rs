@@ -14,6 +14,8 @@
 use std::fmt;
 use std::num::NonZeroU8;
 
+pub mod msgpack;
+
 /// The encodings a connection can speak on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[repr(u8)]
@@ -22,17 +24,45 @@ pub enum Encoding {
     /// server makes starts in this form.
     #[default]
     Json,
+    /// MessagePack in binary frames (`Sec-WebSocket-Protocol:
+    /// corecast.msgpack`): the same messages and fields as JSON, mapped
+    /// value by value ([`msgpack`]).
+    MsgPack,
 }
 
 impl Encoding {
     /// Every encoding, by discriminant (`encoding as usize` indexes it).
-    pub const ALL: [Encoding; 1] = [Encoding::Json];
+    pub const ALL: [Encoding; 2] = [Encoding::Json, Encoding::MsgPack];
+
+    /// Its `Sec-WebSocket-Protocol` name on /ws.
+    pub fn subprotocol(self) -> &'static str {
+        match self {
+            Encoding::Json => "corecast.json",
+            Encoding::MsgPack => "corecast.msgpack",
+        }
+    }
+
+    /// The encoding a /ws upgrade asks for: the first name in its
+    /// `Sec-WebSocket-Protocol` values (in order; several headers are one
+    /// comma-separated list) that the server speaks, compared exactly as
+    /// RFC 6455 4.1 says; `None` when it names none (the connection then
+    /// speaks JSON and the 101 names no protocol).
+    pub fn from_subprotocols<'a>(values: impl IntoIterator<Item = &'a str>) -> Option<Encoding> {
+        values
+            .into_iter()
+            .flat_map(|value| value.split(','))
+            .find_map(|name| {
+                let name = name.trim();
+                Encoding::ALL.into_iter().find(|e| e.subprotocol() == name)
+            })
+    }
 
     /// Whether this encoding's messages go in binary frames (text ones
     /// otherwise).
     pub fn is_binary(self) -> bool {
         match self {
             Encoding::Json => false,
+            Encoding::MsgPack => true,
         }
     }
 }
@@ -136,7 +166,21 @@ pub fn convert(encoding: Encoding, json: &[u8], out: &mut Vec<u8>) -> Result<(),
             out.extend_from_slice(json);
             Ok(())
         }
+        Encoding::MsgPack => msgpack::from_json(json, out).map_err(|e| ConvertError(e.to_string())),
     }
+}
+
+/// Checks that a publication's `data` (JSON text, valid) has an exact form
+/// in every encoding, so that no subscriber, whatever it speaks, gets an
+/// altered value: the publish is refused otherwise (`INVALID_DATA`).
+/// One pass over the text, no output.
+pub fn check_data(json: &[u8]) -> Result<(), ConvertError> {
+    msgpack::check_json(json).map_err(|e| match e {
+        msgpack::Error::Unrepresentable(what) => ConvertError(format!(
+            "data has {what}, which MessagePack cannot hold exactly"
+        )),
+        e => ConvertError(format!("data: {e}")),
+    })
 }
 
 #[cfg(test)]
@@ -156,6 +200,8 @@ mod tests {
         assert_eq!(deflate.deflate(), WindowBits::new(9));
         assert_eq!(deflate.encoding(), Encoding::Json);
         assert!(deflate.uncompressed().is_native());
+        let msgpack = Wire::new(Encoding::MsgPack, WindowBits::new(15));
+        assert_eq!(msgpack.uncompressed(), Wire::new(Encoding::MsgPack, None));
         for (i, encoding) in Encoding::ALL.into_iter().enumerate() {
             assert_eq!(encoding as usize, i);
             for bits in [None, WindowBits::new(8), WindowBits::new(15)] {
@@ -163,5 +209,29 @@ mod tests {
                 assert_eq!((wire.encoding(), wire.deflate()), (encoding, bits));
             }
         }
+    }
+
+    #[test]
+    fn the_first_offered_known_subprotocol_is_chosen() {
+        let pick = |values: &[&str]| Encoding::from_subprotocols(values.iter().copied());
+        assert_eq!(pick(&["corecast.msgpack"]), Some(Encoding::MsgPack));
+        assert_eq!(pick(&["corecast.json"]), Some(Encoding::Json));
+        assert_eq!(
+            pick(&["a, corecast.msgpack, corecast.json"]),
+            Some(Encoding::MsgPack)
+        );
+        assert_eq!(
+            pick(&["a", " corecast.json ,corecast.msgpack"]),
+            Some(Encoding::Json)
+        );
+        assert_eq!(pick(&["CORECAST.MSGPACK", "a,b", ""]), None);
+        assert_eq!(pick(&[]), None);
+    }
+
+    #[test]
+    fn data_is_checked_for_every_encoding() {
+        assert!(check_data(br#"{"a":[1,2.5,"x",null]}"#).is_ok());
+        let err = check_data(b"[18446744073709551616]").unwrap_err();
+        assert!(err.0.contains("64-bit"), "{err}");
     }
 }

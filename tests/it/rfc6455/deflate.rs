@@ -326,3 +326,57 @@ fn a_compressed_text_frame_arriving_in_pieces_is_not_checked_as_utf8_before_infl
     c.send_raw(&bytes[bytes.len() / 2..]);
     assert_eq!(recv_message(&mut c), (true, text.into_bytes()));
 }
+
+#[test]
+fn msgpack_and_json_subscribers_with_compression_share_one_channel() {
+    let server = compressing_server();
+    let offer = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits";
+    let (mut mp, head) = RawClient::connect_with(
+        &server.addr(),
+        "/ws",
+        &[offer, "Sec-WebSocket-Protocol: corecast.msgpack"],
+    );
+    assert_eq!(extensions(&head).as_deref(), Some(AGREED), "{head}");
+    assert!(
+        head.contains("Sec-WebSocket-Protocol: corecast.msgpack"),
+        "{head}"
+    );
+    let mut json_c = deflate_client(&server, "/ws");
+    let (_, hello) = recv_message(&mut mp);
+    assert_eq!(
+        crate::msgpack::decode(&hello)["type"],
+        "connection_established"
+    );
+    assert_eq!(recv_json(&mut json_c).1["type"], "connection_established");
+    mp.send_frame(
+        FIN | BINARY,
+        &crate::msgpack::encode(&json!({"type":"subscribe","channel":"z"})),
+        true,
+    );
+    assert_eq!(
+        crate::msgpack::decode(&recv_message(&mut mp).1)["type"],
+        "subscribed"
+    );
+    json_c.send_frame(FIN | TEXT, br#"{"type":"subscribe","channel":"z"}"#, true);
+    assert_eq!(recv_json(&mut json_c).1["type"], "subscribed");
+    let compressed_before = compressed_frames(&server);
+    let converted_before = crate::msgpack::conversions(&server);
+    let data: Value = serde_json::from_str(&json_payload(1024)).unwrap();
+    let mut publisher = server.ws("/ws");
+    publisher.send_json(&json!({"type":"publish","channel":"z","data":data}));
+    let want = json!({"type":"message","channel":"z","data":data});
+    let frame = loop {
+        let frame = next_frame(&mut mp);
+        if frame.opcode != PING {
+            break frame;
+        }
+    };
+    assert!(frame.rsv1 && frame.opcode == BINARY, "{}", describe(&frame));
+    assert_eq!(crate::msgpack::decode(&inflate(&frame.payload)), want);
+    let (compressed, value) = recv_json(&mut json_c);
+    assert!(compressed);
+    assert_eq!(value, want);
+    // One conversion, and one compression per encoding.
+    assert_eq!(crate::msgpack::conversions(&server) - converted_before, 1);
+    assert_eq!(compressed_frames(&server) - compressed_before, 2);
+}

@@ -121,9 +121,15 @@ impl Session {
                 self.fail(shard, ErrorCode::InvalidMsgpack, message, None);
             }
             msgpack::Error::Unrepresentable(what) => {
-                // Read again with the loss marked, only to find the id.
+                // Read again with the loss marked, only to find the id (and
+                // whether the bytes are malformed further on).
                 json.clear();
-                let _ = msgpack::to_json_lossy(data, &mut json);
+                if let Err(msgpack::Error::Malformed(why)) = msgpack::to_json_lossy(data, &mut json)
+                {
+                    let message = format!("not a MessagePack request: {why}");
+                    self.fail(shard, ErrorCode::InvalidMsgpack, message, None);
+                    return true;
+                }
                 let text = std::str::from_utf8(&json).unwrap_or_default();
                 let id = match message::parse(text) {
                     Ok(request) => request.id,

@@ -61,7 +61,10 @@ fn bytes_that_are_not_msgpack_are_invalid_msgpack() {
     trailing.push(0xc0);
     let mut deep = vec![0x91; 200];
     deep.push(0xc0);
-    for bytes in [vec![0xc1], truncated, trailing, deep, vec![]] {
+    // An integer key (no JSON form) first, then a string that is not
+    // UTF-8: malformed wins over unrepresentable.
+    let both = vec![0x82, 0x01, 0x02, 0xa2, 0xff, 0xfe, 0xc0];
+    for bytes in [vec![0xc1], truncated, trailing, deep, vec![], both] {
         assert_error(&mut c, &bytes, "INVALID_MSGPACK", None);
     }
 }

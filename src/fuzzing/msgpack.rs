@@ -84,7 +84,10 @@ fn check_as_json(data: &[u8]) {
             msgpack::to_json(&packed, &mut back).expect("converted MessagePack reads back");
             let again: serde_json::Value =
                 serde_json::from_slice(&back).expect("read back as JSON");
-            assert!(same(&again, &value), "the value changed: {again} vs {value}");
+            assert!(
+                same(&again, &value),
+                "the value changed: {again} vs {value}"
+            );
         }
         Err(Error::Unrepresentable(_)) => assert!(packed.is_empty()),
         Err(Error::Malformed(why)) => panic!("serde_json reads it, from_json: {why}"),

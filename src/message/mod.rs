@@ -358,8 +358,7 @@ pub fn parse(text: &str) -> Result<Request<'_>, RequestError<'_>> {
             let data = fields
                 .data
                 .ok_or_else(|| fail(ErrorCode::InvalidMessage, "missing field \"data\"".into()))?;
-            crate::wire::check_data(data.get().as_bytes())
-                .map_err(|e| fail(ErrorCode::InvalidData, e.0))?;
+            crate::wire::check_data(data.get()).map_err(|e| fail(ErrorCode::InvalidData, e.0))?;
             Command::Publish { channel, data }
         }
         "heartbeat" => Command::Heartbeat,

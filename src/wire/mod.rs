@@ -174,8 +174,8 @@ pub fn convert(encoding: Encoding, json: &[u8], out: &mut Vec<u8>) -> Result<(),
 /// in every encoding, so that no subscriber, whatever it speaks, gets an
 /// altered value: the publish is refused otherwise (`INVALID_DATA`).
 /// One pass over the text, no output.
-pub fn check_data(json: &[u8]) -> Result<(), ConvertError> {
-    msgpack::check_json(json).map_err(|e| match e {
+pub fn check_data(json: &str) -> Result<(), ConvertError> {
+    msgpack::check_json_text(json).map_err(|e| match e {
         msgpack::Error::Unrepresentable(what) => ConvertError(format!(
             "data has {what}, which MessagePack cannot hold exactly"
         )),
@@ -230,8 +230,8 @@ mod tests {
 
     #[test]
     fn data_is_checked_for_every_encoding() {
-        assert!(check_data(br#"{"a":[1,2.5,"x",null]}"#).is_ok());
-        let err = check_data(b"[18446744073709551616]").unwrap_err();
+        assert!(check_data(r#"{"a":[1,2.5,"x",null]}"#).is_ok());
+        let err = check_data("[18446744073709551616]").unwrap_err();
         assert!(err.0.contains("64-bit"), "{err}");
     }
 }

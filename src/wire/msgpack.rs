@@ -78,7 +78,9 @@ impl fmt::Display for Error {
 /// `-0` too, as serde_json reads it). Integers outside -2^63..2^64 and
 /// numbers past the double range are errors.
 pub fn from_json(json: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
-    let counts = scan(json)?;
+    std::str::from_utf8(json).map_err(|_| Error::Malformed("JSON text is not UTF-8"))?;
+    let mut counts = Vec::new();
+    scan(json, Some(&mut counts))?;
     let start = out.len();
     let result = emit(json, &counts, out);
     if result.is_err() {
@@ -90,7 +92,13 @@ pub fn from_json(json: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
 /// Checks that `json` (one valid JSON value) has an exact MessagePack form
 /// ([`from_json`] would succeed), without making it: one pass, no output.
 pub fn check_json(json: &[u8]) -> Result<(), Error> {
-    scan(json).map(drop)
+    std::str::from_utf8(json).map_err(|_| Error::Malformed("JSON text is not UTF-8"))?;
+    scan(json, None)
+}
+
+/// [`check_json`] of text already known to be UTF-8 (a publish's data).
+pub fn check_json_text(json: &str) -> Result<(), Error> {
+    scan(json.as_bytes(), None)
 }
 
 /// One MessagePack value (a client's request) appended to `out` as JSON
@@ -210,13 +218,12 @@ impl<'a> Lexer<'a> {
     }
 }
 
-/// The first pass: validates numbers and escapes, and returns each
-/// container's element count (map entries, not keys and values), in the
-/// order containers open.
-fn scan(json: &[u8]) -> Result<Vec<u32>, Error> {
-    std::str::from_utf8(json).map_err(|_| Error::Malformed("JSON text is not UTF-8"))?;
+/// The first pass: validates numbers and escapes, and (given `counts`)
+/// records each container's element count (map entries, not keys and
+/// values), in the order containers open. UTF-8 is the caller's check.
+fn scan(json: &[u8], mut counts: Option<&mut Vec<u32>>) -> Result<(), Error> {
     let mut lexer = Lexer { text: json, pos: 0 };
-    let mut counts: Vec<u32> = Vec::new();
+    let mut n_open = 0;
     // Open containers: (index into `counts`, is a map, items seen).
     let mut open: Vec<(usize, bool, u32)> = Vec::new();
     let mut values = 0;
@@ -226,7 +233,9 @@ fn scan(json: &[u8]) -> Result<Vec<u32>, Error> {
             if map && items % 2 != 0 {
                 return Err(Error::Malformed("an object key without a value"));
             }
-            counts[idx] = if map { items / 2 } else { items };
+            if let Some(counts) = counts.as_deref_mut() {
+                counts[idx] = if map { items / 2 } else { items };
+            }
             continue;
         }
         match open.last_mut() {
@@ -240,12 +249,13 @@ fn scan(json: &[u8]) -> Result<Vec<u32>, Error> {
         }
         match token {
             Token::Open { map } => {
-                open.push((counts.len(), map, 0));
-                counts.push(0);
+                open.push((n_open, map, 0));
+                n_open += 1;
+                if let Some(counts) = counts.as_deref_mut() {
+                    counts.push(0);
+                }
             }
-            Token::Num(n) => {
-                number(n)?;
-            }
+            Token::Num(n) => check_number(n)?,
             Token::Str(raw, true) => {
                 unescape(raw, &mut Vec::new())?;
             }
@@ -255,7 +265,28 @@ fn scan(json: &[u8]) -> Result<Vec<u32>, Error> {
     if !open.is_empty() || values == 0 {
         return Err(Error::Malformed("incomplete JSON"));
     }
-    Ok(counts)
+    Ok(())
+}
+
+/// [`number`]'s verdict, without parsing where the digits settle it (the
+/// check runs on every publish): an integer of at most 18 digits fits 64
+/// bits, and a fraction without exponent and with at most 300 digits
+/// before the point is a finite double. Anything else is parsed.
+fn check_number(literal: &[u8]) -> Result<(), Error> {
+    let digits = literal.strip_prefix(b"-").unwrap_or(literal);
+    let int_len = digits.iter().take_while(|b| b.is_ascii_digit()).count();
+    let (int_ok, rest) = (int_len > 0 && int_len <= 300, &digits[int_len..]);
+    let plain = match rest {
+        [] => int_ok && int_len <= 18,
+        [b'.', fraction @ ..] => {
+            int_ok && !fraction.is_empty() && fraction.iter().all(u8::is_ascii_digit)
+        }
+        _ => false,
+    };
+    if plain {
+        return Ok(());
+    }
+    number(literal).map(drop)
 }
 
 /// The second pass: writes the MessagePack, headers from `counts`.

@@ -5,7 +5,7 @@
 # plus the raw floor (`corecast-bench baseline`) for CPU per delivery.
 #
 #   scripts/compare.sh [--quick] [--out DIR] [--only NAME[,NAME...]] [--report-only] [--two-hosts]
-#                      [--cap PCT[,PCT...]]... [--cap-only]
+#                      [--cap PCT[,PCT...]]... [--cap-only] [--compressed] [--compressed-only]
 #
 # Placement ("pinned"): the server on CPU 0 (corecast `--shards 1 --cpus 0`,
 # every server also started under `taskset -c 0`), corecast-bench on CPU 1
@@ -68,6 +68,20 @@
 # the group was throttled. --cap-only skips the uncapped runs, the floor
 # and their report (the committed tables are then left alone).
 #
+# --compressed: after the runs above, a compressed fan-out pass with 1 KiB
+# JSON text payloads (`fanout --compression --text-data --size 1024`, every
+# subscriber negotiating permessage-deflate): zfan1 (5,000 subscribers x 1
+# channel, 1 publisher) and zfan100 (1,000 x 100, 4 publishers), max rate,
+# against corecast `--compression on` (pinned, one shard) and socketify with
+# uWS's shared compressor (`--compression shared`: one deflate stream per
+# loop, each publish compressed once). Both compress once per publish and
+# share the frame, so this compares the rest of the fan-out path with
+# compression on. `--only` picks among corecast and socketify here too.
+# Results: NAME.compressed.zfan1/zfan100 .json and .samples, and
+# compressed.md and compressed.json (deliveries/s, latency, server CPU s/s
+# and µs per delivery, corecast ÷ socketify). --compressed-only runs only
+# this pass (the committed tables are left alone; give --out DIR).
+#
 # The release build goes to, and runs from, $CARGO_TARGET_DIR when it is
 # set (else target/).
 set -uo pipefail
@@ -75,7 +89,7 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$ROOT/scripts/lib.sh"
-QUICK=0 OUT="" ONLY="" REPORT_ONLY=0 TWO_HOSTS=0 CAP_ONLY=0
+QUICK=0 OUT="" ONLY="" REPORT_ONLY=0 TWO_HOSTS=0 CAP_ONLY=0 COMPRESSED=0 COMPRESSED_ONLY=0
 while [[ $# -gt 0 ]]; do
     case $1 in
         --quick) QUICK=1 ;;
@@ -85,6 +99,8 @@ while [[ $# -gt 0 ]]; do
         --two-hosts) TWO_HOSTS=1 ;;
         --cap) add_caps "${2-}" || exit 2; shift ;;
         --cap-only) CAP_ONLY=1 ;;
+        --compressed) COMPRESSED=1 ;;
+        --compressed-only) COMPRESSED=1 COMPRESSED_ONLY=1 ;;
         -h|--help) usage_from_header "${BASH_SOURCE[0]}"; exit 0 ;;
         *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
     esac
@@ -95,6 +111,10 @@ if [[ $CAP_ONLY == 1 && ${#CAPS[@]} == 0 && $REPORT_ONLY == 0 ]]; then echo "com
 # uncapped tables are generated from.
 if [[ $CAP_ONLY == 1 && $REPORT_ONLY == 0 && ( -z $OUT || $OUT -ef $ROOT/docs/compare ) ]]; then
     echo "compare.sh: --cap-only would overwrite docs/compare's meta.txt; give --out DIR" >&2
+    exit 2
+fi
+if [[ $COMPRESSED_ONLY == 1 && $REPORT_ONLY == 0 && ( -z $OUT || $OUT -ef $ROOT/docs/compare ) ]]; then
+    echo "compare.sh: --compressed-only would overwrite docs/compare's meta.txt; give --out DIR" >&2
     exit 2
 fi
 if [[ ${#CAPS[@]} -gt 0 && $REPORT_ONLY == 0 ]]; then cap_preflight || exit 1; fi
@@ -151,6 +171,11 @@ SERVERS=(
     "socketify|$PY $ROOT/bench/peers/socketify_server.py --port PORT --host $HOST|pinned"
     "node_ws|node $ROOT/bench/peers/node_ws/server.js --port PORT --host $HOST|pinned"
     "corecast_unpinned|$BIN/corecast --port PORT --admin-addr none|unpinned"
+)
+# The --compressed pass: each server with its compression on.
+ZSERVERS=(
+    "corecast|$BIN/corecast --port PORT --shards 1 --cpus $SRV_CPU --admin-addr none --compression on|pinned"
+    "socketify|$PY $ROOT/bench/peers/socketify_server.py --port PORT --host $HOST --compression shared|pinned"
 )
 
 TIMEOUT_PID="" SERVER_PID="" PORT=$BASE_PORT
@@ -911,10 +936,123 @@ PYEOF
     echo "== capped results in $OUT/capped.md and capped.json"
 }
 
+compressed_report() {
+    python3 - "$OUT" <<'PYEOF'
+import json, os, sys
+out = sys.argv[1]
+SERVERS = ["corecast", "socketify"]
+SCENARIOS = [("zfan1", "Compressed fan-out, max rate, 5,000 subscribers × 1 channel, 1 publisher, 1 KiB JSON text"),
+             ("zfan100", "Compressed fan-out, max rate, 1,000 subscribers × 100 channels, 4 publishers, 1 KiB JSON text")]
+
+def load(name):
+    try:
+        return json.loads(open(os.path.join(out, name + ".json")).read())
+    except Exception:
+        return None
+
+def cpu_window(name):
+    """Server and bench CPU-seconds per second over the steady window (as the main report's)."""
+    meta, rows = {}, []
+    p = os.path.join(out, name + ".samples")
+    for line in open(p) if os.path.exists(p) else []:
+        if line.startswith("# name="):
+            meta = dict(kv.split("=", 1) for kv in line[2:].split())
+        elif line.strip() and not line.startswith("#"):
+            t, st, fds, bt = line.split()
+            rows.append((float(t), None if st == "NA" else int(st), int(fds), None if bt == "NA" else int(bt)))
+    if not rows or "expect" not in meta:
+        return None, None
+    hz, expect, secs = float(meta.get("clk_tck", 100)), int(meta["expect"]), float(meta["secs"])
+    base = int(meta.get("base_fds", rows[0][2]))
+    ready = next((r[0] for r in rows if r[2] - base >= 0.98 * expect), None)
+    if ready is None:
+        top = max(r[2] for r in rows)
+        ready = next(r[0] for r in rows if r[2] == top)
+    lead, tail = (1.0, 0.5) if secs >= 8 else (0.5, 0.25)
+    win = [r for r in rows if ready + lead <= r[0] <= ready + secs - tail and r[1] is not None]
+    if len(win) < 2 or win[-1][0] <= win[0][0]:
+        return None, None
+    a, b = win[0], win[-1]
+    dt = b[0] - a[0]
+    bench = (b[3] - a[3]) / hz / dt if a[3] is not None and b[3] is not None else None
+    return (b[1] - a[1]) / hz / dt, bench
+
+def check(d):
+    if d is None:
+        return "not run"
+    if d.get("missing"):
+        return f"no result (exit {d.get('exit')})"
+    bits = [] if d.get("ok") else ["FAILED"]
+    for k in ["lost", "duplicated", "out_of_order"]:
+        if d.get(k):
+            bits.append(f"{k} {d[k]:,}")
+    if d.get("failures"):
+        bits.append("failures " + ",".join(f"{a}:{b}" for a, b in d["failures"].items()))
+    if d.get("close_codes"):
+        bits.append("closes " + ",".join(f"{k}:{v}" for k, v in d["close_codes"].items()))
+    return "; ".join(bits) or "ok"
+
+def num(v, digits=0):
+    return "–" if v is None else f"{v:,.{digits}f}"
+
+meta = {}
+p = os.path.join(out, "meta.txt")
+for line in open(p) if os.path.exists(p) else []:
+    k, _, v = line.partition(": ")
+    meta.setdefault(k.strip(), v.strip())
+lines = [f"From the run of {meta.get('date', '?')}, git {meta.get('git', '?')}; {meta.get('pinning', '?')}; "
+         f"mode {meta.get('mode', '?')}. corecast `--compression on`, socketify with uWS's shared "
+         "compressor; every subscriber negotiated permessage-deflate. µs CPU per delivery: the "
+         "server's utime+stime over the steady window ÷ deliveries. Ratio: corecast ÷ socketify "
+         "(✓ where corecast is ahead).", ""]
+results = {}
+for sc, title in SCENARIOS:
+    rows = {}
+    for s in SERVERS:
+        d = load(f"{s}.compressed.{sc}")
+        if d is None:
+            continue
+        cpu, bench = cpu_window(f"{s}.compressed.{sc}")
+        ok = not d.get("missing")
+        rate = d.get("delivered_per_s") if ok else None
+        lat = d.get("latency", {}) if ok else {}
+        rows[s] = {"delivered_per_s": rate, "published_per_s": d.get("published_per_s") if ok else None,
+                   "p50_us": lat.get("p50_us"), "p99_us": lat.get("p99_us"), "server_cpu": cpu,
+                   "bench_cpu": bench, "us_per_delivery": cpu * 1e6 / rate if cpu and rate else None,
+                   "check": check(d)}
+    if not rows:
+        continue
+    results[sc] = rows
+    lines += [f"### {title}\n", "| server | delivered/s | published/s | p50 µs | p99 µs | server CPU s/s | "
+              "µs CPU per delivery | bench CPU s/s | check |", "|---|---|---|---|---|---|---|---|---|"]
+    for s, r in rows.items():
+        lines.append(f"| {'**corecast**' if s == 'corecast' else s} | {num(r['delivered_per_s'])} | "
+                     f"{num(r['published_per_s'])} | {num(r['p50_us'])} | {num(r['p99_us'])} | "
+                     f"{num(r['server_cpu'], 2)} | {num(r['us_per_delivery'], 2)} | {num(r['bench_cpu'], 2)} | {r['check']} |")
+    c, o = rows.get("corecast"), rows.get("socketify")
+    if c and o:
+        def ratio(k, lower):
+            a, b = c[k], o[k]
+            if not a or not b:
+                return "–"
+            return f"{a / b:.2f}×" + (" ✓" if (a < b if lower else a > b) else "")
+        lines.append(f"| corecast ÷ socketify | {ratio('delivered_per_s', False)} | {ratio('published_per_s', False)} | "
+                     f"{ratio('p50_us', True)} | {ratio('p99_us', True)} | | {ratio('us_per_delivery', True)} | | |")
+    lines.append("")
+text = "\n".join(lines) + "\n"
+open(os.path.join(out, "compressed.md"), "w").write(text)
+json.dump(results, open(os.path.join(out, "compressed.json"), "w"), indent=1)
+print(text)
+PYEOF
+    echo "== compressed results in $OUT/compressed.md and compressed.json"
+}
+
 if [[ $REPORT_ONLY == 1 ]]; then
-    # Uncapped results are reported when there are any, capped ones likewise.
-    [[ $CAP_ONLY == 1 ]] || report
+    # Uncapped results are reported when there are any, capped and
+    # compressed ones likewise.
+    [[ $CAP_ONLY == 1 || $COMPRESSED_ONLY == 1 ]] || report
     if compgen -G "$OUT/*.cap*.json" >/dev/null; then cap_report; fi
+    if compgen -G "$OUT/*.compressed.*.json" >/dev/null; then compressed_report; fi
     exit 0
 fi
 
@@ -930,7 +1068,7 @@ rm -f "$OUT"/*.json "$OUT"/*.samples "$OUT/server.log" "$OUT/commands.txt"
 {
     meta_lines "$ROOT" "$NCPU"
     echo "loadavg before: $(cat /proc/loadavg)"
-    echo "mode: $([[ $QUICK == 1 ]] && echo quick || echo full) (conns $N hold ${HOLD}s, runs ${SECS}s, cpu run ${CPU_SECS}s at $CPU_RATE pub/s)"
+    echo "mode: $([[ $QUICK == 1 ]] && echo quick || echo full) (conns $N hold ${HOLD}s, runs ${SECS}s, cpu run ${CPU_SECS}s at $CPU_RATE pub/s)$([[ $COMPRESSED_ONLY == 1 ]] && echo ", compressed pass only")"
     echo "pinning: server CPU $SRV_CPU (unpinned corecast: $ALL_CPUS), bench CPU $BENCH_CPU"
     echo "python: $($PY --version 2>&1); websockets $($PY -c 'import websockets;print(websockets.__version__)' 2>/dev/null); uvloop $($PY -c 'import uvloop;print(uvloop.__version__)' 2>/dev/null); socketify $($PY -m pip show socketify 2>/dev/null | sed -n 's/^Version: //p')"
     echo "node: $(node --version); ws $(node -p "require('$ROOT/bench/peers/node_ws/node_modules/ws/package.json').version" 2>/dev/null)"
@@ -946,7 +1084,7 @@ if [[ $TWO_HOSTS == 1 ]]; then
     two_hosts_up || { echo "compare.sh: cannot set up the two-host model (netns $NS)" >&2; exit 1; }
     echo "two hosts model: servers in netns $NS at $HOST behind veth, bench at 10.77.0.1; RPS: to server on CPU $SRV_CPU, to bench on CPU $BENCH_CPU" | tee -a "$OUT/meta.txt" "$OUT/summary.txt"
 fi
-if want baseline && [[ $TWO_HOSTS == 0 && $CAP_ONLY == 0 ]]; then
+if want baseline && [[ $TWO_HOSTS == 0 && $CAP_ONLY == 0 && $COMPRESSED_ONLY == 0 ]]; then
     echo "=== baseline (no server: raw sender on CPU $SRV_CPU, receivers on CPU $BENCH_CPU)" | tee -a "$OUT/summary.txt"
     bench baseline.max $((SECS + 60)) 1000 "$SECS" baseline --sender-cpu "$SRV_CPU" \
         --subs 1000 --size 64 --secs "$SECS"
@@ -981,7 +1119,7 @@ scenarios() {
 }
 
 for entry in "${SERVERS[@]}"; do
-    [[ $CAP_ONLY == 1 ]] && break
+    [[ $CAP_ONLY == 1 || $COMPRESSED_ONLY == 1 ]] && break
     IFS='|' read -r sname scmd splace <<<"$entry"
     want "$sname" || continue
     echo "=== $sname ($splace)" | tee -a "$OUT/summary.txt"
@@ -994,6 +1132,23 @@ for entry in "${SERVERS[@]}"; do
     echo "=== $sname done at +$(( $(date +%s) - T0 )) s"
 done
 # Capped passes: pinned servers only, each inside the cap's cgroup.
+if [[ $COMPRESSED == 1 ]]; then
+    for entry in "${ZSERVERS[@]}"; do
+        IFS='|' read -r sname scmd splace <<<"$entry"
+        want "$sname" || continue
+        echo "=== $sname (pinned, compressed)" | tee -a "$OUT/summary.txt"
+        for sc in "zfan1 5000 1 1" "zfan100 1000 100 4"; do
+            read -r zname subs chans pubs <<<"$sc"
+            if start_server "$sname" "$scmd" "$splace"; then
+                bench "$sname.compressed.$zname" $((SECS + 90)) $((subs + pubs)) "$SECS" fanout \
+                    --url "ws://$HOST:$PORT/ws" --subs "$subs" --channels "$chans" --publishers "$pubs" \
+                    --size 1024 --text-data --compression --secs "$SECS"
+                stop_server
+            fi
+        done
+        echo "=== $sname compressed done at +$(( $(date +%s) - T0 )) s"
+    done
+fi
 for pct in "${CAPS[@]}"; do
     cgroup_create "$pct" || exit 1
     CAP_CG=$CG_DIR
@@ -1011,5 +1166,6 @@ done
 echo "loadavg after: $(cat /proc/loadavg)" >>"$OUT/meta.txt"
 echo "total: $(( $(date +%s) - T0 )) s" >>"$OUT/meta.txt"
 
-[[ $CAP_ONLY == 1 ]] || report
+[[ $CAP_ONLY == 1 || $COMPRESSED_ONLY == 1 ]] || report
 [[ ${#CAPS[@]} == 0 ]] || cap_report
+[[ $COMPRESSED == 0 ]] || compressed_report

@@ -17,6 +17,7 @@ use crate::deflate::{self, Agreement};
 use crate::proxy::{self, ClientAddr};
 use crate::reactor::with_timeout;
 use crate::shard::Shard;
+use crate::wire::{Encoding, Wire};
 use crate::ws;
 
 /// Most headers one request may carry (431 above).
@@ -57,9 +58,10 @@ pub struct Upgrade {
     pub leftover: Vec<u8>,
     /// The verified claims of a `?token=` in the upgrade URL.
     pub claims: Option<Claims>,
-    /// permessage-deflate was negotiated (`--compression on` and an
-    /// acceptable offer).
-    pub deflate: bool,
+    /// How the connection wants its frames: the encoding, and the
+    /// permessage-deflate window when one was negotiated (`--compression
+    /// on` and an acceptable offer).
+    pub wire: Wire,
     /// Who the client is, for the `upgraded` log line; not kept after it.
     pub client: ClientAddr,
 }
@@ -103,6 +105,15 @@ impl Response {
     pub fn error(status: u16, message: &str) -> Response {
         let body =
             serde_json::json!({ "status": status, "error": reason(status), "message": message });
+        Response::json(status, body)
+    }
+
+    /// [`Response::error`] with a machine-readable `code` too (the /ws
+    /// protocol's error code for the same cause).
+    pub fn error_with_code(status: u16, message: &str, code: &str) -> Response {
+        let body = serde_json::json!({
+            "status": status, "error": reason(status), "message": message, "code": code
+        });
         Response::json(status, body)
     }
 
@@ -195,15 +206,19 @@ where
             respond(shard, stream, response, client).await;
             None
         }
-        Ok((route, accept, claims, deflate)) => {
+        Ok((route, accept, claims, deflate, protocol)) => {
             // No extensions header at all when nothing was agreed: some
             // clients fail on an empty one.
             let extensions = deflate
                 .map(|agreed| format!("Sec-WebSocket-Extensions: {agreed}\r\n"))
                 .unwrap_or_default();
+            // Likewise the protocol: named only when the client offered it.
+            let protocol_line = protocol
+                .map(|e| format!("Sec-WebSocket-Protocol: {}\r\n", e.subprotocol()))
+                .unwrap_or_default();
             let head = format!(
                 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-                 Sec-WebSocket-Accept: {accept}\r\n{extensions}\r\n"
+                 Sec-WebSocket-Accept: {accept}\r\n{protocol_line}{extensions}\r\n"
             );
             if let Err(e) = stream.write_all(head.as_bytes()).await {
                 return fail(shard, client, &format!("write failed: {e}"));
@@ -212,7 +227,10 @@ where
                 route,
                 leftover: buf[head_len..].to_vec(),
                 claims,
-                deflate: deflate.is_some(),
+                wire: Wire::new(
+                    protocol.unwrap_or_default(),
+                    deflate.map(|agreed| agreed.window()),
+                ),
                 client,
             })
         }
@@ -270,8 +288,18 @@ pub(crate) async fn read_head<S: AsyncRead + Unpin>(
 }
 
 /// The answer [`decide`] picked: an upgrade (route, accept key, the
-/// claims of a `?token=`, the permessage-deflate agreement) or a response.
-pub(crate) type Decision = Result<(Route, String, Option<Claims>, Option<Agreement>), Response>;
+/// claims of a `?token=`, the permessage-deflate agreement, the encoding
+/// a /ws client chose with `Sec-WebSocket-Protocol`) or a response.
+pub(crate) type Decision = Result<
+    (
+        Route,
+        String,
+        Option<Claims>,
+        Option<Agreement>,
+        Option<Encoding>,
+    ),
+    Response,
+>;
 
 /// Parses the complete head, works out who the client is (`peer`, or the
 /// address a trusted proxy forwarded), and picks the answer: an upgrade
@@ -391,7 +419,20 @@ fn answer(
                 }
                 Compression::Off => None,
             };
-            Ok((route, ws::accept_key(key.as_bytes()), claims, deflate))
+            // /echo echoes frames as they come: no protocol of its own.
+            let protocol = match route {
+                Route::Ws => {
+                    Encoding::from_subprotocols(header_values(req, "sec-websocket-protocol"))
+                }
+                Route::Echo => None,
+            };
+            Ok((
+                route,
+                ws::accept_key(key.as_bytes()),
+                claims,
+                deflate,
+                protocol,
+            ))
         }
         _ => Err(Response::error(400, "missing or invalid Sec-WebSocket-Key")),
     }

@@ -8,7 +8,9 @@
 //!   [`reactor`]: the shard's epoll set, readiness rules, wake-ups and timeouts.
 //! - [`ws`]: RFC 6455 codec (the only tungstenite user); [`deflate`]:
 //!   permessage-deflate negotiation and the per-shard codec; [`message`]: the
-//!   /ws JSON protocol; [`outbox`]: per-connection frame queue.
+//!   /ws JSON protocol; [`wire`]: a connection's encoding and compression, and
+//!   the conversion of native JSON messages to other encodings; [`outbox`]:
+//!   per-connection frame queue.
 //! - [`shard`]: per-core state and the publish path; [`topics`]: channel
 //!   table; [`bus`]: cross-shard mesh (the only glommio channel user).
 //! - [`origin`]: allowed browser origins (`--allowed-origins`); [`proxy`]:
@@ -50,6 +52,7 @@ pub mod shard;
 pub mod shutdown;
 pub mod sys;
 pub mod topics;
+pub mod wire;
 pub mod ws;
 
 pub use config::Config;

@@ -197,6 +197,12 @@ impl Collector for Scrape {
         )?;
         counter(
             &mut enc,
+            "corecast_converted_frames",
+            "Messages converted from native JSON to another encoding (MessagePack): once per encoding per shard per publish, once per reply.",
+            |c| c.converted_frames,
+        )?;
+        counter(
+            &mut enc,
             "corecast_inflated_messages",
             "Compressed (permessage-deflate) messages received and inflated.",
             |c| c.inflated_messages,

@@ -191,11 +191,20 @@ def message_frame(channel, raw_data):
 BINARY_NOT_SUPPORTED = error("BINARY_NOT_SUPPORTED", "binary frames are not supported on /ws")
 
 
-def parse_args(argv, name):
-    """--port P (required) and --host H (default 127.0.0.1), shared CLI."""
+def parse_args(argv, name, compression=False):
+    """--port P (required) and --host H (default 127.0.0.1), shared CLI;
+    with `compression`, also --compression off|shared (default off)."""
     import argparse
 
     p = argparse.ArgumentParser(prog=name, description=f"corecast benchmark peer ({name})")
     p.add_argument("--port", type=int, required=True, help="TCP port (0 = any free port)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    if compression:
+        p.add_argument(
+            "--compression",
+            choices=["off", "shared"],
+            default="off",
+            help="permessage-deflate: off (default), or shared: one compressor per "
+            "event loop, each publish compressed once for all its subscribers",
+        )
     return p.parse_args(argv)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """corecast benchmark peer: socketify.py (uWebSockets C++ core) with native topics.
 
-Usage: socketify_server.py --port P [--host 127.0.0.1]
+Usage: socketify_server.py --port P [--host 127.0.0.1] [--compression off|shared]
 
 Pub/sub is uWS's own: `ws.subscribe(channel)` / `ws.unsubscribe(channel)` and
 `app.publish(channel, frame, OpCode.TEXT)`. The message text is built once per
@@ -19,6 +19,13 @@ every `idle_relaxation_time` (10 ms). Measured here: a trickle of 100
 messages/s keeps it at 100% of a core; fully idle about 1%. Read its CPU use
 (and on 2 cores, the CPU left for the load generator) with that in mind.
 
+Compression (`--compression shared`, for compare.sh --compressed): uWS's
+SHARED_COMPRESSOR, one deflate stream per event loop reset after every
+message (no context takeover, as corecast), and `App.publish(...,
+compress=True)`, so a publish is compressed once and the compressed frame
+sent to every subscriber that negotiated permessage-deflate (uWS keeps a
+plain copy for the others); corecast's counterpart is `--compression on`.
+
 Settings aligned with corecast's defaults: no compression, 1 MiB max message,
 1 MiB max backpressure with close_on_backpressure_limit (corecast closes a
 slow consumer at 1 MiB queued), automatic pings with a 60 s idle timeout.
@@ -35,7 +42,7 @@ import itertools
 import signal
 import sys
 
-from socketify import App, AppListenOptions, OpCode
+from socketify import App, AppListenOptions, CompressOptions, OpCode
 
 import peer_protocol as proto
 
@@ -62,8 +69,9 @@ def echo_message(ws, message, opcode):
     ws.send(message, opcode)
 
 
-def make_pubsub_message(app):
-    publish = app.publish
+def make_pubsub_message(app, compress):
+    def publish(channel, frame, opcode):
+        app.publish(channel, frame, opcode, compress)
 
     def pubsub_message(ws, text, opcode):
         if opcode != OpCode.TEXT:
@@ -101,8 +109,9 @@ def not_found(res, req):
 
 def main(args):
     app = App()
+    shared = args.compression == "shared"
     behavior = {
-        "compression": 0,
+        "compression": CompressOptions.SHARED_COMPRESSOR if shared else CompressOptions.DISABLED,
         "max_payload_length": 1 << 20,
         "max_backpressure": 1 << 20,
         "close_on_backpressure_limit": True,
@@ -112,7 +121,7 @@ def main(args):
     app.ws("/echo", {**behavior, "open": echo_open, "close": ws_close,
                      "message": echo_message})
     app.ws("/ws", {**behavior, "open": ws_open, "close": ws_close,
-                   "message": make_pubsub_message(app)})
+                   "message": make_pubsub_message(app, shared)})
     app.get("/health", health)
     app.any("/*", not_found)
 
@@ -140,4 +149,4 @@ def main(args):
 
 
 if __name__ == "__main__":
-    main(proto.parse_args(sys.argv[1:], "socketify_server"))
+    main(proto.parse_args(sys.argv[1:], "socketify_server", compression=True))

@@ -236,7 +236,9 @@ impl Shard {
         let mut n = 0;
         for key in conns.iter() {
             if let Some(conn) = table.get_mut(key.0 as usize) {
-                let frame = self.frame_for(&mut out, conn);
+                let Some(frame) = self.frame_for(&mut out, conn) else {
+                    continue;
+                };
                 self.deliver(key, conn, frame);
                 n += 1;
             }

@@ -338,7 +338,9 @@ impl Shard {
         let mut out = Outgoing::shared(frame, stamp);
         for key in keys {
             if let Some(conn) = conns.get_mut(key.0 as usize) {
-                let frame = self.frame_for(&mut out, conn);
+                let Some(frame) = self.frame_for(&mut out, conn) else {
+                    continue;
+                };
                 self.deliver(key, conn, frame);
                 n += 1;
             }

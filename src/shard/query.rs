@@ -436,7 +436,9 @@ impl Shard {
         let mut n = 0;
         let mut out = Outgoing::shared(frame, 0);
         for (key, conn) in conns.iter_mut().filter(|(_, c)| c.is_pubsub()) {
-            let frame = self.frame_for(&mut out, conn);
+            let Some(frame) = self.frame_for(&mut out, conn) else {
+                continue;
+            };
             self.deliver(ConnKey(key as u32), conn, frame);
             n += 1;
         }

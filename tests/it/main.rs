@@ -10,6 +10,7 @@ mod harness;
 mod history;
 mod http;
 mod limits;
+mod msgpack;
 mod proxy;
 mod pubsub;
 mod redis_harness;

@@ -48,6 +48,7 @@ main() {
         test_steady_cpu_uses_the_steady_window \
         test_scripts_refuse_bad_caps_before_building \
         test_scripts_refuse_without_cpu_controller \
+        test_compare_compressed_only_needs_out \
         test_preflight_refuses_non_root \
         test_cap_files_are_shellcheck_clean; do
         "$t" || true
@@ -251,6 +252,14 @@ test_scripts_refuse_without_cpu_controller() {
         run env CORECAST_CGROUP_ROOT="$r" "$BENCH" --cap 25 --out "$tmp/bench-out" &&
         expect_rc 1 && expect_out 'no cpu controller' && expect_no_out 'building' &&
         expect_missing "$tmp/bench-out"
+    end
+}
+
+test_compare_compressed_only_needs_out() {
+    begin "compare.sh --compressed-only without --out exits 2 before any build; --help names it"
+    run "$COMPARE" --compressed-only
+    expect_rc 2 && expect_out 'give --out' && expect_no_out 'building' &&
+        run "$COMPARE" --help && expect_rc 0 && expect_out '--compressed-only'
     end
 }
 

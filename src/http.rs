@@ -1,7 +1,9 @@
 //! The HTTP/1.1 side of the public port: read one request head (bounded in
 //! size and time), then either upgrade to WebSocket or answer and close.
 //!
-//! Routes: `GET /ws` and `GET /echo` (upgrade), `GET /health` (JSON). Every
+//! Routes: `GET /ws`, `GET /connection/websocket` (Centrifugo's client
+//! protocol; `Sec-WebSocket-Protocol: centrifuge-protobuf` selects its
+//! Protobuf encoding) and `GET /echo` (upgrade), `GET /health` (JSON). Every
 //! refusal is a specific status with a JSON body: 400, 404, 405, 426 (with
 //! `Sec-WebSocket-Version: 13`), 431, 503. Parsing is httparse's.
 
@@ -12,6 +14,7 @@ use std::time::Duration;
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::auth::Claims;
+use crate::centrifugo::Encoding;
 use crate::config::Compression;
 use crate::deflate::{self, Agreement};
 use crate::proxy::{self, ClientAddr};
@@ -36,6 +39,9 @@ pub enum Route {
     Ws,
     /// `/echo`: every message sent back as is.
     Echo,
+    /// `/connection/websocket`: Centrifugo's client protocol v2, in the
+    /// encoding chosen at the upgrade.
+    Centrifugo(crate::centrifugo::Encoding),
 }
 
 impl Route {
@@ -44,7 +50,13 @@ impl Route {
         match self {
             Route::Ws => "/ws",
             Route::Echo => "/echo",
+            Route::Centrifugo(_) => "/connection/websocket",
         }
+    }
+
+    /// True for the pub/sub routes (/ws and /connection/websocket).
+    pub fn is_pubsub(self) -> bool {
+        self != Route::Echo
     }
 }
 
@@ -201,9 +213,16 @@ where
             let extensions = deflate
                 .map(|agreed| format!("Sec-WebSocket-Extensions: {agreed}\r\n"))
                 .unwrap_or_default();
+            // The Protobuf encoding was asked for as a subprotocol, which
+            // the client requires the answer to name.
+            let subprotocol = if route == Route::Centrifugo(Encoding::Protobuf) {
+                "Sec-WebSocket-Protocol: centrifuge-protobuf\r\n"
+            } else {
+                ""
+            };
             let head = format!(
                 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-                 Sec-WebSocket-Accept: {accept}\r\n{extensions}\r\n"
+                 Sec-WebSocket-Accept: {accept}\r\n{extensions}{subprotocol}\r\n"
             );
             if let Err(e) = stream.write_all(head.as_bytes()).await {
                 return fail(shard, client, &format!("write failed: {e}"));
@@ -335,11 +354,21 @@ fn answer(
     let route = match path {
         "/ws" => Some(Route::Ws),
         "/echo" => Some(Route::Echo),
+        "/connection/websocket" => {
+            let protobuf = header_values(req, "sec-websocket-protocol")
+                .flat_map(|v| v.split(','))
+                .any(|p| p.trim() == crate::centrifugo::PROTOBUF_SUBPROTOCOL);
+            Some(Route::Centrifugo(if protobuf {
+                Encoding::Protobuf
+            } else {
+                Encoding::Json
+            }))
+        }
         "/health" => None,
         _ => {
             return Err(Response::error(
                 404,
-                &format!("no route for {path}; try /ws, /echo or /health"),
+                &format!("no route for {path}; try /ws, /connection/websocket, /echo or /health"),
             ))
         }
     };

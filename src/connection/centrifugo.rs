@@ -174,6 +174,17 @@ impl Session {
         );
         let (expires, ttl) = ttl(expires_at);
         let ping = shard.config.config.ping_interval.as_secs() as u32;
+        // The user's personal channel reaches every connection of theirs
+        // unasked: for the SDK, a server-side subscription.
+        let user = shard.with_user(self.key, str::to_string);
+        let subs = if user.is_empty() {
+            Vec::new()
+        } else {
+            vec![proto::SubscriptionEntry {
+                key: format!("#{user}"),
+                value: Some(proto::SubscribeResult::default()),
+            }]
+        };
         let reply = Reply {
             id,
             connect: Some(proto::ConnectResult {
@@ -183,6 +194,7 @@ impl Session {
                 ttl,
                 ping,
                 pong: ping > 0,
+                subs,
             }),
             ..Default::default()
         };

@@ -12,7 +12,8 @@ use crate::harness::Client;
 
 fn basic(encoding: &str) {
     let server = server(&[]);
-    let lines = scenario(&server, "basic", encoding, &[]);
+    let admin = server.admin_addr().to_string();
+    let lines = scenario(&server, "basic", encoding, &[&admin]);
     let connected = step(&lines, "connected");
     assert!(
         connected["client"]
@@ -21,6 +22,14 @@ fn basic(encoding: &str) {
         "{connected}"
     );
     assert_eq!(connected["transport"], "websocket");
+    // The personal channel is a server-side subscription.
+    let personal = step(&lines, "personal");
+    assert_eq!(personal["status"], 200);
+    assert_eq!(personal["server_subs"], json!(["#alice"]));
+    assert_eq!(
+        personal["publication"],
+        json!({"channel": "#alice", "data": {"dm": 1}})
+    );
     step(&lines, "subscribed");
     step(&lines, "join");
     assert_eq!(step(&lines, "publication")["data"], json!({"text": "hi"}));

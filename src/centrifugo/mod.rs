@@ -16,7 +16,7 @@ use crate::ws::{self, Kind};
 mod codec;
 pub mod proto;
 
-pub use codec::{decode_commands, push_from_native, reply_frame, DecodeError};
+pub use codec::{convert_native, decode_commands, push_from_native, reply_frame, DecodeError};
 
 /// The WebSocket subprotocol the SDK's Protobuf build asks for.
 pub const PROTOBUF_SUBPROTOCOL: &str = "centrifuge-protobuf";

@@ -102,9 +102,12 @@ fn sdk_refreshes_its_token_before_expiry_protobuf() {
 }
 
 fn recovery(encoding: &str) {
-    let server = server(&[]);
+    recovery_on(&server(&[]), encoding);
+}
+
+fn recovery_on(server: &crate::harness::TestServer, encoding: &str) {
     let admin = server.admin_addr().to_string();
-    let lines = scenario(&server, "recovery", encoding, &[&admin]);
+    let lines = scenario(server, "recovery", encoding, &[&admin]);
     let recovered = step(&lines, "recovered");
     assert_eq!(
         recovered["exact"], true,
@@ -138,6 +141,31 @@ fn sdk_recovers_every_publication_after_a_cut_and_reports_lost_history_json() {
 #[test]
 fn sdk_recovers_every_publication_after_a_cut_and_reports_lost_history_protobuf() {
     recovery("protobuf");
+}
+
+/// The `ws` package offers permessage-deflate: with `--compression on`
+/// every frame to the SDK (replies and the converted publications) is
+/// compressed, and recovery still holds.
+#[test]
+fn sdk_recovers_over_permessage_deflate_json() {
+    let server = server(&["--compression", "on", "--compression-min-size", "0"]);
+    recovery_on(&server, "json");
+    let metrics = crate::harness::get(server.admin_addr(), "/metrics").body;
+    let compressed: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("corecast_compressed_frames_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert!(
+        compressed > 0,
+        "frames to the SDK are compressed: {compressed}"
+    );
+}
+
+#[test]
+fn sdk_recovers_over_permessage_deflate_protobuf() {
+    let server = server(&["--compression", "on", "--compression-min-size", "0"]);
+    recovery_on(&server, "protobuf");
 }
 
 /// A /ws client and an SDK client in one channel, messages both ways.

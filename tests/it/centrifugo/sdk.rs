@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::{scenario, sdk_dir, server, step};
 use crate::auth::{token_for, SECRET};
-use crate::harness::Client;
+use crate::harness::{Client, TestServer};
 
 fn basic(encoding: &str) {
     let server = server(&[]);
@@ -105,7 +105,7 @@ fn recovery(encoding: &str) {
     recovery_on(&server(&[]), encoding);
 }
 
-fn recovery_on(server: &crate::harness::TestServer, encoding: &str) {
+fn recovery_on(server: &TestServer, encoding: &str) {
     let admin = server.admin_addr().to_string();
     let lines = scenario(server, "recovery", encoding, &[&admin]);
     let recovered = step(&lines, "recovered");
@@ -171,10 +171,15 @@ fn sdk_recovers_over_permessage_deflate_protobuf() {
 /// A /ws client and an SDK client in one channel, messages both ways.
 fn interop(encoding: &str) {
     let server = server(&[]);
+    interop_on(&server, &server, encoding);
+}
+
+/// The SDK on `sdk_server`, the /ws client on `ws_server`.
+fn interop_on(sdk_server: &TestServer, ws_server: &TestServer, encoding: &str) {
     let channel = format!("chat:interop-{encoding}");
-    let (mut ws, _) = crate::auth::ws_with_token(&server, &token_for("native"));
+    let (mut ws, _) = crate::auth::ws_with_token(ws_server, &token_for("native"));
     ws.subscribe(&channel);
-    let url = format!("ws://{}/connection/websocket", server.addr());
+    let url = format!("ws://{}/connection/websocket", sdk_server.addr());
     let mut node = Command::new("node")
         .current_dir(sdk_dir())
         .args(["interop.mjs", &url, encoding, SECRET, &channel])
@@ -217,4 +222,19 @@ fn ws_and_sdk_clients_share_a_channel_json() {
 #[test]
 fn ws_and_sdk_clients_share_a_channel_protobuf() {
     interop("protobuf");
+}
+
+/// Redis mode: an SDK client on one process and a /ws client on another
+/// share a channel both ways, and recovery goes through the Redis stream.
+#[test]
+fn sdk_works_across_processes_in_redis_mode() {
+    let redis = crate::harness::RedisServer::start();
+    let url = redis.url();
+    let a = server(&["--redis", &url]);
+    let b = server(&["--redis", &url]);
+    crate::cluster::wait_redis_up(&a);
+    crate::cluster::wait_redis_up(&b);
+    interop_on(&a, &b, "json");
+    interop_on(&b, &a, "protobuf");
+    recovery_on(&a, "json");
 }

@@ -200,6 +200,7 @@ fn close_reasons_map_to_disconnect_codes_with_reconnect_advice() {
     assert_eq!(close_code(CloseReason::GoingAway).0, 3001);
     assert_eq!(close_code(CloseReason::InvalidToken).0, 3500);
     assert_eq!(close_code(CloseReason::BadRequest).0, 3501);
+    assert_eq!(close_code(CloseReason::AuthRequired), (3502, "stale"));
     assert_eq!(close_code(CloseReason::TooBig).0, 1009);
 }
 

@@ -140,7 +140,7 @@ impl Session {
         let mut expires_at = None;
         if req.token.is_empty() {
             if shard.config.config.require_auth {
-                return shard.close(self.key, CloseReason::AuthRequired);
+                return shard.close(self.key, CloseReason::InvalidToken);
             }
             shard.stays_anonymous(self.key);
         } else {

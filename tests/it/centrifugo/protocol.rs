@@ -287,3 +287,11 @@ fn protobuf_data_must_be_json_text_and_reaches_ws_clients_as_json() {
         json!({"type": "message", "channel": "mixed", "data": {"ok": true}})
     );
 }
+
+#[test]
+fn a_connection_that_never_connects_is_closed_as_stale() {
+    let server = server(&["--handshake-timeout", "1s"]);
+    let mut c = json_client(&server.addr());
+    // 3502: the SDK does not reconnect.
+    assert_eq!(c.read_close(), (3502, "stale".to_string()));
+}

@@ -535,11 +535,27 @@ fn client_info(json: &str) -> Option<proto::ClientInfo> {
 /// first.
 fn ttl(expires_at: Option<u64>) -> (bool, u32) {
     match expires_at {
-        Some(at) => {
-            let left = at.saturating_sub(crate::shard::unix_now());
-            let ttl = left.saturating_sub((left / 4).clamp(1, 5)).max(1);
-            (true, ttl.min(u64::from(u32::MAX)) as u32)
-        }
+        Some(at) => (true, ttl_for(at.saturating_sub(crate::shard::unix_now()))),
         None => (false, 0),
+    }
+}
+
+/// The `ttl` reported for a token with `left` seconds to live.
+fn ttl_for(left: u64) -> u32 {
+    let ttl = left.saturating_sub((left / 4).clamp(1, 5)).max(1);
+    ttl.min(u64::from(u32::MAX)) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ttl_for;
+
+    #[test]
+    fn ttl_leaves_a_margin_before_expiry() {
+        assert_eq!(ttl_for(0), 1);
+        assert_eq!(ttl_for(2), 1);
+        assert_eq!(ttl_for(8), 6);
+        assert_eq!(ttl_for(3600), 3595);
+        assert_eq!(ttl_for(u64::MAX), u32::MAX);
     }
 }

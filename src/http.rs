@@ -120,6 +120,15 @@ impl Response {
         Response::json(status, body)
     }
 
+    /// [`Response::error`] with a machine-readable `code` too (the /ws
+    /// protocol's error code for the same cause).
+    pub fn error_with_code(status: u16, message: &str, code: &str) -> Response {
+        let body = serde_json::json!({
+            "status": status, "error": reason(status), "message": message, "code": code
+        });
+        Response::json(status, body)
+    }
+
     /// The same answer with one more header line (without "\r\n").
     pub fn with_header(mut self, line: &str) -> Response {
         self.headers.push_str(line);
@@ -209,22 +218,19 @@ where
             respond(shard, stream, response, client).await;
             None
         }
-        Ok((route, accept, claims, deflate)) => {
+        Ok((route, accept, claims, deflate, protocol)) => {
             // No extensions header at all when nothing was agreed: some
             // clients fail on an empty one.
             let extensions = deflate
                 .map(|agreed| format!("Sec-WebSocket-Extensions: {agreed}\r\n"))
                 .unwrap_or_default();
-            // The Protobuf encoding was asked for as a subprotocol, which
-            // the client requires the answer to name.
-            let subprotocol = if route == Route::Centrifugo(centrifugo::Encoding::Protobuf) {
-                "Sec-WebSocket-Protocol: centrifuge-protobuf\r\n"
-            } else {
-                ""
-            };
+            // Likewise the protocol: named only when the client offered it.
+            let protocol_line = protocol
+                .map(|e| format!("Sec-WebSocket-Protocol: {}\r\n", e.subprotocol()))
+                .unwrap_or_default();
             let head = format!(
                 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-                 Sec-WebSocket-Accept: {accept}\r\n{extensions}{subprotocol}\r\n"
+                 Sec-WebSocket-Accept: {accept}\r\n{protocol_line}{extensions}\r\n"
             );
             if let Err(e) = stream.write_all(head.as_bytes()).await {
                 return fail(shard, client, &format!("write failed: {e}"));
@@ -236,7 +242,7 @@ where
                 wire: Wire::new(
                     match route {
                         Route::Centrifugo(encoding) => Encoding::from(encoding),
-                        _ => Encoding::Json,
+                        _ => protocol.unwrap_or_default(),
                     },
                     deflate.map(|agreed| agreed.window()),
                 ),
@@ -297,8 +303,18 @@ pub(crate) async fn read_head<S: AsyncRead + Unpin>(
 }
 
 /// The answer [`decide`] picked: an upgrade (route, accept key, the
-/// claims of a `?token=`, the permessage-deflate agreement) or a response.
-pub(crate) type Decision = Result<(Route, String, Option<Claims>, Option<Agreement>), Response>;
+/// claims of a `?token=`, the permessage-deflate agreement, the encoding
+/// a /ws client chose with `Sec-WebSocket-Protocol`) or a response.
+pub(crate) type Decision = Result<
+    (
+        Route,
+        String,
+        Option<Claims>,
+        Option<Agreement>,
+        Option<Encoding>,
+    ),
+    Response,
+>;
 
 /// Parses the complete head, works out who the client is (`peer`, or the
 /// address a trusted proxy forwarded), and picks the answer: an upgrade
@@ -428,7 +444,26 @@ fn answer(
                 }
                 Compression::Off => None,
             };
-            Ok((route, ws::accept_key(key.as_bytes()), claims, deflate))
+            // /echo echoes frames as they come: no protocol of its own.
+            let protocol = match route {
+                Route::Ws => {
+                    Encoding::from_subprotocols(header_values(req, "sec-websocket-protocol"))
+                }
+                Route::Echo => None,
+                // The SDK's Protobuf build asks for its subprotocol, which
+                // the answer must name; its JSON build asks for none.
+                Route::Centrifugo(centrifugo::Encoding::Protobuf) => {
+                    Some(Encoding::CentrifugoProtobuf)
+                }
+                Route::Centrifugo(centrifugo::Encoding::Json) => None,
+            };
+            Ok((
+                route,
+                ws::accept_key(key.as_bytes()),
+                claims,
+                deflate,
+                protocol,
+            ))
         }
         _ => Err(Response::error(400, "missing or invalid Sec-WebSocket-Key")),
     }

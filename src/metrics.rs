@@ -75,14 +75,14 @@ pub struct Counters {
     pub ticker_pass_max_ns: u64,
     /// Flush passes run (each writes every outbox fan-out filled since the last).
     pub flush_passes: u64,
-    /// Frames compressed for permessage-deflate (once per shard per publish,
-    /// once per reply).
+    /// Frames compressed for permessage-deflate (once per window size per
+    /// encoding per shard per publish, once per reply).
     pub compressed_frames: u64,
+    /// Messages converted from the native JSON to another encoding (once
+    /// per encoding per shard per publish, once per reply).
+    pub converted_frames: u64,
     /// Compressed messages received and inflated.
     pub inflated_messages: u64,
-    /// Publishes converted to a Centrifugo push (once per encoding per
-    /// shard per publish that has /connection/websocket subscribers there).
-    pub centrifugo_conversions: u64,
     /// Redis mode: messages received on this shard's pub/sub links.
     pub redis_received: u64,
     /// Redis mode: messages from Redis dropped as malformed.
@@ -120,8 +120,8 @@ impl Counters {
         self.ticker_pass_max_ns = self.ticker_pass_max_ns.max(o.ticker_pass_max_ns);
         self.flush_passes += o.flush_passes;
         self.compressed_frames += o.compressed_frames;
+        self.converted_frames += o.converted_frames;
         self.inflated_messages += o.inflated_messages;
-        self.centrifugo_conversions += o.centrifugo_conversions;
         self.redis_received += o.redis_received;
         self.redis_dropped += o.redis_dropped;
         self.redis_publish_failures += o.redis_publish_failures;

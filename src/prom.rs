@@ -197,9 +197,9 @@ impl Collector for Scrape {
         )?;
         counter(
             &mut enc,
-            "corecast_centrifugo_conversions",
-            "Frames converted to a Centrifugo push: once per encoding per shard per publish.",
-            |c| c.centrifugo_conversions,
+            "corecast_converted_frames",
+            "Messages converted from native JSON to another encoding (MessagePack, Centrifugo): once per encoding per shard per publish, once per reply.",
+            |c| c.converted_frames,
         )?;
         counter(
             &mut enc,

@@ -162,6 +162,7 @@ pub fn run(a: BaselineArgs) -> Result<(serde_json::Value, bool), String> {
         // The other end is the bench's own sender, not corecast.
         jwt_hmac_secret: None,
         compression: false,
+        encoding: crate::run::Encoding::Json,
     };
     let ss = Arc::new(sender::SenderShared::default());
     let recv = Arc::new(RecvShared::default());

@@ -101,6 +101,10 @@ pub struct Conn {
     abandon_upgrade: bool,
     /// The upgrade offered permessage-deflate (`--compression`).
     offered_deflate: bool,
+    /// The upgrade asked for MessagePack (`--encoding msgpack`): text the
+    /// workload sends goes as MessagePack, binary messages come back as
+    /// JSON text.
+    msgpack: bool,
 }
 
 /// Largest write backlog one connection may build before sends are refused.
@@ -111,7 +115,16 @@ impl Conn {
     /// Queues a masked text frame and tries to write it right away.
     /// Returns false (and counts nothing) if the backlog is full.
     pub fn send_text(&mut self, payload: &[u8]) -> bool {
-        self.send(ws::OP_TEXT, payload)
+        if !self.msgpack {
+            return self.send(ws::OP_TEXT, payload);
+        }
+        match crate::msgpack::from_json(payload) {
+            Ok(packed) => self.send(ws::OP_BINARY, &packed),
+            Err(e) => {
+                self.error.get_or_insert(e);
+                false
+            }
+        }
     }
 
     /// Resets the connection: SO_LINGER 0, so dropping the socket sends an RST
@@ -476,6 +489,7 @@ fn new_conn(seed: u32, id: usize, now: Instant) -> Conn {
         closing: None,
         abandon_upgrade: false,
         offered_deflate: false,
+        msgpack: false,
     }
 }
 
@@ -550,6 +564,7 @@ fn connected(c: &mut Conn, url: &net::Url, token: Option<&str>) {
     let start = c.wbuf.len();
     url.write_request(&mut c.wbuf, token);
     c.offered_deflate = url.deflate;
+    c.msgpack = url.msgpack;
     if c.abandon_upgrade {
         // Half the head: the request line and some headers, never the blank line.
         c.wbuf.truncate(start + (c.wbuf.len() - start) / 2);
@@ -640,6 +655,10 @@ fn decode_all<W: Workload>(
                 c.error = Some("upgrade: permessage-deflate not negotiated".into());
                 return buf.len();
             }
+            Ok(Some((101, head))) if c.msgpack && !crate::msgpack::agreed(&buf[..head]) => {
+                c.error = Some("upgrade: corecast.msgpack not chosen".into());
+                return buf.len();
+            }
             Ok(Some((101, head))) => {
                 at = head;
                 c.state = State::Open;
@@ -673,9 +692,14 @@ fn decode_all<W: Workload>(
         }
         match frame.opcode {
             ws::OP_TEXT | ws::OP_BINARY if frame.rsv1 => match inflate(frame.payload) {
+                Ok(()) if c.msgpack && frame.opcode == ws::OP_BINARY => {
+                    let inflated = INFLATED.with_borrow(|(_, out)| out.clone());
+                    deliver_msgpack(id, c, &inflated, workload, now);
+                }
                 Ok(()) => INFLATED.with_borrow(|(_, out)| workload.on_text(id, c, out, now)),
                 Err(e) => c.error = Some(format!("protocol: {e}")),
             },
+            ws::OP_BINARY if c.msgpack => deliver_msgpack(id, c, frame.payload, workload, now),
             ws::OP_TEXT | ws::OP_BINARY => workload.on_text(id, c, frame.payload, now),
             ws::OP_PING => {
                 c.send(ws::OP_PONG, frame.payload);
@@ -701,6 +725,31 @@ fn decode_all<W: Workload>(
         }
     }
     at
+}
+
+/// A MessagePack message handed to the workload as JSON text.
+fn deliver_msgpack<W: Workload>(
+    id: usize,
+    c: &mut Conn,
+    payload: &[u8],
+    workload: &mut W,
+    now: Instant,
+) {
+    let text = MSGPACK_TEXT.with_borrow_mut(|text| {
+        crate::msgpack::to_json(payload, text).map(|()| std::mem::take(text))
+    });
+    match text {
+        Ok(text) => {
+            workload.on_text(id, c, &text, now);
+            MSGPACK_TEXT.with_borrow_mut(|buf| *buf = text);
+        }
+        Err(e) => c.error = Some(e),
+    }
+}
+
+thread_local! {
+    /// Each client loop's buffer for a MessagePack message as JSON text.
+    static MSGPACK_TEXT: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// True when an upgrade response head agreed to permessage-deflate.

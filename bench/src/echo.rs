@@ -186,6 +186,7 @@ pub fn run(a: EchoArgs) -> Result<(serde_json::Value, bool), String> {
         ("urls".to_string(), a.common.urls.join(" ")),
         a.common.auth_row(),
         a.common.compression_row(),
+        a.common.encoding_row(),
         ("mode".into(), mode),
         (
             "connections".into(),
@@ -223,6 +224,7 @@ pub fn run(a: EchoArgs) -> Result<(serde_json::Value, bool), String> {
         "bench": "echo", "label": a.common.label, "urls": a.common.urls,
         "auth": a.common.auth_mode().label(),
         "compression": a.common.compression,
+        "encoding": a.common.encoding.name(),
         "connections": a.connections, "size": a.size, "rate": a.rate, "secs": secs,
         "sent": sent, "answered": hist.len(), "round_trips_per_s": recv as f64 / secs,
         "mismatched": mism, "unexpected": unexp, "skipped_backlog": skipped,

@@ -591,6 +591,7 @@ fn report_fanout(
         ("urls".to_string(), a.common.urls.join(" ")),
         a.common.auth_row(),
         a.common.compression_row(),
+        a.common.encoding_row(),
         ("mode".into(), mode),
         (
             "subscribers / channels / publishers".into(),
@@ -691,6 +692,7 @@ fn report_fanout(
         "bench": "fanout", "label": a.common.label, "urls": a.common.urls,
         "auth": a.common.auth_mode().label(),
         "compression": a.common.compression,
+        "encoding": a.common.encoding.name(),
         "history": if a.history { "on" } else { "off" },
         "namespace": a.history.then_some(&a.namespace),
         "subs": a.subs, "channels": a.channels, "publishers": a.publishers, "rate": a.rate,

@@ -21,6 +21,7 @@ mod conns;
 mod driver;
 mod echo;
 mod fanout;
+mod msgpack;
 mod net;
 mod offsets;
 mod plot;

@@ -28,6 +28,8 @@ pub struct Url {
     pub request: Vec<u8>,
     /// The request offers permessage-deflate (`--compression`).
     pub deflate: bool,
+    /// The request asks for MessagePack (`--encoding msgpack`).
+    pub msgpack: bool,
 }
 
 /// The offer `--compression` makes: what Chrome sends.
@@ -44,7 +46,18 @@ impl Url {
                 if self.deflate {
                     add_header(out, DEFLATE_OFFER);
                 }
+                if self.msgpack {
+                    add_header(out, crate::msgpack::OFFER);
+                }
             }
+        }
+    }
+
+    /// Makes every upgrade request to this URL ask for MessagePack.
+    pub fn offer_msgpack(&mut self) {
+        if !self.msgpack {
+            self.msgpack = true;
+            add_header(&mut self.request, crate::msgpack::OFFER);
         }
     }
 
@@ -99,6 +112,7 @@ pub fn parse_url(text: &str) -> Result<Url, String> {
         path: path.to_string(),
         request: crate::ws::upgrade_request(hostport, path),
         deflate: false,
+        msgpack: false,
     })
 }
 

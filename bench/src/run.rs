@@ -55,6 +55,33 @@ pub struct Common {
     /// sees them; the bench itself sends uncompressed frames.
     #[arg(long)]
     pub compression: bool,
+    /// What /ws connections speak: `json` (text frames), or `msgpack`
+    /// (`Sec-WebSocket-Protocol: corecast.msgpack`, binary frames; a server
+    /// that does not choose it fails the connection). Workloads stay the
+    /// same: the bench converts each message it sends to MessagePack and
+    /// each one it receives back to JSON text, which costs the bench (not
+    /// the server) CPU per message. Other paths (/echo) are left as they are.
+    #[arg(long, value_enum, default_value_t = Encoding::Json)]
+    pub encoding: Encoding,
+}
+
+/// `--encoding`: what /ws connections speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Encoding {
+    /// corecast's JSON protocol in text frames.
+    Json,
+    /// The same protocol in MessagePack (binary frames).
+    Msgpack,
+}
+
+impl Encoding {
+    /// Its name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Encoding::Json => "json",
+            Encoding::Msgpack => "msgpack",
+        }
+    }
 }
 
 impl Common {
@@ -66,6 +93,11 @@ impl Common {
     /// The report's `auth` row: says whether the run's connections were users.
     pub fn auth_row(&self) -> (String, String) {
         ("auth".into(), self.auth_mode().to_string())
+    }
+
+    /// The report's `encoding` row: what /ws connections spoke.
+    pub fn encoding_row(&self) -> (String, String) {
+        ("encoding".into(), self.encoding.name().into())
     }
 
     /// The report's `compression` row: whether permessage-deflate was offered
@@ -177,6 +209,11 @@ where
         .collect::<Result<_, _>>()?;
     if common.compression {
         urls.iter_mut().for_each(net::Url::offer_deflate);
+    }
+    if common.encoding == Encoding::Msgpack {
+        urls.iter_mut()
+            .filter(|u| u.path.starts_with("/ws"))
+            .for_each(net::Url::offer_msgpack);
     }
     for u in &urls {
         if !u.addr.ip().is_loopback() {
@@ -468,6 +505,7 @@ mod tests {
             label: None,
             jwt_hmac_secret: None,
             compression: false,
+            encoding: Encoding::Json,
         }
     }
 

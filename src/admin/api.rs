@@ -214,6 +214,11 @@ pub(super) fn parse_body(req: &Request) -> Result<Body<'_>, Response> {
     }
     let body: Body<'_> = serde_json::from_str(text)
         .map_err(|e| Response::error(400, &format!("body must be a JSON object: {e}")))?;
+    if let Some(data) = body.data {
+        // Every client must get the value as sent, whatever it speaks.
+        crate::wire::check_data(data.get().as_bytes())
+            .map_err(|e| Response::error_with_code(400, &e.0, "INVALID_DATA"))?;
+    }
     Ok(body)
 }
 

@@ -73,7 +73,10 @@ pub fn error_code(code: ErrorCode) -> (u32, bool) {
         | ErrorCode::InvalidMessage
         | ErrorCode::InvalidChannel
         | ErrorCode::BinaryNotSupported
-        | ErrorCode::AlreadyConnected => (BAD_REQUEST, false),
+        | ErrorCode::AlreadyConnected
+        | ErrorCode::InvalidData
+        | ErrorCode::InvalidMsgpack
+        | ErrorCode::TextNotSupported => (BAD_REQUEST, false),
         ErrorCode::TooManyChannels => (LIMIT_EXCEEDED, false),
         ErrorCode::PermissionDenied => (PERMISSION_DENIED, false),
         ErrorCode::UnknownNamespace => (UNKNOWN_CHANNEL, false),

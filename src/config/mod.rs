@@ -110,9 +110,10 @@ pub struct Config {
 
     /// permessage-deflate (RFC 7692) on /ws and /echo: "on" accepts a client's
     /// offer, always with no context takeover, so a connection holds no
-    /// compression state (one compressor and one decompressor per shard); a
-    /// publish is compressed at most once per shard for all its subscribers
-    /// that negotiated it. "off" accepts no offer (docs/protocol.md).
+    /// compression state (one compressor per window size asked for, 8 to 15
+    /// bits, and one decompressor per shard); a publish is compressed at
+    /// most once per shard per window size for all its subscribers that
+    /// negotiated it. "off" accepts no offer (docs/protocol.md).
     #[arg(long, env = "CORECAST_COMPRESSION", value_enum, default_value_t = Compression::Off)]
     pub compression: Compression,
 

@@ -324,6 +324,10 @@ impl Session {
                 .to_string();
             return self.cf_error(shard, enc, id, error_code::BAD_REQUEST, message, false);
         };
+        // Every subscriber gets it exactly, MessagePack clients of /ws too.
+        if let Err(e) = crate::wire::check_data(raw.get().as_bytes()) {
+            return self.cf_fail(shard, enc, id, ErrorCode::InvalidData, e.to_string());
+        }
         if let Err((code, message)) = shard.check_access(self.key, &channel, Access::Publish) {
             return self.cf_fail(shard, enc, id, code, message);
         }

@@ -267,6 +267,7 @@ impl Connection {
             decoder: parked.decoder.map(|d| *d).unwrap_or_default(),
             session: Session {
                 route: state.route,
+                encoding: state.wire.encoding(),
                 key,
                 seq: state.seq,
                 channels: parked.channels,

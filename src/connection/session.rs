@@ -13,12 +13,17 @@ use crate::error::CloseReason;
 use crate::http::Route;
 use crate::message::{self, Command, ErrorCode, RequestError};
 use crate::shard::{Access, ConnKey, Shard, Subscription};
+use crate::wire::msgpack;
+use crate::wire::Encoding;
 use crate::ws::{self, Event, Kind};
 use serde_json::value::RawValue;
 
 /// What the protocol layer needs to know about one connection.
 pub(super) struct Session {
     pub(super) route: Route,
+    /// What the client's requests are written in (replies are converted
+    /// by the shard on their way out).
+    pub(super) encoding: Encoding,
     pub(super) key: ConnKey,
     pub(super) seq: u64,
     /// Channels this connection subscribed to (at most the per-connection limit).
@@ -69,6 +74,16 @@ impl Session {
                 shard.send_to(self.key, ws::encode(Kind::Binary, data));
                 true
             }
+            Event::Text(_) if self.encoding == Encoding::MsgPack => {
+                let message = "this connection chose corecast.msgpack: send MessagePack \
+                               in binary frames"
+                    .to_string();
+                self.fail(shard, ErrorCode::TextNotSupported, message, None);
+                true
+            }
+            Event::Binary(data) if self.encoding == Encoding::MsgPack => {
+                self.on_msgpack(shard, data)
+            }
             Event::Text(text) => match self.route {
                 Route::Centrifugo(enc) => {
                     self.on_centrifugo(shard, enc, Kind::Text, text.as_bytes())
@@ -92,6 +107,50 @@ impl Session {
                 }
             },
         }
+    }
+
+    /// A MessagePack request: transcoded to JSON text once and handled as
+    /// the same JSON request. A value JSON cannot hold exactly is refused
+    /// (INVALID_DATA, with the request's id when it can be read) rather
+    /// than altered.
+    fn on_msgpack(&mut self, shard: &Rc<Shard>, data: &[u8]) -> bool {
+        let mut json = Vec::with_capacity(2 * data.len() + 16);
+        let err = match msgpack::to_json(data, &mut json) {
+            Ok(()) => match std::str::from_utf8(&json) {
+                Ok(text) => return self.on_request(shard, text),
+                // The transcoder writes UTF-8 only.
+                Err(_) => msgpack::Error::Malformed("not UTF-8"),
+            },
+            Err(err) => err,
+        };
+        match err {
+            msgpack::Error::Malformed(why) => {
+                let message = format!("not a MessagePack request: {why}");
+                self.fail(shard, ErrorCode::InvalidMsgpack, message, None);
+            }
+            msgpack::Error::Unrepresentable(what) => {
+                // Read again with the loss marked, only to find the id (and
+                // whether the bytes are malformed further on).
+                json.clear();
+                if let Err(msgpack::Error::Malformed(why)) = msgpack::to_json_lossy(data, &mut json)
+                {
+                    let message = format!("not a MessagePack request: {why}");
+                    self.fail(shard, ErrorCode::InvalidMsgpack, message, None);
+                    return true;
+                }
+                let text = std::str::from_utf8(&json).unwrap_or_default();
+                let id = match message::parse(text) {
+                    Ok(request) => request.id,
+                    Err(e) => e.id,
+                };
+                let message = format!(
+                    "the request has {what}, which JSON cannot hold exactly, so it is \
+                     refused rather than altered"
+                );
+                self.fail(shard, ErrorCode::InvalidData, message, id);
+            }
+        }
+        true
     }
 
     fn on_request(&mut self, shard: &Rc<Shard>, text: &str) -> bool {

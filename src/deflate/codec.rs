@@ -3,12 +3,18 @@
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
-/// The window the server compresses with (2^15 = 32 KiB, the most DEFLATE
-/// allows). Every subscriber shares one compressed frame, so there is one
-/// window for all: an offer asking for a smaller `server_max_window_bits`
-/// is declined (RFC 7692 7.1.2.1 lets the server decline it) rather than
-/// giving the shard a second compressor and every publish a second copy.
+/// The largest window (2^15 = 32 KiB, the most DEFLATE allows): what the
+/// server compresses with unless an offer's `server_max_window_bits` asks
+/// for less.
 pub const SERVER_WINDOW_BITS: u8 = 15;
+
+/// The smallest window zlib-rs (like zlib since 1.2.9) makes raw DEFLATE
+/// with: it refuses 8 bits. Its matches reach back at most 2^9 - 262 =
+/// 250 bytes (zlib's `MAX_DIST`: the window less `MIN_LOOKAHEAD`), which an
+/// 8-bit (256-byte) window holds, so a 9-bit compressor's output is valid
+/// for a client that asked for `server_max_window_bits=8` (a test inflates
+/// it with an 8-bit window).
+const MIN_DEFLATE_BITS: u8 = 9;
 
 /// zlib's default level (6), node `ws`'s and uWebSockets' too: a publish is
 /// compressed once per shard for all its subscribers, so a better ratio is
@@ -50,13 +56,16 @@ impl Default for Deflater {
 
 impl Deflater {
     /// A compressor whose output an inflater with a `window_bits` window
-    /// (8 to 15; values outside are clamped) can read.
+    /// (8 to 15; values outside are clamped) can read: about 240 KiB of
+    /// zlib-rs state plus 4 bytes per window byte (242 KiB at 9 bits, 368
+    /// KiB at 15), the 128 KiB hash table and 112 KiB of buffers being
+    /// the same at every size.
     pub fn new(window_bits: u8) -> Deflater {
         Deflater {
             compress: Compress::new_with_window_bits(
                 Compression::new(LEVEL),
                 false,
-                window_bits.clamp(9, SERVER_WINDOW_BITS),
+                window_bits.clamp(MIN_DEFLATE_BITS, SERVER_WINDOW_BITS),
             ),
         }
     }
@@ -240,6 +249,63 @@ mod tests {
         d.compress(b"hello hello hello hello", &mut b);
         assert_eq!(a, b);
         assert!(!a.ends_with(&TAIL));
+    }
+
+    /// How far back `compressed`'s matches reach (tail added back), and
+    /// that it inflates to `data`.
+    fn reach(compressed: &[u8], data: &[u8]) -> usize {
+        let mut stream = compressed.to_vec();
+        stream.extend_from_slice(&TAIL);
+        let (longest, produced) = crate::fuzzing::max_match_distance(&stream).expect("DEFLATE");
+        assert_eq!(produced, data.len());
+        assert_eq!(
+            Inflater::default().inflate(compressed, data.len()),
+            Ok(data)
+        );
+        longest
+    }
+
+    /// Bytes that repeat with a period just over `2^bits`, so a compressor
+    /// with a larger window would refer back further than `bits` allow.
+    fn repeating_past(bits: u8) -> Vec<u8> {
+        let period = (1usize << bits) + 100;
+        let mut x = 0x2545_f491u32;
+        let unit: Vec<u8> = (0..period)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect();
+        unit.repeat(3)
+    }
+
+    #[test]
+    fn each_window_size_stays_within_its_window() {
+        for bits in 8..=15 {
+            let data = repeating_past(bits);
+            let mut small = Vec::new();
+            assert!(Deflater::new(bits).compress(&data, &mut small));
+            let window = 1usize << bits;
+            let reached = reach(&small, &data);
+            assert!(
+                reached <= window,
+                "bits={bits}: a match {reached} bytes back"
+            );
+            if bits < 15 {
+                // The check is real: the largest window's output reaches
+                // past this one (the data repeats just beyond it).
+                let mut large = Vec::new();
+                assert!(Deflater::default().compress(&data, &mut large));
+                assert!(reach(&large, &data) > window, "bits={bits}");
+            }
+        }
+        // 8 bits are made with 9, whose matches stop at 512 - 262 bytes.
+        let mut eight = Vec::new();
+        let data = repeating_past(8);
+        assert!(Deflater::new(8).compress(&data, &mut eight));
+        assert!(reach(&eight, &data) <= 250);
     }
 
     #[test]

@@ -4,11 +4,12 @@
 //!
 //! The server always answers `server_no_context_takeover` and
 //! `client_no_context_takeover`, so every message is compressed and
-//! decompressed from an empty window: one compressor and one decompressor
-//! per shard, reset after each message, serve every connection, and a
-//! connection's only state is one flag bit in its `ConnState`. It also
-//! makes every subscriber's compressed copy of a publish the same bytes,
-//! which is what lets a publish be compressed once per shard and shared.
+//! decompressed from an empty window: one compressor per window size and
+//! one decompressor per shard, reset after each message, serve every
+//! connection, and a connection's only state is its window in its
+//! `ConnState`'s `Wire`. It also makes every compressed copy of a publish
+//! with one window the same bytes, which is what lets a publish be
+//! compressed once per shard per window size and shared.
 //! Nothing here does I/O or knows frames: `ws.rs` puts the compressed
 //! payload in a frame with RSV1 set and takes it out again.
 

@@ -9,7 +9,6 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use super::SERVER_WINDOW_BITS;
 use crate::wire::WindowBits;
 
 /// The extension's registered name.
@@ -19,17 +18,22 @@ pub const EXTENSION: &str = "permessage-deflate";
 /// says. Both `no_context_takeover` parameters are always in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Agreement {
-    /// The offer's `server_max_window_bits`, echoed in the response (RFC
-    /// 7692 7.1.2.1: a response may only carry it when the offer did).
-    /// Never below [`SERVER_WINDOW_BITS`]: such offers are declined.
+    /// The offer's `server_max_window_bits` (8 to 15), echoed in the
+    /// response with the same value (RFC 7692 7.1.2.1: a response carries
+    /// it only when the offer did, with the same or a smaller value; the
+    /// server compresses with exactly that window, one compressor per
+    /// window size per shard).
     pub server_max_window_bits: Option<u8>,
 }
 
 impl Agreement {
     /// The window the server compresses with: the offer's
-    /// `server_max_window_bits`, or the largest when it named none.
+    /// `server_max_window_bits`, or the largest when it named none. 8 is
+    /// compressed with 9 bits, whose matches fit 8 (`deflate::codec`), so
+    /// both share one compressed copy of a publish.
     pub fn window(&self) -> WindowBits {
         self.server_max_window_bits
+            .map(|bits| bits.max(9))
             .and_then(WindowBits::new)
             .unwrap_or(WindowBits::MAX)
     }
@@ -84,11 +88,9 @@ fn accept(extension: &str) -> Option<Agreement> {
             "server_no_context_takeover" if value.is_none() => SERVER_NO_TAKEOVER,
             "client_no_context_takeover" if value.is_none() => CLIENT_NO_TAKEOVER,
             "server_max_window_bits" => {
-                // The window the server compresses with must fit the client's.
+                // The server compresses with this window (8 with 9 bits'
+                // compressor, whose matches fit 8 bits: `deflate::codec`).
                 let bits = window_bits(value.as_deref()?)?;
-                if bits < SERVER_WINDOW_BITS {
-                    return None;
-                }
                 agreement.server_max_window_bits = Some(bits);
                 SERVER_BITS
             }
@@ -225,7 +227,6 @@ mod tests {
     #[test]
     fn a_declined_offer_falls_through_to_the_next() {
         let cases = [
-            "permessage-deflate; server_max_window_bits=10, permessage-deflate",
             "permessage-deflate; foo, permessage-deflate",
             "permessage-deflate; foo=1, permessage-deflate",
             "permessage-deflate; client_max_window_bits; client_max_window_bits, permessage-deflate",
@@ -236,7 +237,6 @@ mod tests {
             "permessage-deflate; client_max_window_bits=09, permessage-deflate",
             "permessage-deflate; client_max_window_bits=1a, permessage-deflate",
             "permessage-deflate; server_max_window_bits, permessage-deflate",
-            "permessage-deflate; server_max_window_bits=8, permessage-deflate",
             "permessage-deflate; server_max_window_bits=\"1\"5, permessage-deflate",
             "permessage-deflate;, permessage-deflate",
             "x-webkit-deflate-frame, permessage-deflate",
@@ -245,10 +245,7 @@ mod tests {
             assert_eq!(answer(&[offer]).as_deref(), Some(FULL), "{offer}");
         }
         // The same across two headers, and nothing when no offer is left.
-        let two = answer(&[
-            "permessage-deflate; server_max_window_bits=9",
-            "permessage-deflate",
-        ]);
+        let two = answer(&["permessage-deflate; foo", "permessage-deflate"]);
         assert_eq!(two.as_deref(), Some(FULL));
         assert_eq!(
             answer(&["permessage-deflate; a", "permessage-deflate; b"]),
@@ -275,6 +272,23 @@ mod tests {
         ] {
             assert_eq!(answer(&[offer]), Some(with_server.clone()), "{offer}");
         }
+        // Smaller windows are agreed with the same value (RFC 7692
+        // 7.1.2.1), and compressed with: the first offer wins.
+        for bits in 8..=15 {
+            let offer =
+                format!("permessage-deflate; server_max_window_bits={bits}, permessage-deflate");
+            let agreed = negotiate([offer.as_str()]).unwrap();
+            assert_eq!(agreed.server_max_window_bits, Some(bits));
+            assert_eq!(agreed.window().get(), bits.max(9));
+            assert_eq!(
+                agreed.to_string(),
+                format!("{FULL}; server_max_window_bits={bits}")
+            );
+        }
+        assert_eq!(
+            negotiate(["permessage-deflate"]).unwrap().window().get(),
+            15
+        );
     }
 
     #[test]
@@ -299,6 +313,7 @@ mod tests {
         for offer in [
             "permessage-deflate",
             "permessage-deflate; server_max_window_bits=15",
+            "permessage-deflate; server_max_window_bits=8",
         ] {
             let first = negotiate([offer]).unwrap();
             assert_eq!(negotiate([first.to_string().as_str()]), Some(first));

@@ -123,7 +123,7 @@ fn check_built_offers(spec: &[u8]) {
             seen[param] = true;
             ok &= match param {
                 0 | 1 => value.is_none(),
-                2 => bits.is_some_and(|b| b == 15),
+                2 => bits.is_some(),
                 3 => value.is_none() || bits.is_some(),
                 _ => false,
             };

@@ -45,12 +45,16 @@ mod broker;
 mod centrifugo;
 mod deflate;
 mod forwarded;
+mod lz77;
+mod msgpack;
 mod resp;
 mod token;
 pub use broker::check_redis_message;
 pub use centrifugo::{check_centrifugo_json, check_centrifugo_protobuf};
 pub use deflate::{check_deflate_offer, check_inflate};
 pub use forwarded::check_forwarded;
+pub use lz77::max_match_distance;
+pub use msgpack::check_msgpack_request;
 pub use resp::check_resp_reply;
 pub use token::check_jwt_token;
 
@@ -565,11 +569,17 @@ fn check_decide(head: &[u8], admitted: bool) {
         let path = target.split('?').next().unwrap_or(target);
         let known = matches!(path, "/ws" | "/echo" | "/connection/websocket" | "/health");
         match (answer, again) {
-            (Ok((route, accept, _, deflate)), Ok(again)) => {
+            (Ok((route, accept, _, deflate, protocol)), Ok(again)) => {
                 assert_eq!(
-                    (route, &accept, deflate),
-                    (again.0, &again.1, again.3),
+                    (route, &accept, deflate, protocol),
+                    (again.0, &again.1, again.3, again.4),
                     "decide is not deterministic"
+                );
+                assert!(
+                    protocol.is_none()
+                        || route == Route::Ws
+                        || route == Route::Centrifugo(crate::centrifugo::Encoding::Protobuf),
+                    "a subprotocol on {route:?}"
                 );
                 let want = match path {
                     "/ws" => Route::Ws,
@@ -797,7 +807,16 @@ fn check_request_error(text: &str, err: &RequestError<'_>) {
         ErrorCode::UnknownMessageType,
         ErrorCode::InvalidMessage,
         ErrorCode::InvalidChannel,
+        ErrorCode::InvalidData,
     ];
+    if err.code == ErrorCode::InvalidData {
+        let fields: std::collections::HashMap<String, Box<RawValue>> =
+            serde_json::from_str(text).expect("INVALID_DATA for a JSON object");
+        let data = fields
+            .get("data")
+            .expect("INVALID_DATA for a request with data");
+        assert!(crate::wire::check_data(data.get().as_bytes()).is_err());
+    }
     assert!(parse_time.contains(&err.code), "{:?}", err.code);
     let reply_text = server_text(&message::error(err));
     let reply: Reply<'_> = serde_json::from_str(&reply_text).expect("error reply is JSON");
@@ -1037,6 +1056,11 @@ mod tests {
     #[test]
     fn forwarded_seeds_and_regressions_hold() {
         replay("forwarded", check_forwarded);
+    }
+
+    #[test]
+    fn msgpack_request_seeds_and_regressions_hold() {
+        replay("msgpack_request", check_msgpack_request);
     }
 
     #[test]

@@ -135,11 +135,18 @@ pub enum ErrorCode {
     /// Redis mode: Redis is unreachable, so the publish or subscribe did
     /// not happen (retry; the server reconnects by itself).
     Unavailable,
+    /// The data has no exact form in one of the encodings clients speak
+    /// (JSON, MessagePack): refused rather than altered.
+    InvalidData,
+    /// A binary frame from a MessagePack client is not one MessagePack value.
+    InvalidMsgpack,
+    /// A text frame was sent by a client that chose MessagePack.
+    TextNotSupported,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order (`code as usize` indexes it).
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 20] = [
         ErrorCode::InvalidJson,
         ErrorCode::UnknownMessageType,
         ErrorCode::InvalidMessage,
@@ -157,6 +164,9 @@ impl ErrorCode {
         ErrorCode::UnrecoverablePosition,
         ErrorCode::HistoryUnavailable,
         ErrorCode::Unavailable,
+        ErrorCode::InvalidData,
+        ErrorCode::InvalidMsgpack,
+        ErrorCode::TextNotSupported,
     ];
 
     /// The code as sent on the wire.
@@ -179,6 +189,9 @@ impl ErrorCode {
             ErrorCode::UnrecoverablePosition => "UNRECOVERABLE_POSITION",
             ErrorCode::HistoryUnavailable => "HISTORY_UNAVAILABLE",
             ErrorCode::Unavailable => "UNAVAILABLE",
+            ErrorCode::InvalidData => "INVALID_DATA",
+            ErrorCode::InvalidMsgpack => "INVALID_MSGPACK",
+            ErrorCode::TextNotSupported => "TEXT_NOT_SUPPORTED",
         }
     }
 }
@@ -345,6 +358,8 @@ pub fn parse(text: &str) -> Result<Request<'_>, RequestError<'_>> {
             let data = fields
                 .data
                 .ok_or_else(|| fail(ErrorCode::InvalidMessage, "missing field \"data\"".into()))?;
+            crate::wire::check_data(data.get().as_bytes())
+                .map_err(|e| fail(ErrorCode::InvalidData, e.0))?;
             Command::Publish { channel, data }
         }
         "heartbeat" => Command::Heartbeat,

@@ -152,15 +152,15 @@ impl Shard {
         } else {
             ws::Kind::Text
         };
-        if encoding.centrifugo().is_some() {
-            self.metrics.bump(|c| c.centrifugo_conversions += 1);
-        }
         let converted = ws::convert_frame(frame.bytes(), kind, |json, out| {
             wire::convert(encoding, json, out)
         });
         match converted {
             None => Some(frame.clone()), // A control frame: the same in every encoding.
-            Some(Ok(bytes)) => Some(frame.derived(bytes)),
+            Some(Ok(bytes)) => {
+                self.metrics.bump(|c| c.converted_frames += 1);
+                Some(frame.derived(bytes))
+            }
             Some(Err(e)) => {
                 log::debug!("message not sent: no {encoding:?} form: {e}");
                 None

@@ -14,6 +14,8 @@
 use std::fmt;
 use std::num::NonZeroU8;
 
+pub mod msgpack;
+
 /// The encodings a connection can speak on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[repr(u8)]
@@ -22,6 +24,10 @@ pub enum Encoding {
     /// server makes starts in this form.
     #[default]
     Json,
+    /// MessagePack in binary frames (`Sec-WebSocket-Protocol:
+    /// corecast.msgpack`): the same messages and fields as JSON, mapped
+    /// value by value ([`msgpack`]).
+    MsgPack,
     /// Centrifugo's client protocol, JSON (`/connection/websocket`).
     CentrifugoJson,
     /// Centrifugo's client protocol, Protobuf (`/connection/websocket`
@@ -31,18 +37,48 @@ pub enum Encoding {
 
 impl Encoding {
     /// Every encoding, by discriminant (`encoding as usize` indexes it).
-    pub const ALL: [Encoding; 3] = [
+    pub const ALL: [Encoding; 4] = [
         Encoding::Json,
+        Encoding::MsgPack,
         Encoding::CentrifugoJson,
         Encoding::CentrifugoProtobuf,
     ];
+
+    /// The encodings a /ws client may choose by subprotocol.
+    const WS: [Encoding; 2] = [Encoding::Json, Encoding::MsgPack];
+
+    /// Its `Sec-WebSocket-Protocol` name (on /ws; the Centrifugo ones on
+    /// /connection/websocket).
+    pub fn subprotocol(self) -> &'static str {
+        match self {
+            Encoding::Json => "corecast.json",
+            Encoding::MsgPack => "corecast.msgpack",
+            Encoding::CentrifugoJson => "centrifuge-json",
+            Encoding::CentrifugoProtobuf => crate::centrifugo::PROTOBUF_SUBPROTOCOL,
+        }
+    }
+
+    /// The encoding a /ws upgrade asks for: the first name in its
+    /// `Sec-WebSocket-Protocol` values (in order; several headers are one
+    /// comma-separated list) that the server speaks, compared exactly as
+    /// RFC 6455 4.1 says; `None` when it names none (the connection then
+    /// speaks JSON and the 101 names no protocol).
+    pub fn from_subprotocols<'a>(values: impl IntoIterator<Item = &'a str>) -> Option<Encoding> {
+        values
+            .into_iter()
+            .flat_map(|value| value.split(','))
+            .find_map(|name| {
+                let name = name.trim();
+                Encoding::WS.into_iter().find(|e| e.subprotocol() == name)
+            })
+    }
 
     /// Whether this encoding's messages go in binary frames (text ones
     /// otherwise).
     pub fn is_binary(self) -> bool {
         match self {
             Encoding::Json | Encoding::CentrifugoJson => false,
-            Encoding::CentrifugoProtobuf => true,
+            Encoding::MsgPack | Encoding::CentrifugoProtobuf => true,
         }
     }
 
@@ -52,7 +88,7 @@ impl Encoding {
     /// fan-out frames (publications, join/leave) are converted.
     pub fn writes_own_replies(self) -> bool {
         match self {
-            Encoding::Json => false,
+            Encoding::Json | Encoding::MsgPack => false,
             Encoding::CentrifugoJson | Encoding::CentrifugoProtobuf => true,
         }
     }
@@ -60,7 +96,7 @@ impl Encoding {
     /// The Centrifugo encoding this is, if it is one.
     pub fn centrifugo(self) -> Option<crate::centrifugo::Encoding> {
         match self {
-            Encoding::Json => None,
+            Encoding::Json | Encoding::MsgPack => None,
             Encoding::CentrifugoJson => Some(crate::centrifugo::Encoding::Json),
             Encoding::CentrifugoProtobuf => Some(crate::centrifugo::Encoding::Protobuf),
         }
@@ -175,6 +211,7 @@ pub fn convert(encoding: Encoding, json: &[u8], out: &mut Vec<u8>) -> Result<(),
             out.extend_from_slice(json);
             Ok(())
         }
+        Encoding::MsgPack => msgpack::from_json(json, out).map_err(|e| ConvertError(e.to_string())),
         Encoding::CentrifugoJson => {
             crate::centrifugo::convert_native(crate::centrifugo::Encoding::Json, json, out)
         }
@@ -182,6 +219,19 @@ pub fn convert(encoding: Encoding, json: &[u8], out: &mut Vec<u8>) -> Result<(),
             crate::centrifugo::convert_native(crate::centrifugo::Encoding::Protobuf, json, out)
         }
     }
+}
+
+/// Checks that a publication's `data` (JSON text, valid) has an exact form
+/// in every encoding, so that no subscriber, whatever it speaks, gets an
+/// altered value: the publish is refused otherwise (`INVALID_DATA`).
+/// One pass over the text, no output.
+pub fn check_data(json: &[u8]) -> Result<(), ConvertError> {
+    msgpack::check_json(json).map_err(|e| match e {
+        msgpack::Error::Unrepresentable(what) => ConvertError(format!(
+            "data has {what}, which MessagePack cannot hold exactly"
+        )),
+        e => ConvertError(format!("data: {e}")),
+    })
 }
 
 #[cfg(test)]
@@ -201,6 +251,8 @@ mod tests {
         assert_eq!(deflate.deflate(), WindowBits::new(9));
         assert_eq!(deflate.encoding(), Encoding::Json);
         assert!(deflate.uncompressed().is_native());
+        let msgpack = Wire::new(Encoding::MsgPack, WindowBits::new(15));
+        assert_eq!(msgpack.uncompressed(), Wire::new(Encoding::MsgPack, None));
         for (i, encoding) in Encoding::ALL.into_iter().enumerate() {
             assert_eq!(encoding as usize, i);
             for bits in [None, WindowBits::new(8), WindowBits::new(15)] {
@@ -208,5 +260,29 @@ mod tests {
                 assert_eq!((wire.encoding(), wire.deflate()), (encoding, bits));
             }
         }
+    }
+
+    #[test]
+    fn the_first_offered_known_subprotocol_is_chosen() {
+        let pick = |values: &[&str]| Encoding::from_subprotocols(values.iter().copied());
+        assert_eq!(pick(&["corecast.msgpack"]), Some(Encoding::MsgPack));
+        assert_eq!(pick(&["corecast.json"]), Some(Encoding::Json));
+        assert_eq!(
+            pick(&["a, corecast.msgpack, corecast.json"]),
+            Some(Encoding::MsgPack)
+        );
+        assert_eq!(
+            pick(&["a", " corecast.json ,corecast.msgpack"]),
+            Some(Encoding::Json)
+        );
+        assert_eq!(pick(&["CORECAST.MSGPACK", "a,b", ""]), None);
+        assert_eq!(pick(&[]), None);
+    }
+
+    #[test]
+    fn data_is_checked_for_every_encoding() {
+        assert!(check_data(br#"{"a":[1,2.5,"x",null]}"#).is_ok());
+        let err = check_data(b"[18446744073709551616]").unwrap_err();
+        assert!(err.0.contains("64-bit"), "{err}");
     }
 }

@@ -11,6 +11,7 @@ mod harness;
 mod history;
 mod http;
 mod limits;
+mod msgpack;
 mod proxy;
 mod pubsub;
 mod redis_harness;

@@ -142,6 +142,8 @@ fn permission_errors_carry_centrifugo_codes() {
             json!({"id": 5, "publish": {"channel": "plain"}}),
         ],
     );
+    // Data MessagePack clients of /ws could not get exactly.
+    c.send_text(r#"{"id":6,"publish":{"channel":"plain","data":[18446744073709551616]}}"#);
     assert_eq!(
         reply(&mut c)["error"]["code"],
         103,
@@ -154,6 +156,7 @@ fn permission_errors_carry_centrifugo_codes() {
         107,
         "a publish without data"
     );
+    assert_eq!(reply(&mut c)["error"]["code"], 107, "data beyond 64 bits");
 }
 
 /// Protobuf helpers: just enough of the encoding to build commands.
@@ -249,7 +252,7 @@ fn a_publish_is_converted_once_per_encoding_per_shard() {
     let metrics = get(server.admin_addr(), "/metrics").body;
     let line = metrics
         .lines()
-        .find(|l| l.starts_with("corecast_centrifugo_conversions_total"))
+        .find(|l| l.starts_with("corecast_converted_frames_total"))
         .unwrap_or_else(|| panic!("no conversions counter in {metrics}"));
     assert!(line.ends_with(" 2"), "one per encoding: {line}");
 }

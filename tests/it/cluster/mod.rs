@@ -448,3 +448,38 @@ fn a_history_channel_published_from_two_processes_arrives_in_offset_order_everyw
         assert_eq!(offsets, (1..=302).collect::<Vec<_>>());
     }
 }
+
+#[test]
+fn msgpack_and_json_clients_share_channels_across_processes() {
+    use crate::msgpack::msgpack_client;
+    let redis = RedisServer::start();
+    let servers = cluster(&[&redis], 2, &[]);
+    let (mut mp, _) = msgpack_client(&servers[1]);
+    mp.subscribe("mix");
+    let mut json_sub = subscriber(&servers[1], "mix");
+    let (mut mp_h, _) = msgpack_client(&servers[1]);
+    let reply = mp_h.ask(json!({"type":"subscribe","channel":"h:mix"}));
+    assert_eq!(reply["type"], "subscribed", "{reply}");
+    // A JSON publisher on the other process: the frame crosses Redis as
+    // JSON and is converted on the receiving home shard.
+    let (mut p, _) = servers[0].ws_client();
+    p.send_json(&json!({"type":"publish","channel":"mix","data":{"n":1,"f":1.5},"id":1}));
+    assert_eq!(p.recv_json()["type"], "published");
+    let want = json!({"type":"message","channel":"mix","data":{"n":1,"f":1.5}});
+    assert_eq!(mp.recv(), want);
+    assert_eq!(json_sub.recv_json(), want);
+    // A MessagePack publisher: both again, and a history channel through
+    // the Redis stream.
+    let (mut mp_pub, _) = msgpack_client(&servers[0]);
+    let ack = mp_pub.ask(json!({"type":"publish","channel":"mix","data":[1,2.5,"x"],"id":2}));
+    assert_eq!(ack, json!({"type":"published","channel":"mix","id":2}));
+    let want = json!({"type":"message","channel":"mix","data":[1,2.5,"x"]});
+    assert_eq!(mp.recv(), want);
+    assert_eq!(json_sub.recv_json(), want);
+    let ack = mp_pub.ask(json!({"type":"publish","channel":"h:mix","data":{"k":"v"},"id":3}));
+    assert_eq!(ack["offset"], 1, "{ack}");
+    assert_eq!(
+        mp_h.recv(),
+        json!({"type":"message","channel":"h:mix","data":{"k":"v"},"offset":1})
+    );
+}

@@ -130,6 +130,8 @@ fn nothing_is_negotiated_when_compression_is_off() {
 fn offers_are_negotiated_as_rfc7692_says() {
     let server = compressing_server();
     let with_bits = format!("{AGREED}; server_max_window_bits=15");
+    let with_10 = format!("{AGREED}; server_max_window_bits=10");
+    let with_8 = format!("{AGREED}; server_max_window_bits=8");
     let cases: &[(&[&str], Option<&str>)] = &[
         // Chrome and Firefox.
         (&["permessage-deflate; client_max_window_bits"], Some(AGREED)),
@@ -140,9 +142,12 @@ fn offers_are_negotiated_as_rfc7692_says() {
         (&["permessage-deflate; server_max_window_bits=15"], Some(&with_bits)),
         // A declined offer falls through to the next, in one header or several.
         (
-            &["permessage-deflate; server_max_window_bits=10, permessage-deflate; client_max_window_bits=12"],
+            &["permessage-deflate; server_max_window_bits=16, permessage-deflate; client_max_window_bits=12"],
             Some(AGREED),
         ),
+        // Smaller server windows are agreed with the same value.
+        (&["permessage-deflate; server_max_window_bits=10"], Some(&with_10)),
+        (&["permessage-deflate; server_max_window_bits=8"], Some(&with_8)),
         (
             &["x-webkit-deflate-frame", "permessage-deflate; foo, permessage-deflate; server_max_window_bits=15"],
             Some(&with_bits),
@@ -150,7 +155,7 @@ fn offers_are_negotiated_as_rfc7692_says() {
         // Offers declined and none left: the upgrade still succeeds.
         (&["permessage-deflate; client_max_window_bits=16"], None),
         (&["permessage-deflate; server_max_window_bits"], None),
-        (&["permessage-deflate; server_max_window_bits=8"], None),
+        (&["permessage-deflate; server_max_window_bits=7"], None),
         (&["permessage-deflate; client_no_context_takeover; client_no_context_takeover"], None),
         (&["permessage-deflate; unknown_param"], None),
         (&["x-webkit-deflate-frame"], None),
@@ -325,4 +330,119 @@ fn a_compressed_text_frame_arriving_in_pieces_is_not_checked_as_utf8_before_infl
     std::thread::sleep(std::time::Duration::from_millis(100));
     c.send_raw(&bytes[bytes.len() / 2..]);
     assert_eq!(recv_message(&mut c), (true, text.into_bytes()));
+}
+
+#[test]
+fn msgpack_and_json_subscribers_with_compression_share_one_channel() {
+    let server = compressing_server();
+    let offer = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits";
+    let (mut mp, head) = RawClient::connect_with(
+        &server.addr(),
+        "/ws",
+        &[offer, "Sec-WebSocket-Protocol: corecast.msgpack"],
+    );
+    assert_eq!(extensions(&head).as_deref(), Some(AGREED), "{head}");
+    assert!(
+        head.contains("Sec-WebSocket-Protocol: corecast.msgpack"),
+        "{head}"
+    );
+    let mut json_c = deflate_client(&server, "/ws");
+    let (_, hello) = recv_message(&mut mp);
+    assert_eq!(
+        crate::msgpack::decode(&hello)["type"],
+        "connection_established"
+    );
+    assert_eq!(recv_json(&mut json_c).1["type"], "connection_established");
+    mp.send_frame(
+        FIN | BINARY,
+        &crate::msgpack::encode(&json!({"type":"subscribe","channel":"z"})),
+        true,
+    );
+    assert_eq!(
+        crate::msgpack::decode(&recv_message(&mut mp).1)["type"],
+        "subscribed"
+    );
+    json_c.send_frame(FIN | TEXT, br#"{"type":"subscribe","channel":"z"}"#, true);
+    assert_eq!(recv_json(&mut json_c).1["type"], "subscribed");
+    let compressed_before = compressed_frames(&server);
+    let converted_before = crate::msgpack::conversions(&server);
+    let data: Value = serde_json::from_str(&json_payload(1024)).unwrap();
+    let mut publisher = server.ws("/ws");
+    publisher.send_json(&json!({"type":"publish","channel":"z","data":data}));
+    let want = json!({"type":"message","channel":"z","data":data});
+    let frame = loop {
+        let frame = next_frame(&mut mp);
+        if frame.opcode != PING {
+            break frame;
+        }
+    };
+    assert!(frame.rsv1 && frame.opcode == BINARY, "{}", describe(&frame));
+    assert_eq!(crate::msgpack::decode(&inflate(&frame.payload)), want);
+    let (compressed, value) = recv_json(&mut json_c);
+    assert!(compressed);
+    assert_eq!(value, want);
+    // One conversion, and one compression per encoding.
+    assert_eq!(crate::msgpack::conversions(&server) - converted_before, 1);
+    assert_eq!(compressed_frames(&server) - compressed_before, 2);
+}
+
+/// How far back the matches of a compressed message's payload reach (the
+/// window its client needs), read by walking its DEFLATE blocks.
+fn reach(payload: &[u8]) -> usize {
+    let mut stream = payload.to_vec();
+    stream.extend_from_slice(&TAIL);
+    corecast::fuzzing::max_match_distance(&stream)
+        .expect("the server's compressed data is DEFLATE")
+        .0
+}
+
+#[test]
+fn smaller_server_windows_are_agreed_and_compressed_with() {
+    let server = compressing_server();
+    let mut clients = Vec::new();
+    for bits in [8u8, 9, 12, 15] {
+        let offer =
+            format!("Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits={bits}");
+        let (mut c, head) = RawClient::connect_with(&server.addr(), "/ws", &[&offer]);
+        let want = format!("{AGREED}; server_max_window_bits={bits}");
+        assert_eq!(extensions(&head), Some(want), "{head}");
+        assert_eq!(recv_json(&mut c).1["type"], "connection_established");
+        c.send_frame(FIN | TEXT, br#"{"type":"subscribe","channel":"w"}"#, true);
+        assert_eq!(recv_json(&mut c).1["type"], "subscribed");
+        clients.push((bits, c));
+    }
+    // A string that repeats with a period over 4 KiB: a compressor with a
+    // window larger than the client's would refer back past it.
+    let mut x = 0x2545_f491u32;
+    let unit: String = (0..4196)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            char::from(b'a' + (x % 26) as u8)
+        })
+        .collect();
+    let data = json!(unit.repeat(3));
+    let before = compressed_frames(&server);
+    let mut publisher = server.ws("/ws");
+    publisher.send_json(&json!({"type":"publish","channel":"w","data":data}));
+    let want = json!({"type":"message","channel":"w","data":data});
+    for (bits, c) in &mut clients {
+        let frame = loop {
+            let frame = next_frame(c);
+            if frame.opcode != PING {
+                break frame;
+            }
+        };
+        assert!(frame.rsv1, "bits={bits}: {}", describe(&frame));
+        let reached = reach(&frame.payload);
+        assert!(
+            reached <= 1 << *bits,
+            "bits={bits}: a match {reached} bytes back"
+        );
+        let text = inflate(&frame.payload);
+        assert_eq!(serde_json::from_slice::<Value>(&text).unwrap(), want);
+    }
+    // 8 and 9 bits share the 9-bit compressor's copy: three compressions.
+    assert_eq!(compressed_frames(&server) - before, 3);
 }

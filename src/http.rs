@@ -1,7 +1,9 @@
 //! The HTTP/1.1 side of the public port: read one request head (bounded in
 //! size and time), then either upgrade to WebSocket or answer and close.
 //!
-//! Routes: `GET /ws` and `GET /echo` (upgrade), `GET /health` (JSON). Every
+//! Routes: `GET /ws`, `GET /connection/websocket` (Centrifugo's client
+//! protocol; `Sec-WebSocket-Protocol: centrifuge-protobuf` selects its
+//! Protobuf encoding) and `GET /echo` (upgrade), `GET /health` (JSON). Every
 //! refusal is a specific status with a JSON body: 400, 404, 405, 426 (with
 //! `Sec-WebSocket-Version: 13`), 431, 503. Parsing is httparse's.
 
@@ -12,6 +14,7 @@ use std::time::Duration;
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::auth::Claims;
+use crate::centrifugo;
 use crate::config::Compression;
 use crate::deflate::{self, Agreement};
 use crate::proxy::{self, ClientAddr};
@@ -37,6 +40,9 @@ pub enum Route {
     Ws,
     /// `/echo`: every message sent back as is.
     Echo,
+    /// `/connection/websocket`: Centrifugo's client protocol v2, in the
+    /// encoding chosen at the upgrade.
+    Centrifugo(crate::centrifugo::Encoding),
 }
 
 impl Route {
@@ -45,7 +51,13 @@ impl Route {
         match self {
             Route::Ws => "/ws",
             Route::Echo => "/echo",
+            Route::Centrifugo(_) => "/connection/websocket",
         }
+    }
+
+    /// True for the pub/sub routes (/ws and /connection/websocket).
+    pub fn is_pubsub(self) -> bool {
+        self != Route::Echo
     }
 }
 
@@ -228,7 +240,10 @@ where
                 leftover: buf[head_len..].to_vec(),
                 claims,
                 wire: Wire::new(
-                    protocol.unwrap_or_default(),
+                    match route {
+                        Route::Centrifugo(encoding) => Encoding::from(encoding),
+                        _ => protocol.unwrap_or_default(),
+                    },
                     deflate.map(|agreed| agreed.window()),
                 ),
                 client,
@@ -363,11 +378,21 @@ fn answer(
     let route = match path {
         "/ws" => Some(Route::Ws),
         "/echo" => Some(Route::Echo),
+        "/connection/websocket" => {
+            let protobuf = header_values(req, "sec-websocket-protocol")
+                .flat_map(|v| v.split(','))
+                .any(|p| p.trim() == centrifugo::PROTOBUF_SUBPROTOCOL);
+            Some(Route::Centrifugo(if protobuf {
+                centrifugo::Encoding::Protobuf
+            } else {
+                centrifugo::Encoding::Json
+            }))
+        }
         "/health" => None,
         _ => {
             return Err(Response::error(
                 404,
-                &format!("no route for {path}; try /ws, /echo or /health"),
+                &format!("no route for {path}; try /ws, /connection/websocket, /echo or /health"),
             ))
         }
     };
@@ -425,6 +450,12 @@ fn answer(
                     Encoding::from_subprotocols(header_values(req, "sec-websocket-protocol"))
                 }
                 Route::Echo => None,
+                // The SDK's Protobuf build asks for its subprotocol, which
+                // the answer must name; its JSON build asks for none.
+                Route::Centrifugo(centrifugo::Encoding::Protobuf) => {
+                    Some(Encoding::CentrifugoProtobuf)
+                }
+                Route::Centrifugo(centrifugo::Encoding::Json) => None,
             };
             Ok((
                 route,

@@ -8,7 +8,7 @@ use crate::error::CloseReason;
 use crate::message::ErrorCode;
 
 /// Close reasons as counted (index = position), also the `reason` label.
-pub const CLOSE_REASONS: [&str; 13] = [
+pub const CLOSE_REASONS: [&str; 14] = [
     "client_closed",
     "shutdown",
     "protocol_error",
@@ -22,6 +22,7 @@ pub const CLOSE_REASONS: [&str; 13] = [
     "auth_required",
     "token_expired",
     "insufficient_state",
+    "bad_request",
 ];
 
 /// Handshake outcomes other than an upgrade, by HTTP status; "dropped" is a
@@ -220,6 +221,7 @@ pub fn close_index(reason: CloseReason) -> usize {
         CloseReason::AuthRequired => 10,
         CloseReason::TokenExpired => 11,
         CloseReason::InsufficientState => 12,
+        CloseReason::BadRequest => 13,
     }
 }
 
@@ -254,6 +256,7 @@ mod tests {
             CloseReason::AuthRequired,
             CloseReason::TokenExpired,
             CloseReason::InsufficientState,
+            CloseReason::BadRequest,
         ] {
             assert_eq!(CLOSE_REASONS[close_index(reason)], reason.label());
         }

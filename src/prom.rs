@@ -198,7 +198,7 @@ impl Collector for Scrape {
         counter(
             &mut enc,
             "corecast_converted_frames",
-            "Messages converted from native JSON to another encoding (MessagePack): once per encoding per shard per publish, once per reply.",
+            "Messages converted from native JSON to another encoding (MessagePack, Centrifugo): once per encoding per shard per publish, once per reply.",
             |c| c.converted_frames,
         )?;
         counter(

@@ -142,11 +142,15 @@ pub struct Config {
     #[arg(long, env = "CORECAST_MAX_HEADER_BYTES", default_value = "8KiB", value_parser = parse_size)]
     pub max_header_bytes: usize,
 
-    /// Time a client has to complete the HTTP upgrade before it is dropped.
+    /// Time a client has to complete the HTTP upgrade before it is dropped
+    /// (and a /connection/websocket client to send `connect` after it:
+    /// 3502 "stale").
     #[arg(long, env = "CORECAST_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub handshake_timeout: Duration,
 
-    /// Interval between server pings on an open connection.
+    /// Interval between server pings on an open connection (WebSocket pings;
+    /// on /connection/websocket the protocol's empty reply, announced in the
+    /// connect result's `ping`).
     #[arg(long, env = "CORECAST_PING_INTERVAL", default_value = "30s", value_parser = parse_duration)]
     pub ping_interval: Duration,
 

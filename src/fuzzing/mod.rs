@@ -42,6 +42,7 @@ use crate::shard::{Shard, ShardId, Shared};
 use crate::ws::{self, Decoder, Event, Kind};
 
 mod broker;
+mod centrifugo;
 mod deflate;
 mod forwarded;
 mod lz77;
@@ -49,6 +50,7 @@ mod msgpack;
 mod resp;
 mod token;
 pub use broker::check_redis_message;
+pub use centrifugo::{check_centrifugo_json, check_centrifugo_protobuf};
 pub use deflate::{check_deflate_offer, check_inflate};
 pub use forwarded::check_forwarded;
 pub use lz77::max_match_distance;
@@ -565,7 +567,7 @@ fn check_decide(head: &[u8], admitted: bool) {
             check_query_param(query);
         }
         let path = target.split('?').next().unwrap_or(target);
-        let known = matches!(path, "/ws" | "/echo" | "/health");
+        let known = matches!(path, "/ws" | "/echo" | "/connection/websocket" | "/health");
         match (answer, again) {
             (Ok((route, accept, _, deflate, protocol)), Ok(again)) => {
                 assert_eq!(
@@ -574,13 +576,24 @@ fn check_decide(head: &[u8], admitted: bool) {
                     "decide is not deterministic"
                 );
                 assert!(
-                    protocol.is_none() || route == Route::Ws,
+                    protocol.is_none()
+                        || route == Route::Ws
+                        || route == Route::Centrifugo(crate::centrifugo::Encoding::Protobuf),
                     "a subprotocol on {route:?}"
                 );
-                let want = if path == "/ws" {
-                    Route::Ws
-                } else {
-                    Route::Echo
+                let want = match path {
+                    "/ws" => Route::Ws,
+                    "/connection/websocket" => {
+                        let protobuf = http::header_values(&req, "sec-websocket-protocol")
+                            .flat_map(|v| v.split(','))
+                            .any(|p| p.trim() == "centrifuge-protobuf");
+                        Route::Centrifugo(if protobuf {
+                            crate::centrifugo::Encoding::Protobuf
+                        } else {
+                            crate::centrifugo::Encoding::Json
+                        })
+                    }
+                    _ => Route::Echo,
                 };
                 assert!(
                     known && path != "/health" && route == want,
@@ -1053,5 +1066,15 @@ mod tests {
     #[test]
     fn redis_message_seeds_and_regressions_hold() {
         replay("redis_message", check_redis_message);
+    }
+
+    #[test]
+    fn centrifugo_json_seeds_and_regressions_hold() {
+        replay("centrifugo_json", check_centrifugo_json);
+    }
+
+    #[test]
+    fn centrifugo_protobuf_seeds_and_regressions_hold() {
+        replay("centrifugo_protobuf", check_centrifugo_protobuf);
     }
 }

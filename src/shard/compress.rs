@@ -101,9 +101,20 @@ impl Shard {
 
     /// `frame` (native) in the form of a connection whose [`Wire`] is `wire`;
     /// `None` when it has no form in that encoding (nothing is sent then).
+    /// A reply in an encoding whose protocol layer writes its own replies
+    /// (Centrifugo's) is already in that encoding: only compressed here.
     pub(super) fn form_of(&self, frame: Frame, wire: Wire) -> Option<Frame> {
         if wire.is_native() {
             return Some(frame);
+        }
+        if wire.encoding().writes_own_replies() {
+            let Some(bits) = wire.deflate() else {
+                return Some(frame);
+            };
+            return Some(match self.compress(frame.bytes(), bits) {
+                Some(compressed) => frame.derived(compressed),
+                None => frame,
+            });
         }
         self.derive(&mut Outgoing::new(frame), wire)
     }

@@ -28,17 +28,33 @@ pub enum Encoding {
     /// corecast.msgpack`): the same messages and fields as JSON, mapped
     /// value by value ([`msgpack`]).
     MsgPack,
+    /// Centrifugo's client protocol, JSON (`/connection/websocket`).
+    CentrifugoJson,
+    /// Centrifugo's client protocol, Protobuf (`/connection/websocket`
+    /// with the `centrifuge-protobuf` subprotocol).
+    CentrifugoProtobuf,
 }
 
 impl Encoding {
     /// Every encoding, by discriminant (`encoding as usize` indexes it).
-    pub const ALL: [Encoding; 2] = [Encoding::Json, Encoding::MsgPack];
+    pub const ALL: [Encoding; 4] = [
+        Encoding::Json,
+        Encoding::MsgPack,
+        Encoding::CentrifugoJson,
+        Encoding::CentrifugoProtobuf,
+    ];
 
-    /// Its `Sec-WebSocket-Protocol` name on /ws.
+    /// The encodings a /ws client may choose by subprotocol.
+    const WS: [Encoding; 2] = [Encoding::Json, Encoding::MsgPack];
+
+    /// Its `Sec-WebSocket-Protocol` name (on /ws; the Centrifugo ones on
+    /// /connection/websocket).
     pub fn subprotocol(self) -> &'static str {
         match self {
             Encoding::Json => "corecast.json",
             Encoding::MsgPack => "corecast.msgpack",
+            Encoding::CentrifugoJson => "centrifuge-json",
+            Encoding::CentrifugoProtobuf => crate::centrifugo::PROTOBUF_SUBPROTOCOL,
         }
     }
 
@@ -53,7 +69,7 @@ impl Encoding {
             .flat_map(|value| value.split(','))
             .find_map(|name| {
                 let name = name.trim();
-                Encoding::ALL.into_iter().find(|e| e.subprotocol() == name)
+                Encoding::WS.into_iter().find(|e| e.subprotocol() == name)
             })
     }
 
@@ -61,8 +77,37 @@ impl Encoding {
     /// otherwise).
     pub fn is_binary(self) -> bool {
         match self {
-            Encoding::Json => false,
-            Encoding::MsgPack => true,
+            Encoding::Json | Encoding::CentrifugoJson => false,
+            Encoding::MsgPack | Encoding::CentrifugoProtobuf => true,
+        }
+    }
+
+    /// Whether the protocol layer writes this encoding's replies itself
+    /// (Centrifugo's replies answer numbered commands and have no native
+    /// counterpart): `Shard::deliver` then only compresses them. Only
+    /// fan-out frames (publications, join/leave) are converted.
+    pub fn writes_own_replies(self) -> bool {
+        match self {
+            Encoding::Json | Encoding::MsgPack => false,
+            Encoding::CentrifugoJson | Encoding::CentrifugoProtobuf => true,
+        }
+    }
+
+    /// The Centrifugo encoding this is, if it is one.
+    pub fn centrifugo(self) -> Option<crate::centrifugo::Encoding> {
+        match self {
+            Encoding::Json | Encoding::MsgPack => None,
+            Encoding::CentrifugoJson => Some(crate::centrifugo::Encoding::Json),
+            Encoding::CentrifugoProtobuf => Some(crate::centrifugo::Encoding::Protobuf),
+        }
+    }
+}
+
+impl From<crate::centrifugo::Encoding> for Encoding {
+    fn from(encoding: crate::centrifugo::Encoding) -> Encoding {
+        match encoding {
+            crate::centrifugo::Encoding::Json => Encoding::CentrifugoJson,
+            crate::centrifugo::Encoding::Protobuf => Encoding::CentrifugoProtobuf,
         }
     }
 }
@@ -167,6 +212,12 @@ pub fn convert(encoding: Encoding, json: &[u8], out: &mut Vec<u8>) -> Result<(),
             Ok(())
         }
         Encoding::MsgPack => msgpack::from_json(json, out).map_err(|e| ConvertError(e.to_string())),
+        Encoding::CentrifugoJson => {
+            crate::centrifugo::convert_native(crate::centrifugo::Encoding::Json, json, out)
+        }
+        Encoding::CentrifugoProtobuf => {
+            crate::centrifugo::convert_native(crate::centrifugo::Encoding::Protobuf, json, out)
+        }
     }
 }
 

@@ -1,10 +1,12 @@
 //! The HTTP/1.1 side of the public port: read one request head (bounded in
 //! size and time), then either upgrade to WebSocket or answer and close.
 //!
-//! Routes: `GET /ws` and `GET /echo` (upgrade), `GET /health` (JSON). Every
-//! refusal is a specific status with a JSON body: 400, 404, 405, 426 (with
+//! Routes: `GET /ws` and `GET /echo` (upgrade), `GET /health` (JSON), and
+//! with `--demo` the chat page under `/demo/` (`demo.rs`). Every refusal is
+//! a specific status with a JSON body: 400, 404, 405, 426 (with
 //! `Sec-WebSocket-Version: 13`), 431, 503. Parsing is httparse's.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -14,9 +16,10 @@ use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::auth::Claims;
 use crate::config::Compression;
 use crate::deflate::{self, Agreement};
+use crate::demo;
 use crate::proxy::{self, ClientAddr};
 use crate::reactor::with_timeout;
-use crate::shard::Shard;
+use crate::shard::{unix_now, Shard};
 use crate::ws;
 
 /// Most headers one request may carry (431 above).
@@ -73,8 +76,8 @@ pub struct Response {
     pub content_type: &'static str,
     /// Extra header lines, each ending in "\r\n".
     pub headers: String,
-    /// The body.
-    pub body: String,
+    /// The body: built per answer, or a file built into the binary.
+    pub body: Cow<'static, str>,
 }
 
 impl Response {
@@ -84,7 +87,7 @@ impl Response {
             status,
             content_type: "application/json",
             headers: String::new(),
-            body: body.to_string(),
+            body: body.to_string().into(),
         }
     }
 
@@ -95,7 +98,7 @@ impl Response {
             status: 200,
             content_type: "application/json",
             headers: String::new(),
-            body,
+            body: body.into(),
         }
     }
 
@@ -134,6 +137,7 @@ impl Response {
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        301 => "Moved Permanently",
         400 => "Bad Request",
         401 => "Unauthorized",
         404 => "Not Found",
@@ -336,12 +340,7 @@ fn answer(
         "/ws" => Some(Route::Ws),
         "/echo" => Some(Route::Echo),
         "/health" => None,
-        _ => {
-            return Err(Response::error(
-                404,
-                &format!("no route for {path}; try /ws, /echo or /health"),
-            ))
-        }
+        _ => return Err(other_path(shard, req, path)),
     };
     if req.method != Some("GET") {
         return Err(Response::error(405, &format!("{path} takes GET")).with_header("Allow: GET"));
@@ -394,6 +393,29 @@ fn answer(
             Ok((route, ws::accept_key(key.as_bytes()), claims, deflate))
         }
         _ => Err(Response::error(400, "missing or invalid Sec-WebSocket-Key")),
+    }
+}
+
+/// A path that is no endpoint: with `--demo`, the demo's files and tokens
+/// under `/demo/`; otherwise 404. Reached only after the endpoints' paths
+/// missed, so they pay nothing for it.
+fn other_path(shard: &Shard, req: &httparse::Request<'_, '_>, path: &str) -> Response {
+    match shard.demo() {
+        Some(demo) if demo::is_demo_path(path) => {
+            let query = req
+                .path
+                .and_then(|target| target.split_once('?'))
+                .map(|(_, q)| q);
+            demo.answer(req.method, path, query, unix_now())
+        }
+        Some(_) => Response::error(
+            404,
+            &format!("no route for {path}; try /ws, /echo, /health or the demo at /demo/"),
+        ),
+        None => Response::error(
+            404,
+            &format!("no route for {path}; try /ws, /echo or /health"),
+        ),
     }
 }
 

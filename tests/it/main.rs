@@ -6,6 +6,7 @@ mod auth;
 mod cluster;
 mod config_file;
 mod cross_shard;
+mod demo;
 mod harness;
 mod history;
 mod http;

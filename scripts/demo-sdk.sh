@@ -14,7 +14,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 browser="$root/tests/browser"
 
 (cd "$browser" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
-cp "$browser/package-lock.json" "$browser/node_modules/.corecast-installed-lock"
+cp "$browser/package-lock.json" "$browser/node_modules/.corecast-lock"
 package="$browser/node_modules/centrifuge"
 cp "$package/dist/centrifuge.js" "$root/demo/centrifuge.js"
 cp "$package/LICENSE" "$root/demo/centrifuge.LICENSE"

@@ -1,24 +1,44 @@
 #!/usr/bin/env bash
 # deps.sh: installs the real services and tools the tests start themselves,
 # when they are missing: Redis 7 (`redis-server`, Debian) for the scale-out
-# tests, nginx (Debian) for the load-balancer test, and the npm packages
-# pinned in tests/browser/package-lock.json (`npm ci`, again only when that
-# lockfile changed; the --demo SDK check reads them). Never starts or
-# enables a system service: the tests run their own instances on free ports
-# and stop them. Quiet when all is present.
+# tests, nginx (Debian) for the load-balancer test, and Node.js with npm
+# (Debian `nodejs`, `npm`) for the tests that run the `centrifuge` SDK:
+# tests/sdk (the Centrifugo SDK tests: the SDK and `ws`) and tests/browser
+# (the --demo page's SDK copy check: the SDK and playwright-core), whose
+# packages it installs with `npm ci` unless the lockfile is already
+# installed. Never starts or enables a system service: the tests run their
+# own instances on free ports and stop them. Quiet when all is present.
 #
 # Usage: scripts/deps.sh
 #
 # Needs root and apt-get to install; without them it only says what is
 # missing, and the tests that need it fail with a message naming it.
 set -euo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)"
+root=$(cd "$(dirname "$0")/.." && pwd)
 
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+
+# npm_install DIR: `npm ci` in tests/DIR unless the lockfile it installed
+# last time (kept as node_modules/.corecast-lock) is the current one. A
+# failure is reported, not fatal: the tests that need the packages fail
+# naming them.
+npm_install() {
+    local dir=$root/tests/$1
+    command -v npm >/dev/null 2>&1 || return 0
+    if cmp -s "$dir/package-lock.json" "$dir/node_modules/.corecast-lock"; then
+        return 0
+    fi
+    echo "deps.sh: npm ci in tests/$1 (pinned by its package-lock.json)" >&2
+    if (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null); then
+        cp "$dir/package-lock.json" "$dir/node_modules/.corecast-lock"
+    else
+        echo "deps.sh: npm ci in tests/$1 failed" >&2
+    fi
+}
 
 if [ ${#missing[@]} -eq 0 ]; then
     :
@@ -40,16 +60,6 @@ else
     pkill -x nginx 2>/dev/null || true
 fi
 
-# tests/browser's npm packages (centrifuge, playwright-core), exactly as
-# locked. The stamp is the lockfile they were installed from.
-browser="$root/tests/browser"
-stamp="$browser/node_modules/.corecast-installed-lock"
-if command -v npm >/dev/null 2>&1 && ! cmp -s "$browser/package-lock.json" "$stamp"; then
-    echo "deps.sh: npm ci in tests/browser (pinned by its package-lock.json)" >&2
-    if (cd "$browser" && npm ci --no-audit --no-fund --loglevel=error >/dev/null); then
-        cp "$browser/package-lock.json" "$stamp"
-    else
-        echo "deps.sh: npm ci in tests/browser failed; the tests that need them fail naming it" >&2
-    fi
-fi
+npm_install sdk
+npm_install browser
 exit 0

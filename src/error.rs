@@ -157,6 +157,9 @@ pub enum CloseReason {
     /// are no longer in Redis; reconnect and resubscribe with recovery
     /// (4010 "insufficient state").
     InsufficientState,
+    /// A Centrifugo-protocol client sent a malformed command, or one before
+    /// `connect` (1008 "bad request"; 3501 on /connection/websocket).
+    BadRequest,
     /// The TCP connection ended without a close handshake (no frame is sent).
     Abnormal,
 }
@@ -175,6 +178,7 @@ impl CloseReason {
             CloseReason::InvalidToken | CloseReason::AuthRequired => 4001,
             CloseReason::TokenExpired => 4002,
             CloseReason::InsufficientState => 4010,
+            CloseReason::BadRequest => 1008,
             CloseReason::Abnormal => 1006,
         }
     }
@@ -194,6 +198,7 @@ impl CloseReason {
             CloseReason::AuthRequired => "authentication required",
             CloseReason::TokenExpired => "token expired",
             CloseReason::InsufficientState => "insufficient state",
+            CloseReason::BadRequest => "bad request",
         }
     }
 
@@ -212,6 +217,7 @@ impl CloseReason {
             CloseReason::AuthRequired => "auth_required",
             CloseReason::TokenExpired => "token_expired",
             CloseReason::InsufficientState => "insufficient_state",
+            CloseReason::BadRequest => "bad_request",
             CloseReason::Abnormal => "abnormal",
         }
     }

@@ -1,7 +1,9 @@
 //! The HTTP/1.1 side of the public port: read one request head (bounded in
 //! size and time), then either upgrade to WebSocket or answer and close.
 //!
-//! Routes: `GET /ws` and `GET /echo` (upgrade), `GET /health` (JSON), and
+//! Routes: `GET /ws`, `GET /connection/websocket` (Centrifugo's client
+//! protocol; `Sec-WebSocket-Protocol: centrifuge-protobuf` selects its
+//! Protobuf encoding) and `GET /echo` (upgrade), `GET /health` (JSON), and
 //! with `--demo` the chat page under `/demo/` (`demo.rs`). Every refusal is
 //! a specific status with a JSON body: 400, 404, 405, 426 (with
 //! `Sec-WebSocket-Version: 13`), 431, 503. Parsing is httparse's.
@@ -14,6 +16,7 @@ use std::time::Duration;
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::auth::Claims;
+use crate::centrifugo::Encoding;
 use crate::config::Compression;
 use crate::deflate::{self, Agreement};
 use crate::demo;
@@ -39,6 +42,9 @@ pub enum Route {
     Ws,
     /// `/echo`: every message sent back as is.
     Echo,
+    /// `/connection/websocket`: Centrifugo's client protocol v2, in the
+    /// encoding chosen at the upgrade.
+    Centrifugo(crate::centrifugo::Encoding),
 }
 
 impl Route {
@@ -47,7 +53,13 @@ impl Route {
         match self {
             Route::Ws => "/ws",
             Route::Echo => "/echo",
+            Route::Centrifugo(_) => "/connection/websocket",
         }
+    }
+
+    /// True for the pub/sub routes (/ws and /connection/websocket).
+    pub fn is_pubsub(self) -> bool {
+        self != Route::Echo
     }
 }
 
@@ -205,9 +217,16 @@ where
             let extensions = deflate
                 .map(|agreed| format!("Sec-WebSocket-Extensions: {agreed}\r\n"))
                 .unwrap_or_default();
+            // The Protobuf encoding was asked for as a subprotocol, which
+            // the client requires the answer to name.
+            let subprotocol = if route == Route::Centrifugo(Encoding::Protobuf) {
+                "Sec-WebSocket-Protocol: centrifuge-protobuf\r\n"
+            } else {
+                ""
+            };
             let head = format!(
                 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-                 Sec-WebSocket-Accept: {accept}\r\n{extensions}\r\n"
+                 Sec-WebSocket-Accept: {accept}\r\n{extensions}{subprotocol}\r\n"
             );
             if let Err(e) = stream.write_all(head.as_bytes()).await {
                 return fail(shard, client, &format!("write failed: {e}"));
@@ -339,6 +358,16 @@ fn answer(
     let route = match path {
         "/ws" => Some(Route::Ws),
         "/echo" => Some(Route::Echo),
+        "/connection/websocket" => {
+            let protobuf = header_values(req, "sec-websocket-protocol")
+                .flat_map(|v| v.split(','))
+                .any(|p| p.trim() == crate::centrifugo::PROTOBUF_SUBPROTOCOL);
+            Some(Route::Centrifugo(if protobuf {
+                Encoding::Protobuf
+            } else {
+                Encoding::Json
+            }))
+        }
         "/health" => None,
         _ => return Err(other_path(shard, req, path)),
     };
@@ -410,11 +439,13 @@ fn other_path(shard: &Shard, req: &httparse::Request<'_, '_>, path: &str) -> Res
         }
         Some(_) => Response::error(
             404,
-            &format!("no route for {path}; try /ws, /echo, /health or the demo at /demo/"),
+            &format!(
+                "no route for {path}; try /ws, /connection/websocket, /echo, /health or the demo at /demo/"
+            ),
         ),
         None => Response::error(
             404,
-            &format!("no route for {path}; try /ws, /echo or /health"),
+            &format!("no route for {path}; try /ws, /connection/websocket, /echo or /health"),
         ),
     }
 }

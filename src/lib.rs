@@ -8,7 +8,9 @@
 //!   [`reactor`]: the shard's epoll set, readiness rules, wake-ups and timeouts.
 //! - [`ws`]: RFC 6455 codec (the only tungstenite user); [`deflate`]:
 //!   permessage-deflate negotiation and the per-shard codec; [`message`]: the
-//!   /ws JSON protocol; [`outbox`]: per-connection frame queue.
+//!   /ws JSON protocol; [`centrifugo`]: Centrifugo's client protocol v2
+//!   (JSON and Protobuf) at /connection/websocket, a codec with no I/O;
+//!   [`outbox`]: per-connection frame queue.
 //! - [`shard`]: per-core state and the publish path; [`topics`]: channel
 //!   table; [`bus`]: cross-shard mesh (the only glommio channel user).
 //! - [`origin`]: allowed browser origins (`--allowed-origins`); [`proxy`]:
@@ -28,6 +30,7 @@ pub mod admin;
 pub mod auth;
 pub mod broker;
 pub mod bus;
+pub mod centrifugo;
 pub mod config;
 pub mod connection;
 pub mod deflate;

@@ -8,7 +8,7 @@ use crate::error::CloseReason;
 use crate::message::ErrorCode;
 
 /// Close reasons as counted (index = position), also the `reason` label.
-pub const CLOSE_REASONS: [&str; 13] = [
+pub const CLOSE_REASONS: [&str; 14] = [
     "client_closed",
     "shutdown",
     "protocol_error",
@@ -22,6 +22,7 @@ pub const CLOSE_REASONS: [&str; 13] = [
     "auth_required",
     "token_expired",
     "insufficient_state",
+    "bad_request",
 ];
 
 /// Handshake outcomes other than an upgrade, by HTTP status; "dropped" is a
@@ -79,6 +80,9 @@ pub struct Counters {
     pub compressed_frames: u64,
     /// Compressed messages received and inflated.
     pub inflated_messages: u64,
+    /// Publishes converted to a Centrifugo push (once per encoding per
+    /// shard per publish that has /connection/websocket subscribers there).
+    pub centrifugo_conversions: u64,
     /// Redis mode: messages received on this shard's pub/sub links.
     pub redis_received: u64,
     /// Redis mode: messages from Redis dropped as malformed.
@@ -117,6 +121,7 @@ impl Counters {
         self.flush_passes += o.flush_passes;
         self.compressed_frames += o.compressed_frames;
         self.inflated_messages += o.inflated_messages;
+        self.centrifugo_conversions += o.centrifugo_conversions;
         self.redis_received += o.redis_received;
         self.redis_dropped += o.redis_dropped;
         self.redis_publish_failures += o.redis_publish_failures;
@@ -216,6 +221,7 @@ pub fn close_index(reason: CloseReason) -> usize {
         CloseReason::AuthRequired => 10,
         CloseReason::TokenExpired => 11,
         CloseReason::InsufficientState => 12,
+        CloseReason::BadRequest => 13,
     }
 }
 
@@ -250,6 +256,7 @@ mod tests {
             CloseReason::AuthRequired,
             CloseReason::TokenExpired,
             CloseReason::InsufficientState,
+            CloseReason::BadRequest,
         ] {
             assert_eq!(CLOSE_REASONS[close_index(reason)], reason.label());
         }

@@ -197,6 +197,12 @@ impl Collector for Scrape {
         )?;
         counter(
             &mut enc,
+            "corecast_centrifugo_conversions",
+            "Frames converted to a Centrifugo push: once per encoding per shard per publish.",
+            |c| c.centrifugo_conversions,
+        )?;
+        counter(
+            &mut enc,
             "corecast_inflated_messages",
             "Compressed (permessage-deflate) messages received and inflated.",
             |c| c.inflated_messages,

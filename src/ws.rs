@@ -394,6 +394,20 @@ pub fn compress_frame(frame: &[u8], deflater: &mut Deflater, min_size: usize) ->
     (ok && compressed.len() < frame.len()).then_some(compressed)
 }
 
+/// The kind and payload of a server data frame made by [`encode`] (whole,
+/// unmasked, uncompressed); `None` for anything else.
+pub fn data_payload(frame: &[u8]) -> Option<(Kind, &[u8])> {
+    let (header, len) = FrameHeader::parse(&mut Cursor::new(frame)).ok()??;
+    let payload = frame.get(header.len(len)..)?;
+    let kind = match header.opcode {
+        OpCode::Data(Data::Text) => Kind::Text,
+        OpCode::Data(Data::Binary) => Kind::Binary,
+        _ => return None,
+    };
+    (header.is_final && !header.rsv1 && header.mask.is_none() && payload.len() as u64 == len)
+        .then_some((kind, payload))
+}
+
 /// Encodes one frame, RSV1 set if `rsv1`, whose payload `write` appends.
 fn encode_frame(
     kind: Kind,

@@ -14,7 +14,8 @@
 //! no buffer. Public sockets never go through glommio's streams: their
 //! readiness comes from the shard's epoll set ([`crate::reactor`]) from
 //! the accept on.
-//! `state.rs` holds `ConnState`, `session.rs` the protocol handling.
+//! `state.rs` holds `ConnState`, `session.rs` the /ws protocol handling,
+//! `centrifugo.rs` the /connection/websocket one.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -29,6 +30,7 @@ use crate::shard::{log_limited, ConnKey, Shard};
 use crate::sys;
 use crate::ws::Decoder;
 
+mod centrifugo;
 mod channels;
 mod session;
 mod state;
@@ -140,6 +142,10 @@ fn start(shard: Rc<Shard>, socket: std::net::TcpStream, upgrade: http::Upgrade) 
             key,
             message::connection_established(&id, shard.id.0 as usize, user.as_deref(), expires_at),
         );
+    }
+    if matches!(upgrade.route, Route::Centrifugo(_)) {
+        // Its first command must be `connect`, within the handshake timeout.
+        shard.expect_connect(key);
     }
     if !upgrade.leftover.is_empty() {
         if let Some(mut conn) = Connection::load(&shard, key) {
@@ -347,11 +353,11 @@ impl Connection {
             } else if self.backlog {
                 self.drain_backlog();
                 continue;
-            } else if self.session.route == Route::Ws && self.shard.bus.is_congested() {
+            } else if self.session.route.is_pubsub() && self.shard.bus.is_congested() {
                 let waker = reactor::conn_waker(self.session.key.0);
                 self.shard.bus.wait_uncongested(&waker);
                 return Poll::Pending;
-            } else if self.session.route == Route::Ws && self.shard.redis_congested() {
+            } else if self.session.route.is_pubsub() && self.shard.redis_congested() {
                 // Redis mode: publishes wait on Redis; read again once it caught up.
                 let waker = reactor::conn_waker(self.session.key.0);
                 self.shard.wait_redis_uncongested(&waker);

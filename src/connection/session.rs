@@ -69,20 +69,28 @@ impl Session {
                 shard.send_to(self.key, ws::encode(Kind::Binary, data));
                 true
             }
-            Event::Text(text) => self.on_request(shard, text),
-            Event::Binary(_) => {
-                let message =
-                    "binary frames are not part of the /ws protocol; send JSON text".to_string();
-                self.reply_error(
-                    shard,
-                    RequestError {
-                        code: ErrorCode::BinaryNotSupported,
-                        message,
-                        id: None,
-                    },
-                );
-                true
-            }
+            Event::Text(text) => match self.route {
+                Route::Centrifugo(enc) => {
+                    self.on_centrifugo(shard, enc, Kind::Text, text.as_bytes())
+                }
+                _ => self.on_request(shard, text),
+            },
+            Event::Binary(data) => match self.route {
+                Route::Centrifugo(enc) => self.on_centrifugo(shard, enc, Kind::Binary, data),
+                _ => {
+                    let message = "binary frames are not part of the /ws protocol; send JSON text"
+                        .to_string();
+                    self.reply_error(
+                        shard,
+                        RequestError {
+                            code: ErrorCode::BinaryNotSupported,
+                            message,
+                            id: None,
+                        },
+                    );
+                    true
+                }
+            },
         }
     }
 
@@ -372,8 +380,16 @@ impl Session {
         if let Err((code, message)) = shard.check_access(self.key, channel, Access::Presence) {
             return self.fail(shard, code, message, id);
         }
-        let owned_id = id.map(|i| i.to_owned());
-        if !shard.request_presence(self.key, self.seq, channel, stats, owned_id) {
+        let (owned_id, name) = (id.map(|i| i.to_owned()), channel.to_string());
+        let encode = move |presence: &crate::shard::Presence| {
+            let id = owned_id.as_deref();
+            if stats {
+                message::presence_stats(&name, presence, id)
+            } else {
+                message::presence(&name, presence, id)
+            }
+        };
+        if !shard.request_presence(self.key, self.seq, channel, stats, Box::new(encode)) {
             let message = "too many presence requests in flight on this shard; retry".to_string();
             self.fail(shard, ErrorCode::TooManyRequests, message, id);
         }

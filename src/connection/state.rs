@@ -46,7 +46,8 @@ pub struct ConnState {
     pub(crate) auth_deadline_s: u32,
     /// Set once the server has queued its close frame.
     pub(super) closing: Option<CloseReason>,
-    /// `/ws` (pub/sub; broadcasts reach only these) or `/echo`.
+    /// `/ws` (pub/sub; broadcasts reach only these), `/echo`, or
+    /// `/connection/websocket` with its encoding.
     pub(super) route: Route,
     /// Reads paused until other shards acknowledge a subscribe.
     pub(crate) awaiting_ack: bool,
@@ -123,9 +124,18 @@ impl ConnState {
         self.wake();
     }
 
-    /// True for /ws connections.
+    /// True for /ws connections (the ones `/api/broadcast` reaches).
     pub fn is_pubsub(&self) -> bool {
         self.route == Route::Ws
+    }
+
+    /// The Centrifugo encoding of a /connection/websocket client; `None`
+    /// for /ws and /echo.
+    pub(crate) fn centrifugo(&self) -> Option<crate::centrifugo::Encoding> {
+        match self.route {
+            Route::Centrifugo(encoding) => Some(encoding),
+            _ => None,
+        }
     }
 
     /// Bytes waiting to be written.
@@ -162,8 +172,12 @@ impl ConnState {
             self.outbox.discard_unstarted();
         }
         if reason != CloseReason::Abnormal {
-            self.outbox
-                .push(Frame::Own(ws::close(reason.code(), reason.text())));
+            let frame = match self.route {
+                // Centrifugo's disconnect codes carry the reconnect advice.
+                Route::Centrifugo(_) => crate::centrifugo::close_frame(reason),
+                _ => ws::close(reason.code(), reason.text()),
+            };
+            self.outbox.push(Frame::Own(frame));
         }
         self.closing = Some(reason);
         self.close_deadline_ms = deadline_ms as u32;
@@ -200,7 +214,13 @@ impl ConnState {
             if self.unanswered_ping_ms == 0 {
                 self.unanswered_ping_ms = (now as u32).max(1);
             }
-            self.outbox.push(Frame::Own(ws::PING.clone()));
+            let ping = match self.route {
+                // The SDKs watch for the protocol's own ping, not the
+                // WebSocket one (browsers hide those).
+                Route::Centrifugo(encoding) => crate::centrifugo::ping_frame(encoding),
+                _ => ws::PING.clone(),
+            };
+            self.outbox.push(Frame::Own(ping));
             self.wake();
         }
     }

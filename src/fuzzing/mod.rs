@@ -43,11 +43,13 @@ use crate::shard::{Shard, ShardId, Shared};
 use crate::ws::{self, Decoder, Event, Kind};
 
 mod broker;
+mod centrifugo;
 mod deflate;
 mod forwarded;
 mod resp;
 mod token;
 pub use broker::check_redis_message;
+pub use centrifugo::{check_centrifugo_json, check_centrifugo_protobuf};
 pub use deflate::{check_deflate_offer, check_inflate};
 pub use forwarded::check_forwarded;
 pub use resp::check_resp_reply;
@@ -562,7 +564,7 @@ fn check_decide(head: &[u8], admitted: bool) {
             check_query_param(query);
         }
         let path = target.split('?').next().unwrap_or(target);
-        let known = matches!(path, "/ws" | "/echo" | "/health");
+        let known = matches!(path, "/ws" | "/echo" | "/connection/websocket" | "/health");
         match (answer, again) {
             (Ok((route, accept, _, deflate)), Ok(again)) => {
                 assert_eq!(
@@ -570,10 +572,19 @@ fn check_decide(head: &[u8], admitted: bool) {
                     (again.0, &again.1, again.3),
                     "decide is not deterministic"
                 );
-                let want = if path == "/ws" {
-                    Route::Ws
-                } else {
-                    Route::Echo
+                let want = match path {
+                    "/ws" => Route::Ws,
+                    "/connection/websocket" => {
+                        let protobuf = http::header_values(&req, "sec-websocket-protocol")
+                            .flat_map(|v| v.split(','))
+                            .any(|p| p.trim() == "centrifuge-protobuf");
+                        Route::Centrifugo(if protobuf {
+                            crate::centrifugo::Encoding::Protobuf
+                        } else {
+                            crate::centrifugo::Encoding::Json
+                        })
+                    }
+                    _ => Route::Echo,
                 };
                 assert!(
                     known && path != "/health" && route == want,
@@ -1092,5 +1103,15 @@ mod tests {
     #[test]
     fn redis_message_seeds_and_regressions_hold() {
         replay("redis_message", check_redis_message);
+    }
+
+    #[test]
+    fn centrifugo_json_seeds_and_regressions_hold() {
+        replay("centrifugo_json", check_centrifugo_json);
+    }
+
+    #[test]
+    fn centrifugo_protobuf_seeds_and_regressions_hold() {
+        replay("centrifugo_protobuf", check_centrifugo_protobuf);
     }
 }

@@ -15,6 +15,7 @@ use std::rc::Rc;
 use bytes::Bytes;
 
 use super::Shard;
+use crate::centrifugo::Encoding;
 use crate::connection::ConnState;
 use crate::deflate::{Deflater, Inflater};
 use crate::outbox::{Frame, Published};
@@ -35,6 +36,10 @@ pub(super) struct Codec {
 pub(crate) struct Outgoing {
     plain: Frame,
     deflated: Option<Frame>,
+    /// The Centrifugo push of the frame, per encoding (JSON, Protobuf),
+    /// made for the first /connection/websocket subscriber that needs it;
+    /// `Some(None)` when the frame is nothing a Centrifugo client gets.
+    centrifugo: [Option<Option<Frame>>; 2],
 }
 
 impl Outgoing {
@@ -47,6 +52,7 @@ impl Outgoing {
                 stamp,
             })),
             deflated: None,
+            centrifugo: [None, None],
         }
     }
 }
@@ -55,11 +61,29 @@ impl Shard {
     /// The form of `out` that `conn` takes: the shared compressed copy for
     /// a connection that negotiated permessage-deflate (made now if it is
     /// the first), the plain frame otherwise.
-    pub(crate) fn frame_for(&self, out: &mut Outgoing, conn: &ConnState) -> Frame {
-        if !conn.deflate {
-            return out.plain.clone();
+    ///
+    /// A /connection/websocket client gets the frame as a Centrifugo push
+    /// in its encoding, converted once per encoding per `Outgoing` (so at
+    /// most once per shard per publish); `None` when the frame is not one
+    /// Centrifugo clients get (a /ws broadcast).
+    pub(crate) fn frame_for(&self, out: &mut Outgoing, conn: &ConnState) -> Option<Frame> {
+        if let Some(encoding) = conn.centrifugo() {
+            let Outgoing {
+                plain, centrifugo, ..
+            } = out;
+            return centrifugo[encoding as usize]
+                .get_or_insert_with(|| {
+                    self.metrics.bump(|c| c.centrifugo_conversions += 1);
+                    to_centrifugo(plain, encoding)
+                })
+                .clone();
         }
-        let Outgoing { plain, deflated } = out;
+        if !conn.deflate {
+            return Some(out.plain.clone());
+        }
+        let Outgoing {
+            plain, deflated, ..
+        } = out;
         deflated
             .get_or_insert_with(|| {
                 let Frame::Shared(published) = &*plain else {
@@ -74,6 +98,7 @@ impl Shard {
                 }
             })
             .clone()
+            .into()
     }
 
     /// `frame` compressed with the shard's compressor, or `None` when it
@@ -100,5 +125,19 @@ impl Shard {
         RefMut::map(self.codec.inflater.borrow_mut(), |i| {
             &mut **i.get_or_insert_with(Box::default)
         })
+    }
+}
+
+/// `frame` (a native /ws frame) as the Centrifugo push of `encoding`.
+fn to_centrifugo(frame: &Frame, encoding: Encoding) -> Option<Frame> {
+    match frame {
+        Frame::Shared(published) => {
+            let push = crate::centrifugo::push_from_native(encoding, &published.frame)?;
+            Some(Frame::Shared(Rc::new(Published {
+                frame: push,
+                stamp: published.stamp,
+            })))
+        }
+        Frame::Own(bytes) => crate::centrifugo::push_from_native(encoding, bytes).map(Frame::Own),
     }
 }

@@ -378,6 +378,26 @@ impl Shard {
         }
     }
 
+    /// An error reply in the connection's protocol: /ws's, or Centrifugo's
+    /// in `centrifugo`'s encoding (for the reply paths the shard itself
+    /// answers: subscribes that waited on other shards).
+    pub(crate) fn error_frame(
+        &self,
+        centrifugo: Option<crate::centrifugo::Encoding>,
+        code: crate::message::ErrorCode,
+        message: String,
+        id: Option<&serde_json::value::RawValue>,
+    ) -> Bytes {
+        self.metrics.on_request_error(code);
+        match centrifugo {
+            Some(encoding) => {
+                let id = crate::centrifugo::command_id(id);
+                crate::centrifugo::request_error(encoding, id, code, message)
+            }
+            None => crate::message::error(&crate::message::RequestError { code, message, id }),
+        }
+    }
+
     /// Queues `frame` for connection `key` and marks it for the next flush
     /// pass, closing it as a slow consumer when over the limit.
     /// A reply to a connection that negotiated permessage-deflate is

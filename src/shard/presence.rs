@@ -12,7 +12,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use serde_json::value::RawValue;
 
 use super::{ConnKey, Query, Shard};
 use crate::bus::BusMessage;
@@ -180,16 +179,17 @@ impl Shard {
     }
 
     /// Answers a client's `presence`/`presence_stats` request from a task of
-    /// its own (other shards must answer first); the reply goes to
-    /// connection `key` if it is still the one with `seq`. False when too
-    /// many such requests are in flight on this shard.
+    /// its own (other shards must answer first): `encode` makes the reply,
+    /// in the connection's protocol, which goes to connection `key` if it is
+    /// still the one with `seq`. False when too many such requests are in
+    /// flight on this shard.
     pub fn request_presence(
         self: &Rc<Self>,
         key: ConnKey,
         seq: u64,
         channel: &str,
         stats: bool,
-        id: Option<Box<RawValue>>,
+        encode: Box<dyn FnOnce(&Presence) -> Bytes>,
     ) -> bool {
         if self.presence_in_flight.get() >= MAX_PRESENCE_IN_FLIGHT {
             return false;
@@ -203,12 +203,7 @@ impl Shard {
             shard
                 .presence_in_flight
                 .set(shard.presence_in_flight.get() - 1);
-            let frame: Bytes = if stats {
-                message::presence_stats(&channel, &presence, id.as_deref())
-            } else {
-                message::presence(&channel, &presence, id.as_deref())
-            };
-            shard.send_to_conn(key, seq, frame);
+            shard.send_to_conn(key, seq, encode(&presence));
         })
         .detach();
         true

@@ -292,14 +292,11 @@ impl Shard {
             // The connection paused its reads for this reply: let it resume.
             conn.wake();
             if !ok {
-                let err = message::RequestError {
-                    code: message::ErrorCode::Unavailable,
-                    message: format!(
-                        "cannot subscribe to {channel} now (Redis unreachable); retry"
-                    ),
-                    id: id.as_deref(),
-                };
-                self.deliver(key, conn, Frame::Own(message::error(&err)));
+                let message =
+                    format!("cannot subscribe to {channel} now (Redis unreachable); retry");
+                let code = message::ErrorCode::Unavailable;
+                let frame = self.error_frame(conn.centrifugo(), code, message, id.as_deref());
+                self.deliver(key, conn, Frame::Own(frame));
                 continue;
             }
             self.deliver(key, conn, Frame::Own(reply));
@@ -338,9 +335,10 @@ impl Shard {
         let mut out = Outgoing::shared(frame, stamp);
         for key in keys {
             if let Some(conn) = conns.get_mut(key.0 as usize) {
-                let frame = self.frame_for(&mut out, conn);
-                self.deliver(key, conn, frame);
-                n += 1;
+                if let Some(frame) = self.frame_for(&mut out, conn) {
+                    self.deliver(key, conn, frame);
+                    n += 1;
+                }
             }
         }
         drop(conns);

@@ -23,6 +23,7 @@ use serde_json::value::RawValue;
 
 use super::{ConnKey, Query, Shard, ShardId, ShardReport, Subscription};
 use crate::bus::BusMessage;
+use crate::centrifugo;
 use crate::history::{
     Epoch, HistoryError, HistoryOptions, HistoryPage, HistoryStore, Publication, Recovery,
 };
@@ -369,6 +370,8 @@ impl Shard {
 
     /// Makes `key` a live subscriber of `channel` once its position is
     /// known: recovered publications first, then the reply, then its join.
+    /// A Centrifugo client gets the recovered publications inside its
+    /// subscribe reply, as that protocol has them.
     fn activate_history(
         &self,
         key: ConnKey,
@@ -377,33 +380,55 @@ impl Shard {
         answer: Option<HistoryAnswer>,
         id: Option<&RawValue>,
     ) -> Subscription {
+        let centrifugo = self
+            .conns
+            .borrow()
+            .get(key.0 as usize)
+            .and_then(|c| c.centrifugo());
         let Some(HistoryAnswer::Position {
             top,
             epoch,
             recovery,
         }) = answer
         else {
-            let err = message::RequestError {
-                code: message::ErrorCode::HistoryUnavailable,
-                message: format!("the history of {channel} did not answer; retry"),
-                id,
-            };
-            self.send_to(key, message::error(&err));
+            let (code, message) = (
+                message::ErrorCode::HistoryUnavailable,
+                format!("the history of {channel} did not answer; retry"),
+            );
+            self.send_to(key, self.error_frame(centrifugo, code, message, id));
             self.withdraw_if_unused(channel);
             return Subscription::Failed;
         };
-        let recovered = match recovery {
-            Some(Recovery::Recovered(publications)) => {
-                self.deliver_publications(key, channel, &publications);
-                Some(true)
+        debug_assert!(recovery.is_some() == recovering);
+        let reply = match centrifugo {
+            Some(encoding) => {
+                let recovered = match &recovery {
+                    Some(Recovery::Recovered(publications)) => Some(&publications[..]),
+                    _ => None,
+                };
+                let id = centrifugo::command_id(id);
+                centrifugo::history_subscribed(
+                    encoding,
+                    id,
+                    top,
+                    epoch.as_str(),
+                    recovering,
+                    recovered,
+                )
             }
-            Some(Recovery::NotRecovered) => Some(false),
-            None => None,
+            None => {
+                let recovered = match recovery {
+                    Some(Recovery::Recovered(publications)) => {
+                        self.deliver_publications(key, channel, &publications);
+                        Some(true)
+                    }
+                    Some(Recovery::NotRecovered) => Some(false),
+                    None => None,
+                };
+                message::position_reply("subscribed", channel, top, epoch.as_str(), recovered, id)
+            }
         };
-        debug_assert!(recovered.is_some() == recovering);
         let outcome = self.topics.borrow_mut().subscribe(channel, key);
-        let reply =
-            message::position_reply("subscribed", channel, top, epoch.as_str(), recovered, id);
         self.send_to(key, reply);
         match outcome {
             crate::topics::Subscribed::FirstOnShard(name)

@@ -3,6 +3,7 @@
 
 mod admin;
 mod auth;
+mod centrifugo;
 mod cluster;
 mod config_file;
 mod cross_shard;

@@ -1,0 +1,183 @@
+//! The real `centrifuge` SDK against corecast, each scenario in JSON and in
+//! Protobuf (tests/sdk/*.mjs print what they saw; the checks are here).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use serde_json::{json, Value};
+
+use super::{scenario, sdk_dir, server, step};
+use crate::auth::{token_for, SECRET};
+use crate::harness::Client;
+
+fn basic(encoding: &str) {
+    let server = server(&[]);
+    let lines = scenario(&server, "basic", encoding, &[]);
+    let connected = step(&lines, "connected");
+    assert!(
+        connected["client"]
+            .as_str()
+            .is_some_and(|c| c.contains('-')),
+        "{connected}"
+    );
+    assert_eq!(connected["transport"], "websocket");
+    step(&lines, "subscribed");
+    step(&lines, "join");
+    assert_eq!(step(&lines, "publication")["data"], json!({"text": "hi"}));
+    let presence = step(&lines, "presence");
+    assert_eq!(presence["users"], json!(["alice", "bob"]));
+    assert_eq!(presence["keyed_by_client"], true);
+    assert_eq!(presence["alice_info"], json!({"name": "Alice"}));
+    let stats = step(&lines, "presence_stats");
+    assert_eq!((&stats["clients"], &stats["users"]), (&json!(2), &json!(2)));
+    step(&lines, "leave");
+    let sub = step(&lines, "history_subscribed");
+    assert_eq!(
+        (&sub["recoverable"], &sub["positioned"]),
+        (&json!(true), &json!(true))
+    );
+    let history = step(&lines, "history");
+    let all = json!([{"offset": 1, "n": 1}, {"offset": 2, "n": 2}, {"offset": 3, "n": 3}]);
+    assert_eq!(history["pubs"], all);
+    assert_eq!(
+        (&history["offset"], &history["epoch"]),
+        (&json!(3), &json!(true))
+    );
+    let newest = json!([{"offset": 3, "n": 3}, {"offset": 2, "n": 2}]);
+    assert_eq!(step(&lines, "history_reverse")["pubs"], newest);
+    assert_eq!(
+        step(&lines, "history_since")["pubs"],
+        json!([{"offset": 3, "n": 3}])
+    );
+    // 108 "not available": no history, no presence, no RPC handler.
+    assert_eq!(step(&lines, "history_error")["code"], 108);
+    assert_eq!(step(&lines, "presence_error")["code"], 108);
+    assert_eq!(step(&lines, "rpc_error")["code"], 108);
+}
+
+#[test]
+fn sdk_connects_subscribes_publishes_and_reads_presence_and_history_json() {
+    basic("json");
+}
+
+#[test]
+fn sdk_connects_subscribes_publishes_and_reads_presence_and_history_protobuf() {
+    basic("protobuf");
+}
+
+fn refresh(encoding: &str) {
+    let server = server(&[]);
+    let lines = scenario(&server, "refresh", encoding, &[]);
+    assert_eq!(step(&lines, "refreshed")["calls"], 1);
+    let still = step(&lines, "still_connected");
+    assert_eq!(still["state"], "connected");
+    assert_eq!(
+        still["events"],
+        json!([]),
+        "no disconnect or reconnect: {still}"
+    );
+    assert_eq!(still["same_client"], true);
+    let late = step(&lines, "expired_at_connect");
+    assert_eq!(late["errors"], json!([109]), "{late}");
+    assert_eq!(late["calls"], 1);
+}
+
+#[test]
+fn sdk_refreshes_its_token_before_expiry_json() {
+    refresh("json");
+}
+
+#[test]
+fn sdk_refreshes_its_token_before_expiry_protobuf() {
+    refresh("protobuf");
+}
+
+fn recovery(encoding: &str) {
+    let server = server(&[]);
+    let admin = server.admin_addr().to_string();
+    let lines = scenario(&server, "recovery", encoding, &[&admin]);
+    let recovered = step(&lines, "recovered");
+    assert_eq!(
+        recovered["exact"], true,
+        "every publication once, in order: {recovered}"
+    );
+    assert!(
+        recovered["published_while_away"].as_u64().unwrap() > 0,
+        "the cut must overlap publishes: {recovered}"
+    );
+    let subscribed = recovered["subscribed"].as_array().unwrap();
+    assert_eq!(subscribed.len(), 2, "{recovered}");
+    assert_eq!(
+        subscribed[0],
+        json!({"recovered": false, "was_recovering": false})
+    );
+    assert_eq!(
+        subscribed[1],
+        json!({"recovered": true, "was_recovering": true})
+    );
+    let lost = step(&lines, "lost");
+    assert_eq!(lost["removed"], 200);
+    assert_eq!(lost["recovered"], false, "{lost}");
+    assert_eq!(lost["was_recovering"], true, "{lost}");
+}
+
+#[test]
+fn sdk_recovers_every_publication_after_a_cut_and_reports_lost_history_json() {
+    recovery("json");
+}
+
+#[test]
+fn sdk_recovers_every_publication_after_a_cut_and_reports_lost_history_protobuf() {
+    recovery("protobuf");
+}
+
+/// A /ws client and an SDK client in one channel, messages both ways.
+fn interop(encoding: &str) {
+    let server = server(&[]);
+    let channel = format!("chat:interop-{encoding}");
+    let (mut ws, _) = crate::auth::ws_with_token(&server, &token_for("native"));
+    ws.subscribe(&channel);
+    let url = format!("ws://{}/connection/websocket", server.addr());
+    let mut node = Command::new("node")
+        .current_dir(sdk_dir())
+        .args(["interop.mjs", &url, encoding, SECRET, &channel])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run node");
+    let mut lines = BufReader::new(node.stdout.take().unwrap()).lines();
+    let mut next_line = || -> Value {
+        let line = lines.next().expect("a line from the scenario").unwrap();
+        serde_json::from_str(&line).unwrap()
+    };
+    assert_eq!(next_line()["step"], "subscribed");
+    ws.send_json(&json!({"type": "publish", "channel": channel, "data": {"from": "ws"}}));
+    let received = next_line();
+    assert_eq!(received["data"], json!({"from": "ws"}), "{received}");
+    assert_eq!(next_line()["step"], "published");
+    // The /ws client gets its own message, then the SDK's.
+    let mine = recv_message(&mut ws);
+    assert_eq!(mine["data"], json!({"from": "ws"}));
+    let theirs = recv_message(&mut ws);
+    assert_eq!(theirs["channel"], channel.as_str());
+    assert_eq!(theirs["data"], json!({"from": "sdk"}));
+    assert!(node.wait().unwrap().success());
+}
+
+fn recv_message(ws: &mut Client) -> Value {
+    loop {
+        let m = ws.recv_json();
+        if m["type"] == "message" {
+            return m;
+        }
+    }
+}
+
+#[test]
+fn ws_and_sdk_clients_share_a_channel_json() {
+    interop("json");
+}
+
+#[test]
+fn ws_and_sdk_clients_share_a_channel_protobuf() {
+    interop("protobuf");
+}

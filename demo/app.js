@@ -21,6 +21,8 @@
   let client = null;
   let sub = null;
   let me = '';
+  // This page's connection id: its own join and leave are not announced.
+  let myClient = '';
 
   // The connection state indicator: connecting, connected, reconnecting,
   // disconnected (data-state drives the colour; tests read it too).
@@ -46,8 +48,18 @@
     log.scrollTop = log.scrollHeight;
   }
 
+  // Who sent a publication: the server's word (`info`) when it gives it.
+  // corecast attaches no publisher info to publications (docs/centrifugo.md),
+  // so the page also sends its name in the message; that one is the
+  // sender's claim, not checked by the server.
+  function sender(pub) {
+    if (pub.info && pub.info.user) return pub.info.user;
+    if (pub.data && typeof pub.data.user === 'string') return pub.data.user;
+    return '(server)';
+  }
+
   function message(pub, history) {
-    const who = pub.info && pub.info.user ? pub.info.user : '(server)';
+    const who = sender(pub);
     const text = pub.data && typeof pub.data.text === 'string' ? pub.data.text : JSON.stringify(pub.data);
     const li = line(history ? 'msg history' : 'msg', [['who', who], ['text', text]]);
     if (pub.offset !== undefined) li.dataset.offset = pub.offset;
@@ -76,11 +88,16 @@
     });
     let everConnected = false;
     client.on('connecting', (ctx) => {
-      if (everConnected) showState('reconnecting', `reconnecting (${ctx.reason})`);
-      else showState('connecting');
+      if (!everConnected) {
+        showState('connecting');
+      } else if (state.dataset.state !== 'reconnecting') {
+        showState('reconnecting', `reconnecting (${ctx.reason})`);
+        notice('state', `connection lost (${ctx.reason}); reconnecting`);
+      }
     });
-    client.on('connected', () => {
+    client.on('connected', (ctx) => {
       everConnected = true;
+      myClient = ctx.client;
       showState('connected');
     });
     client.on('disconnected', (ctx) => showState('disconnected', `disconnected (${ctx.reason})`));
@@ -141,11 +158,11 @@
       log.scrollTop = log.scrollHeight;
     });
     current.on('join', (ctx) => {
-      notice('join', `${ctx.info.user} joined`);
+      if (ctx.info.client !== myClient) notice('join', `${ctx.info.user} joined`);
       refreshPresence(current);
     });
     current.on('leave', (ctx) => {
-      notice('leave', `${ctx.info.user} left`);
+      if (ctx.info.client !== myClient) notice('leave', `${ctx.info.user} left`);
       refreshPresence(current);
     });
     current.on('error', (ctx) => notice('error', `subscription error: ${ctx.error.message}`));
@@ -205,7 +222,7 @@
     const input = $('text');
     const text = input.value.trim();
     if (!text || !sub) return;
-    sub.publish({ text }).then(
+    sub.publish({ user: me, text }).then(
       () => { input.value = ''; },
       (err) => notice('error', `not sent: ${err.message}`),
     );

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # deps.sh: installs the real services and tools the tests start themselves,
 # when they are missing: Redis 7 (`redis-server`, Debian) for the scale-out
-# tests, nginx (Debian) for the load-balancer test, and Node.js with npm
+# tests, nginx (Debian) for the load-balancer test, Chromium (Debian
+# `chromium`) for the --demo page's browser test, and Node.js with npm
 # (Debian `nodejs`, `npm`) for the tests that run the `centrifuge` SDK:
 # tests/sdk (the Centrifugo SDK tests: the SDK and `ws`) and tests/browser
-# (the --demo page's SDK copy check: the SDK and playwright-core), whose
+# (the --demo page in Chromium: the SDK and playwright-core), whose
 # packages it installs with `npm ci` unless the lockfile is already
 # installed. Never starts or enables a system service: the tests run their
 # own instances on free ports and stop them. Quiet when all is present.
@@ -19,6 +20,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 

@@ -29,6 +29,7 @@
   function showState(name, text) {
     state.dataset.state = name;
     state.textContent = text || name;
+    $('toggle').textContent = name === 'disconnected' ? 'Connect' : 'Disconnect';
   }
 
   function line(className, parts) {
@@ -90,18 +91,24 @@
     client.on('connecting', (ctx) => {
       if (!everConnected) {
         showState('connecting');
-      } else if (state.dataset.state !== 'reconnecting') {
-        showState('reconnecting', `reconnecting (${ctx.reason})`);
+        return;
+      }
+      if (state.dataset.state === 'connected') {
         notice('state', `connection lost (${ctx.reason}); reconnecting`);
       }
+      showState('reconnecting', `reconnecting (${ctx.reason})`);
     });
     client.on('connected', (ctx) => {
       everConnected = true;
       myClient = ctx.client;
       showState('connected');
     });
-    client.on('disconnected', (ctx) => showState('disconnected', `disconnected (${ctx.reason})`));
+    client.on('disconnected', (ctx) => {
+      showState('disconnected', `disconnected (${ctx.reason})`);
+      notice('state', `disconnected (${ctx.reason})`);
+    });
     client.connect();
+    $('toggle').hidden = false;
     $('login').hidden = true;
     $('chat').hidden = false;
     join(room);
@@ -226,6 +233,13 @@
       () => { input.value = ''; },
       (err) => notice('error', `not sent: ${err.message}`),
     );
+  });
+
+  // Leave and come back by hand: the subscription stays, so connecting
+  // again recovers what was missed, as after a network outage.
+  $('toggle').addEventListener('click', () => {
+    if (client.state === 'disconnected') client.connect();
+    else client.disconnect();
   });
 
   $('switch').addEventListener('submit', (e) => {

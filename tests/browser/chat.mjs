@@ -2,7 +2,8 @@
 // playwright-core: two people join a room, see each other in presence and
 // join/leave notices, talk; one goes offline while the other talks, comes
 // back and is shown each missed message exactly once, recovered; a third
-// joins later and gets the room's history.
+// joins later and gets the room's history, then leaves; one disconnects
+// with the page's own button and recovers on connecting again.
 //
 // Usage: node chat.mjs http://127.0.0.1:PORT [--screenshot FILE]
 // (tests/it/demo.rs starts `corecast --demo` and runs this). Prints one
@@ -267,6 +268,21 @@ async function main() {
     await waitNotice(bob.page, 'leave', 'carol left');
     await waitPresence(alice.page, ['alice', 'bob']);
     await waitPresence(carol.page, ['carol']);
+  });
+
+  await step('bob disconnects by hand and connects again: 1 missed message recovered', async () => {
+    await bob.page.click('#toggle');
+    await bob.page.locator('#state[data-state="disconnected"]').waitFor();
+    await waitNotice(alice.page, 'leave', 'bob left');
+    await say(alice.page, 'are you there?');
+    await bob.page.click('#toggle');
+    await bob.page.locator('#state[data-state="connected"]').waitFor();
+    await waitNotice(bob.page, 'recovered', 'recovered 1 missed message');
+    const want = ['alice: hello bob', 'bob: hi alice', ...missed.map((m) => `bob: ${m}`), 'alice: are you there?'];
+    const got = await messages(bob.page);
+    if (JSON.stringify(got) !== JSON.stringify(want)) {
+      throw new Error(`log ${JSON.stringify(got)}, want ${JSON.stringify(want)}`);
+    }
   });
 
   clearTimeout(timer);

@@ -65,6 +65,7 @@ fn two_browsers_chat_and_recover_after_going_offline() {
         "exactly once, in order",
         "gets the history",
         "see her leave",
+        "1 missed message recovered",
     ] {
         assert!(output.contains(check), "no {check:?} in:\n{output}");
     }

@@ -3,7 +3,8 @@
 # integration tests start the real corecast binary on 127.0.0.1), then every
 # shell test in tests/scripts/ (tuning scripts, bench CLI, CPU caps). Needs
 # a Rust toolchain and bash; scripts/deps.sh first installs the services the
-# tests start themselves (redis-server, nginx) when they are missing.
+# tests start themselves (redis-server, nginx) and Node.js with the
+# Centrifugo SDK the /connection/websocket tests run, when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -16,13 +16,14 @@ use std::time::Duration;
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::auth::Claims;
-use crate::centrifugo::Encoding;
+use crate::centrifugo;
 use crate::config::Compression;
 use crate::deflate::{self, Agreement};
 use crate::demo;
 use crate::proxy::{self, ClientAddr};
 use crate::reactor::with_timeout;
 use crate::shard::{unix_now, Shard};
+use crate::wire::{Encoding, Wire};
 use crate::ws;
 
 /// Most headers one request may carry (431 above).
@@ -72,9 +73,10 @@ pub struct Upgrade {
     pub leftover: Vec<u8>,
     /// The verified claims of a `?token=` in the upgrade URL.
     pub claims: Option<Claims>,
-    /// permessage-deflate was negotiated (`--compression on` and an
-    /// acceptable offer).
-    pub deflate: bool,
+    /// How the connection wants its frames: the encoding, and the
+    /// permessage-deflate window when one was negotiated (`--compression
+    /// on` and an acceptable offer).
+    pub wire: Wire,
     /// Who the client is, for the `upgraded` log line; not kept after it.
     pub client: ClientAddr,
 }
@@ -219,7 +221,7 @@ where
                 .unwrap_or_default();
             // The Protobuf encoding was asked for as a subprotocol, which
             // the client requires the answer to name.
-            let subprotocol = if route == Route::Centrifugo(Encoding::Protobuf) {
+            let subprotocol = if route == Route::Centrifugo(centrifugo::Encoding::Protobuf) {
                 "Sec-WebSocket-Protocol: centrifuge-protobuf\r\n"
             } else {
                 ""
@@ -235,7 +237,13 @@ where
                 route,
                 leftover: buf[head_len..].to_vec(),
                 claims,
-                deflate: deflate.is_some(),
+                wire: Wire::new(
+                    match route {
+                        Route::Centrifugo(encoding) => Encoding::from(encoding),
+                        _ => Encoding::Json,
+                    },
+                    deflate.map(|agreed| agreed.window()),
+                ),
                 client,
             })
         }
@@ -361,11 +369,11 @@ fn answer(
         "/connection/websocket" => {
             let protobuf = header_values(req, "sec-websocket-protocol")
                 .flat_map(|v| v.split(','))
-                .any(|p| p.trim() == crate::centrifugo::PROTOBUF_SUBPROTOCOL);
+                .any(|p| p.trim() == centrifugo::PROTOBUF_SUBPROTOCOL);
             Some(Route::Centrifugo(if protobuf {
-                Encoding::Protobuf
+                centrifugo::Encoding::Protobuf
             } else {
-                Encoding::Json
+                centrifugo::Encoding::Json
             }))
         }
         "/health" => None,

@@ -10,7 +10,9 @@
 //!   permessage-deflate negotiation and the per-shard codec; [`message`]: the
 //!   /ws JSON protocol; [`centrifugo`]: Centrifugo's client protocol v2
 //!   (JSON and Protobuf) at /connection/websocket, a codec with no I/O;
-//!   [`outbox`]: per-connection frame queue.
+//!   [`wire`]: a connection's encoding and compression, and the conversion
+//!   of native JSON messages to other encodings; [`outbox`]: per-connection
+//!   frame queue.
 //! - [`shard`]: per-core state and the publish path; [`topics`]: channel
 //!   table; [`bus`]: cross-shard mesh (the only glommio channel user).
 //! - [`origin`]: allowed browser origins (`--allowed-origins`); [`proxy`]:
@@ -55,6 +57,7 @@ pub mod shard;
 pub mod shutdown;
 pub mod sys;
 pub mod topics;
+pub mod wire;
 pub mod ws;
 
 pub use config::Config;

@@ -54,7 +54,8 @@ pub enum Frame {
 }
 
 impl Frame {
-    fn bytes(&self) -> &Bytes {
+    /// The encoded frame.
+    pub fn bytes(&self) -> &Bytes {
         match self {
             Frame::Own(bytes) => bytes,
             Frame::Shared(published) => &published.frame,
@@ -65,6 +66,18 @@ impl Frame {
         match self {
             Frame::Own(_) => 0,
             Frame::Shared(published) => published.stamp,
+        }
+    }
+
+    /// Another form of this frame (`bytes`, converted or compressed from
+    /// it), queued the same way: shared with the same stamp, or owned.
+    pub fn derived(&self, bytes: Bytes) -> Frame {
+        match self {
+            Frame::Own(_) => Frame::Own(bytes),
+            Frame::Shared(published) => Frame::Shared(Rc::new(Published {
+                frame: bytes,
+                stamp: published.stamp,
+            })),
         }
     }
 

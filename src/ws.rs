@@ -408,6 +408,26 @@ pub fn data_payload(frame: &[u8]) -> Option<(Kind, &[u8])> {
         .then_some((kind, payload))
 }
 
+/// A server text frame's payload rewritten by `convert` (which appends
+/// the new payload) into a frame of `kind`; `None` when the frame is not
+/// one whole uncompressed text message (a control frame goes as it is).
+pub fn convert_frame<E>(
+    frame: &[u8],
+    kind: Kind,
+    convert: impl FnOnce(&[u8], &mut Vec<u8>) -> Result<(), E>,
+) -> Option<Result<Bytes, E>> {
+    let (header, len) = FrameHeader::parse(&mut Cursor::new(frame)).ok()??;
+    if header.opcode != OpCode::Data(Data::Text) || !header.is_final || header.rsv1 {
+        return None;
+    }
+    let payload = &frame[header.len(len)..];
+    let mut result = Ok(());
+    let converted = encode_frame(kind, false, payload.len(), |buf| {
+        result = convert(payload, buf);
+    });
+    Some(result.map(|()| converted))
+}
+
 /// Encodes one frame, RSV1 set if `rsv1`, whose payload `write` appends.
 fn encode_frame(
     kind: Kind,

@@ -11,6 +11,7 @@ use serde_json::value::RawValue;
 
 use super::proto::{ClientEvent, ClientInfo, Command, Publication, Push, Reply};
 use super::{kind, Encoding};
+use crate::wire::ConvertError;
 use crate::ws;
 
 /// Why a frame's commands could not be read (the client is disconnected
@@ -120,21 +121,26 @@ impl Commands<'_> {
 
 /// One reply (or push, or ping) as a frame of `encoding`.
 pub fn reply_frame(encoding: Encoding, reply: &Reply) -> Bytes {
+    let hint = match encoding {
+        Encoding::Json => 128,
+        Encoding::Protobuf => reply.encoded_len() + 10,
+    };
+    ws::encode_with(kind(encoding), hint, |buf| {
+        write_reply(encoding, reply, buf)
+    })
+}
+
+/// Appends one reply in `encoding` (a JSON object, or a length-delimited
+/// Protobuf message).
+fn write_reply(encoding: Encoding, reply: &Reply, buf: &mut Vec<u8>) {
     match encoding {
-        Encoding::Json => ws::encode_with(kind(encoding), 128, |buf| {
-            // Serializing these types into a Vec cannot fail: every map key
-            // is a string and `raw_json` writes JSON or null.
-            serde_json::to_writer(&mut *buf, reply).expect("reply to json");
-        }),
-        Encoding::Protobuf => {
-            let len = reply.encoded_len();
-            ws::encode_with(kind(encoding), len + 10, |buf| {
-                // Encoding into a Vec grows it as needed: cannot fail.
-                reply
-                    .encode_length_delimited(buf)
-                    .expect("reply to protobuf");
-            })
-        }
+        // Serializing these types into a Vec cannot fail: every map key is
+        // a string and `raw_json` writes JSON or null.
+        Encoding::Json => serde_json::to_writer(&mut *buf, reply).expect("reply to json"),
+        // Encoding into a Vec grows it as needed: cannot fail.
+        Encoding::Protobuf => reply
+            .encode_length_delimited(buf)
+            .expect("reply to protobuf"),
     }
 }
 
@@ -158,26 +164,45 @@ struct Native<'a> {
 }
 
 /// A native /ws frame of a channel (`message`, `join`, `leave`: what a
-/// publish fans out) as the Centrifugo push of `encoding`; `None` for
-/// anything else, which Centrifugo clients do not get.
-///
-/// This is the one conversion per encoding that fan-out makes, at most
-/// once per shard per publish.
+/// publish fans out) as the Centrifugo push frame of `encoding`; `None` for
+/// anything else, which Centrifugo clients do not get. Fan-out converts
+/// through [`convert_native`] (via `wire::convert`); this frame-level form
+/// is for tests and the fuzz oracles.
 pub fn push_from_native(encoding: Encoding, frame: &[u8]) -> Option<Bytes> {
     let (ws::Kind::Text, payload) = ws::data_payload(frame)? else {
         return None;
     };
-    let native: Native<'_> = serde_json::from_slice(payload).ok()?;
+    let mut out = Vec::new();
+    convert_native(encoding, payload, &mut out).ok()?;
+    Some(ws::encode(kind(encoding), &out))
+}
+
+/// A native /ws message's payload (JSON) as the payload of the Centrifugo
+/// push of `encoding`, appended to `out`: `message` becomes `pub`, `join`
+/// and `leave` stay themselves; anything else has no Centrifugo form.
+///
+/// This is the one conversion per encoding that fan-out makes, at most
+/// once per shard per publish (`wire::convert`).
+pub fn convert_native(
+    encoding: Encoding,
+    json: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), ConvertError> {
+    let native: Native<'_> = serde_json::from_slice(json)
+        .map_err(|e| ConvertError(format!("not a server message: {e}")))?;
     let push = match &*native.kind {
         "message" => {
-            let data = native.data?.get();
+            let Some(data) = native.data else {
+                return Err(ConvertError("a message without data".into()));
+            };
             if encoding == Encoding::Json {
-                return Some(json_pub(&native.channel, data, native.offset));
+                json_pub(out, &native.channel, data.get(), native.offset);
+                return Ok(());
             }
             Push {
                 channel: native.channel.into_owned(),
                 publication: Some(Publication {
-                    data: Bytes::copy_from_slice(data.as_bytes()),
+                    data: Bytes::copy_from_slice(data.get().as_bytes()),
                     offset: native.offset.unwrap_or(0),
                 }),
                 ..Default::default()
@@ -202,29 +227,27 @@ pub fn push_from_native(encoding: Encoding, frame: &[u8]) -> Option<Bytes> {
                 ..Default::default()
             }
         }
-        _ => return None,
+        other => return Err(ConvertError(format!("{other:?} has no Centrifugo push"))),
     };
-    Some(reply_frame(
-        encoding,
-        &Reply {
-            push: Some(push),
-            ..Default::default()
-        },
-    ))
+    let reply = Reply {
+        push: Some(push),
+        ..Default::default()
+    };
+    write_reply(encoding, &reply, out);
+    Ok(())
 }
 
 /// `{"push":{"channel":C,"pub":{"data":D[,"offset":N]}}}`, written
 /// directly: `data` is already JSON, so it is copied, not re-validated.
-fn json_pub(channel: &str, data: &str, offset: Option<u64>) -> Bytes {
-    ws::encode_with(ws::Kind::Text, 48 + channel.len() + data.len(), |buf| {
-        buf.extend_from_slice(br#"{"push":{"channel":"#);
-        // Writing a &str into a Vec cannot fail.
-        serde_json::to_writer(&mut *buf, channel).expect("vec write");
-        buf.extend_from_slice(br#","pub":{"data":"#);
-        buf.extend_from_slice(data.as_bytes());
-        if let Some(offset) = offset.filter(|o| *o > 0) {
-            buf.extend_from_slice(format!(r#","offset":{offset}"#).as_bytes());
-        }
-        buf.extend_from_slice(b"}}}");
-    })
+fn json_pub(buf: &mut Vec<u8>, channel: &str, data: &str, offset: Option<u64>) {
+    buf.reserve(48 + channel.len() + data.len());
+    buf.extend_from_slice(br#"{"push":{"channel":"#);
+    // Writing a &str into a Vec cannot fail.
+    serde_json::to_writer(&mut *buf, channel).expect("vec write");
+    buf.extend_from_slice(br#","pub":{"data":"#);
+    buf.extend_from_slice(data.as_bytes());
+    if let Some(offset) = offset.filter(|o| *o > 0) {
+        buf.extend_from_slice(format!(r#","offset":{offset}"#).as_bytes());
+    }
+    buf.extend_from_slice(b"}}}");
 }

@@ -16,7 +16,7 @@ use crate::ws::{self, Kind};
 mod codec;
 pub mod proto;
 
-pub use codec::{decode_commands, push_from_native, reply_frame, DecodeError};
+pub use codec::{convert_native, decode_commands, push_from_native, reply_frame, DecodeError};
 
 /// The WebSocket subprotocol the SDK's Protobuf build asks for.
 pub const PROTOBUF_SUBPROTOCOL: &str = "centrifuge-protobuf";
@@ -97,7 +97,9 @@ pub fn close_code(reason: CloseReason) -> (u16, &'static str) {
         CloseReason::HeartbeatTimeout => (3012, "no pong"),
         CloseReason::TokenExpired => (3005, "connection expired"),
         CloseReason::InsufficientState => (3010, "insufficient state"),
-        CloseReason::InvalidToken | CloseReason::AuthRequired => (3500, "invalid token"),
+        CloseReason::InvalidToken => (3500, "invalid token"),
+        // No `connect` within the handshake timeout.
+        CloseReason::AuthRequired => (3502, "stale"),
         CloseReason::BadRequest => (3501, "bad request"),
         CloseReason::Disconnected => (3503, "force disconnect"),
         other => (other.code(), other.text()),

@@ -335,6 +335,40 @@ pub struct ConnectResult {
     #[prost(bool, tag = "8")]
     #[serde(skip_serializing_if = "is_default")]
     pub pong: bool,
+    /// Server-side subscriptions (the user's personal channel `#USER`):
+    /// the protocol's `map<string, SubscribeResult>`, as the repeated
+    /// entries it is on the wire, because prost leaves out a map value
+    /// equal to its default and the SDK then reads an absent result.
+    #[prost(message, repeated, tag = "6")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        serialize_with = "entries_as_map"
+    )]
+    pub subs: Vec<SubscriptionEntry>,
+}
+
+/// One entry of [`ConnectResult::subs`]: channel -> subscribe result.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SubscriptionEntry {
+    /// The channel.
+    #[prost(string, tag = "1")]
+    pub key: String,
+    /// Its subscribe result, always written (even when empty).
+    #[prost(message, optional, tag = "2")]
+    pub value: Option<SubscribeResult>,
+}
+
+/// Map entries as the JSON object they stand for.
+fn entries_as_map<S: serde::Serializer>(
+    entries: &[SubscriptionEntry],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = s.serialize_map(Some(entries.len()))?;
+    for entry in entries {
+        map.serialize_entry(&entry.key, &entry.value.clone().unwrap_or_default())?;
+    }
+    map.end()
 }
 
 /// The answer to `refresh`.

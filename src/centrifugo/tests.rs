@@ -106,6 +106,7 @@ fn replies_are_one_frame_each_in_both_encodings() {
             ttl: 30,
             ping: 25,
             pong: true,
+            subs: Default::default(),
         }),
         ..Default::default()
     };
@@ -199,6 +200,7 @@ fn close_reasons_map_to_disconnect_codes_with_reconnect_advice() {
     assert_eq!(close_code(CloseReason::GoingAway).0, 3001);
     assert_eq!(close_code(CloseReason::InvalidToken).0, 3500);
     assert_eq!(close_code(CloseReason::BadRequest).0, 3501);
+    assert_eq!(close_code(CloseReason::AuthRequired), (3502, "stale"));
     assert_eq!(close_code(CloseReason::TooBig).0, 1009);
 }
 
@@ -229,4 +231,26 @@ fn history_subscribed_carries_position_and_recovered_publications() {
         v["subscribe"].get("recovered").is_none(),
         "recovered: false is left out"
     );
+}
+
+#[test]
+fn server_side_subscriptions_keep_their_empty_results() {
+    let result = proto::ConnectResult {
+        subs: vec![proto::SubscriptionEntry {
+            key: "#a".into(),
+            value: Some(proto::SubscribeResult::default()),
+        }],
+        ..Default::default()
+    };
+    // The map entry holds its key and an empty value: the SDK reads the
+    // value's fields, and an absent one is null there.
+    let bytes = result.encode_to_vec();
+    assert!(
+        bytes
+            .windows(6)
+            .any(|w| w == [0x0a, 0x02, b'#', b'a', 0x12, 0x00]),
+        "{bytes:?}"
+    );
+    let v = serde_json::to_value(&result).unwrap();
+    assert_eq!(v["subs"], serde_json::json!({"#a": {}}));
 }

@@ -70,6 +70,9 @@ impl Session {
 
     /// One command; false when it left the connection waiting.
     fn cf_on_command(&mut self, shard: &Rc<Shard>, enc: Encoding, cmd: proto::Command) -> bool {
+        if cmd == proto::Command::default() {
+            return true; // A pong: its arrival already counted as traffic.
+        }
         let id = cmd.id;
         if let Some(req) = cmd.connect {
             if self.started {
@@ -79,20 +82,6 @@ impl Session {
                 self.cf_connect(shard, enc, id, req);
             }
             return true;
-        }
-        let is_pong = id == 0
-            && cmd.subscribe.is_none()
-            && cmd.unsubscribe.is_none()
-            && cmd.publish.is_none()
-            && cmd.presence.is_none()
-            && cmd.presence_stats.is_none()
-            && cmd.history.is_none()
-            && cmd.refresh.is_none()
-            && cmd.rpc.is_none()
-            && cmd.sub_refresh.is_none()
-            && cmd.ping.is_none();
-        if is_pong && cmd.send.is_none() {
-            return true; // Its arrival already counted as traffic for the pong timeout.
         }
         if !self.started {
             return self.cf_bad_request(shard, "the first command must be connect");
@@ -140,7 +129,7 @@ impl Session {
         let mut expires_at = None;
         if req.token.is_empty() {
             if shard.config.config.require_auth {
-                return shard.close(self.key, CloseReason::AuthRequired);
+                return shard.close(self.key, CloseReason::InvalidToken);
             }
             shard.stays_anonymous(self.key);
         } else {
@@ -174,6 +163,17 @@ impl Session {
         );
         let (expires, ttl) = ttl(expires_at);
         let ping = shard.config.config.ping_interval.as_secs() as u32;
+        // The user's personal channel reaches every connection of theirs
+        // unasked: for the SDK, a server-side subscription.
+        let user = shard.with_user(self.key, str::to_string);
+        let subs = if user.is_empty() {
+            Vec::new()
+        } else {
+            vec![proto::SubscriptionEntry {
+                key: format!("#{user}"),
+                value: Some(proto::SubscribeResult::default()),
+            }]
+        };
         let reply = Reply {
             id,
             connect: Some(proto::ConnectResult {
@@ -183,6 +183,7 @@ impl Session {
                 ttl,
                 ping,
                 pong: ping > 0,
+                subs,
             }),
             ..Default::default()
         };
@@ -534,11 +535,27 @@ fn client_info(json: &str) -> Option<proto::ClientInfo> {
 /// first.
 fn ttl(expires_at: Option<u64>) -> (bool, u32) {
     match expires_at {
-        Some(at) => {
-            let left = at.saturating_sub(crate::shard::unix_now());
-            let ttl = left.saturating_sub((left / 4).clamp(1, 5)).max(1);
-            (true, ttl.min(u64::from(u32::MAX)) as u32)
-        }
+        Some(at) => (true, ttl_for(at.saturating_sub(crate::shard::unix_now()))),
         None => (false, 0),
+    }
+}
+
+/// The `ttl` reported for a token with `left` seconds to live.
+fn ttl_for(left: u64) -> u32 {
+    let ttl = left.saturating_sub((left / 4).clamp(1, 5)).max(1);
+    ttl.min(u64::from(u32::MAX)) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ttl_for;
+
+    #[test]
+    fn ttl_leaves_a_margin_before_expiry() {
+        assert_eq!(ttl_for(0), 1);
+        assert_eq!(ttl_for(2), 1);
+        assert_eq!(ttl_for(8), 6);
+        assert_eq!(ttl_for(3600), 3595);
+        assert_eq!(ttl_for(u64::MAX), u32::MAX);
     }
 }

@@ -28,6 +28,7 @@ use crate::message;
 use crate::reactor::{self, after_io, can, EpollStream, READABLE};
 use crate::shard::{log_limited, ConnKey, Shard};
 use crate::sys;
+use crate::wire::Wire;
 use crate::ws::Decoder;
 
 mod centrifugo;
@@ -102,7 +103,7 @@ fn start(shard: Rc<Shard>, socket: std::net::TcpStream, upgrade: http::Upgrade) 
         log::debug!("set_nodelay failed: {e}");
     }
     let fd = socket.as_raw_fd();
-    let (key, seq) = shard.register(socket.into(), upgrade.route, upgrade.deflate);
+    let (key, seq) = shard.register(socket.into(), upgrade.route, upgrade.wire);
     if let Err(e) = shard.epoll.watch_upgraded(fd, key, seq) {
         log_limited!(
             shard,
@@ -248,8 +249,8 @@ struct Connection {
     shut_write: bool,
     /// `decoder.partial` may hold whole frames not yet decoded (reads paused).
     backlog: bool,
-    /// permessage-deflate was negotiated (a copy of its `ConnState` bit).
-    deflate: bool,
+    /// How the connection wants its frames (a copy of its `ConnState`'s).
+    wire: Wire,
 }
 
 impl Connection {
@@ -275,7 +276,7 @@ impl Connection {
             close_received: parked.close_received,
             shut_write: parked.shut_write,
             backlog: parked.backlog,
-            deflate: state.deflate,
+            wire: state.wire,
         })
     }
 
@@ -488,7 +489,7 @@ impl Connection {
         let (shard, session, close_received) =
             (&self.shard, &mut self.session, &mut self.close_received);
         let mut paused = false;
-        let mut inflater = self.deflate.then(|| shard.inflater());
+        let mut inflater = self.wire.deflate().is_some().then(|| shard.inflater());
         let result = self
             .decoder
             .decode(buf, max, inflater.as_deref_mut(), |event| {

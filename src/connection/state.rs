@@ -12,6 +12,7 @@ use crate::http::Route;
 use crate::outbox::{Frame, Outbox};
 use crate::reactor::{self, READABLE, WRITABLE};
 use crate::shard::UserSlot;
+use crate::wire::Wire;
 use crate::ws;
 
 /// One upgraded connection: outbox, timers, readiness, socket and the
@@ -63,11 +64,10 @@ pub struct ConnState {
     pub(crate) dirty: bool,
     /// In the shard's run queue (woken since its last poll began).
     pub(super) scheduled: bool,
-    /// permessage-deflate was negotiated: frames to it are compressed (with
-    /// the shard's compressor) and RSV1 from it means a compressed message.
-    /// The connection's whole compression state: with no context takeover
-    /// there is nothing else to keep.
-    pub(crate) deflate: bool,
+    /// How the connection wants its frames: encoding and compression
+    /// (permessage-deflate's window). With no context takeover that is its
+    /// whole compression state: the compressors are the shard's.
+    pub(crate) wire: Wire,
 }
 
 impl ConnState {
@@ -78,7 +78,7 @@ impl ConnState {
         seq: u64,
         now_ms: u64,
         route: Route,
-        deflate: bool,
+        wire: Wire,
     ) -> ConnState {
         ConnState {
             outbox: Outbox::default(),
@@ -98,7 +98,7 @@ impl ConnState {
             ready: READABLE | WRITABLE,
             dirty: false,
             scheduled: false,
-            deflate,
+            wire,
         }
     }
 

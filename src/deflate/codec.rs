@@ -31,7 +31,7 @@ const INFLATE_KEEP: usize = 64 * 1024;
 /// takeover), so its output for a payload never depends on what came
 /// before. About 370 KiB of zlib-rs state, made the first time it is used.
 pub struct Deflater {
-    /// Raw DEFLATE at [`SERVER_WINDOW_BITS`].
+    /// Raw DEFLATE, with the window it was made for.
     compress: Compress,
 }
 
@@ -42,18 +42,25 @@ impl std::fmt::Debug for Deflater {
 }
 
 impl Default for Deflater {
+    /// A compressor with the largest window, [`SERVER_WINDOW_BITS`].
     fn default() -> Deflater {
-        Deflater {
-            compress: Compress::new_with_window_bits(
-                Compression::new(LEVEL),
-                false,
-                SERVER_WINDOW_BITS,
-            ),
-        }
+        Deflater::new(SERVER_WINDOW_BITS)
     }
 }
 
 impl Deflater {
+    /// A compressor whose output an inflater with a `window_bits` window
+    /// (8 to 15; values outside are clamped) can read.
+    pub fn new(window_bits: u8) -> Deflater {
+        Deflater {
+            compress: Compress::new_with_window_bits(
+                Compression::new(LEVEL),
+                false,
+                window_bits.clamp(9, SERVER_WINDOW_BITS),
+            ),
+        }
+    }
+
     /// Appends `input` compressed as one permessage-deflate message (the
     /// trailing `00 00 ff ff` removed) to `out`. Returns false, with `out`
     /// as it was, if the compressor failed (it does not on valid state).

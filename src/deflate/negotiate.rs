@@ -10,6 +10,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use super::SERVER_WINDOW_BITS;
+use crate::wire::WindowBits;
 
 /// The extension's registered name.
 pub const EXTENSION: &str = "permessage-deflate";
@@ -22,6 +23,16 @@ pub struct Agreement {
     /// 7692 7.1.2.1: a response may only carry it when the offer did).
     /// Never below [`SERVER_WINDOW_BITS`]: such offers are declined.
     pub server_max_window_bits: Option<u8>,
+}
+
+impl Agreement {
+    /// The window the server compresses with: the offer's
+    /// `server_max_window_bits`, or the largest when it named none.
+    pub fn window(&self) -> WindowBits {
+        self.server_max_window_bits
+            .and_then(WindowBits::new)
+            .unwrap_or(WindowBits::MAX)
+    }
 }
 
 impl fmt::Display for Agreement {

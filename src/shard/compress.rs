@@ -1,13 +1,16 @@
-//! permessage-deflate on the shard's side: its one compressor and one
-//! decompressor (`deflate/`), and the choice, per connection, between a
-//! frame and its compressed copy.
+//! Frames in each connection's form ([`crate::wire::Wire`]): the shard's
+//! compressors (one per window size, made on first use) and decompressor,
+//! and the choice, per connection, among a frame's forms.
 //!
 //! A frame bound for several connections ([`Outgoing`]: a publish, a
-//! broadcast, a personal message) is compressed the first time one of
-//! them negotiated the extension, and that copy is shared by the rest like
-//! the plain frame is: at most one compression per shard per publish, and
-//! none when no local subscriber asked for it. A reply is compressed for
-//! its one connection in [`Shard::deliver`].
+//! broadcast, a personal message) is made once in the native form (JSON,
+//! uncompressed). The first connection that wants another form derives it
+//! (converted to its encoding, then compressed with its window), and that
+//! copy is shared by every other connection of the same form like the
+//! native frame is: at most one conversion per encoding and one
+//! compression per (encoding, window) per shard per publish, and none for
+//! a form no local connection wants. A reply is derived for its one
+//! connection in [`Shard::deliver`].
 
 use std::cell::{RefCell, RefMut};
 use std::rc::Rc;
@@ -15,102 +18,167 @@ use std::rc::Rc;
 use bytes::Bytes;
 
 use super::Shard;
-use crate::centrifugo::Encoding;
 use crate::connection::ConnState;
 use crate::deflate::{Deflater, Inflater};
 use crate::outbox::{Frame, Published};
+use crate::wire::{self, Encoding, WindowBits, Wire};
 use crate::ws;
 
-/// The shard's compressor and decompressor, each made on first use (about
-/// 370 KiB and 40 KiB of zlib-rs state), so a server that never sees a
-/// compressing client holds neither.
+/// Window sizes a compressor can be made for: 8 to 15 bits.
+const WINDOWS: usize = 8;
+
+/// Derived forms an [`Outgoing`] remembers. Each is one slot of a linear
+/// search, made only when a connection of that form is met; a publish
+/// whose local subscribers want more distinct forms than this derives the
+/// rest for each connection (correct, only dearer). Four covers an
+/// encoding, its compressed copy and another pair.
+const FORMS: usize = 4;
+
+/// The shard's compressors, one per window size, and its decompressor,
+/// each made on first use (about 370 KiB of zlib-rs state for a 15-bit
+/// compressor, 240 KiB for a 9-bit one, 40 KiB for the decompressor), so
+/// a server that never sees a compressing client holds none.
 #[derive(Debug, Default)]
 pub(super) struct Codec {
-    deflater: RefCell<Option<Box<Deflater>>>,
+    /// By window bits minus 8.
+    deflaters: RefCell<[Option<Box<Deflater>>; WINDOWS]>,
     inflater: RefCell<Option<Box<Inflater>>>,
 }
 
-/// A frame on its way to several local connections: the plain frame, and
-/// its compressed copy once a connection that negotiated permessage-deflate
-/// needed it (the plain frame again when compressing does not pay).
+/// A frame on its way to several local connections: the native frame, and
+/// the other forms derived from it so far.
 pub(crate) struct Outgoing {
-    plain: Frame,
-    deflated: Option<Frame>,
-    /// The Centrifugo push of the frame, per encoding (JSON, Protobuf),
-    /// made for the first /connection/websocket subscriber that needs it;
-    /// `Some(None)` when the frame is nothing a Centrifugo client gets.
-    centrifugo: [Option<Option<Frame>>; 2],
+    native: Frame,
+    /// Each form derived so far, and the frame it gave (`None`: the message
+    /// has no form in that encoding, and a connection of that form gets
+    /// nothing).
+    forms: [Option<(Wire, Option<Frame>)>; FORMS],
 }
 
 impl Outgoing {
     /// A publish's frame, shared by every local connection through one
     /// shard-local `Rc`; `stamp` is when the publish entered the server.
     pub(crate) fn shared(frame: &Bytes, stamp: u64) -> Outgoing {
+        Outgoing::new(Frame::Shared(Rc::new(Published {
+            frame: frame.clone(),
+            stamp,
+        })))
+    }
+
+    fn new(native: Frame) -> Outgoing {
         Outgoing {
-            plain: Frame::Shared(Rc::new(Published {
-                frame: frame.clone(),
-                stamp,
-            })),
-            deflated: None,
-            centrifugo: [None, None],
+            native,
+            forms: [const { None }; FORMS],
+        }
+    }
+
+    fn find(&self, wire: Wire) -> Option<&Option<Frame>> {
+        self.forms
+            .iter()
+            .flatten()
+            .find(|(w, _)| *w == wire)
+            .map(|(_, frame)| frame)
+    }
+
+    fn remember(&mut self, wire: Wire, frame: &Option<Frame>) {
+        if let Some(slot) = self.forms.iter_mut().find(|slot| slot.is_none()) {
+            *slot = Some((wire, frame.clone()));
         }
     }
 }
 
 impl Shard {
-    /// The form of `out` that `conn` takes: the shared compressed copy for
-    /// a connection that negotiated permessage-deflate (made now if it is
-    /// the first), the plain frame otherwise.
-    ///
-    /// A /connection/websocket client gets the frame as a Centrifugo push
-    /// in its encoding, converted once per encoding per `Outgoing` (so at
-    /// most once per shard per publish); `None` when the frame is not one
-    /// Centrifugo clients get (a /ws broadcast).
+    /// The form of `out` that `conn` takes: the native frame for a
+    /// connection in the native form (a comparison, nothing else), the
+    /// shared derived copy otherwise (made now if it is the first).
+    /// `None` when the message has no form in the connection's encoding.
     pub(crate) fn frame_for(&self, out: &mut Outgoing, conn: &ConnState) -> Option<Frame> {
-        if let Some(encoding) = conn.centrifugo() {
-            let Outgoing {
-                plain, centrifugo, ..
-            } = out;
-            return centrifugo[encoding as usize]
-                .get_or_insert_with(|| {
-                    self.metrics.bump(|c| c.centrifugo_conversions += 1);
-                    to_centrifugo(plain, encoding)
-                })
-                .clone();
+        if conn.wire.is_native() {
+            return Some(out.native.clone());
         }
-        if !conn.deflate {
-            return Some(out.plain.clone());
-        }
-        let Outgoing {
-            plain, deflated, ..
-        } = out;
-        deflated
-            .get_or_insert_with(|| {
-                let Frame::Shared(published) = &*plain else {
-                    return plain.clone();
-                };
-                match self.compress(&published.frame) {
-                    Some(frame) => Frame::Shared(Rc::new(Published {
-                        frame,
-                        stamp: published.stamp,
-                    })),
-                    None => plain.clone(),
-                }
-            })
-            .clone()
-            .into()
+        self.derive(out, conn.wire)
     }
 
-    /// `frame` compressed with the shard's compressor, or `None` when it
-    /// goes as it is (a control frame, under `--compression-min-size`, or
-    /// not smaller compressed).
-    pub(crate) fn compress(&self, frame: &[u8]) -> Option<Bytes> {
+    /// `frame` (native) in the form of a connection whose [`Wire`] is `wire`;
+    /// `None` when it has no form in that encoding (nothing is sent then).
+    /// A reply in an encoding whose protocol layer writes its own replies
+    /// (Centrifugo's) is already in that encoding: only compressed here.
+    pub(super) fn form_of(&self, frame: Frame, wire: Wire) -> Option<Frame> {
+        if wire.is_native() {
+            return Some(frame);
+        }
+        if wire.encoding().writes_own_replies() {
+            let Some(bits) = wire.deflate() else {
+                return Some(frame);
+            };
+            return Some(match self.compress(frame.bytes(), bits) {
+                Some(compressed) => frame.derived(compressed),
+                None => frame,
+            });
+        }
+        self.derive(&mut Outgoing::new(frame), wire)
+    }
+
+    /// The `wire` form of `out` (never native), from its remembered forms
+    /// or derived now: converted from the native frame, compressed from
+    /// the uncompressed form of the same encoding.
+    fn derive(&self, out: &mut Outgoing, wire: Wire) -> Option<Frame> {
+        if let Some(frame) = out.find(wire) {
+            return frame.clone();
+        }
+        let frame = match wire.deflate() {
+            None => self.convert(&out.native, wire.encoding()),
+            Some(bits) => {
+                let base = if wire.encoding() == Encoding::Json {
+                    Some(out.native.clone())
+                } else {
+                    self.derive(out, wire.uncompressed())
+                };
+                base.map(|base| match self.compress(base.bytes(), bits) {
+                    Some(compressed) => base.derived(compressed),
+                    None => base,
+                })
+            }
+        };
+        out.remember(wire, &frame);
+        frame
+    }
+
+    /// `frame` (native) converted to `encoding`; `None` when the message
+    /// cannot be represented in it.
+    fn convert(&self, frame: &Frame, encoding: Encoding) -> Option<Frame> {
+        let kind = if encoding.is_binary() {
+            ws::Kind::Binary
+        } else {
+            ws::Kind::Text
+        };
+        if encoding.centrifugo().is_some() {
+            self.metrics.bump(|c| c.centrifugo_conversions += 1);
+        }
+        let converted = ws::convert_frame(frame.bytes(), kind, |json, out| {
+            wire::convert(encoding, json, out)
+        });
+        match converted {
+            None => Some(frame.clone()), // A control frame: the same in every encoding.
+            Some(Ok(bytes)) => Some(frame.derived(bytes)),
+            Some(Err(e)) => {
+                log::debug!("message not sent: no {encoding:?} form: {e}");
+                None
+            }
+        }
+    }
+
+    /// `frame` compressed with the shard's compressor for `window`, or
+    /// `None` when it goes as it is (a control frame, under
+    /// `--compression-min-size`, or not smaller compressed).
+    pub(crate) fn compress(&self, frame: &[u8], window: WindowBits) -> Option<Bytes> {
         let min_size = self.config.config.compression_min_size;
         if frame.len() < min_size {
             return None; // A frame is longer than its payload: surely too small.
         }
-        let mut deflater = self.codec.deflater.borrow_mut();
-        let deflater = deflater.get_or_insert_with(Box::default);
+        let mut deflaters = self.codec.deflaters.borrow_mut();
+        let deflater = deflaters[usize::from(window.get() - 8)]
+            .get_or_insert_with(|| Box::new(Deflater::new(window.get())));
         let compressed = ws::compress_frame(frame, deflater, min_size);
         self.metrics.bump(|c| {
             c.compressed_frames += u64::from(compressed.is_some());
@@ -125,19 +193,5 @@ impl Shard {
         RefMut::map(self.codec.inflater.borrow_mut(), |i| {
             &mut **i.get_or_insert_with(Box::default)
         })
-    }
-}
-
-/// `frame` (a native /ws frame) as the Centrifugo push of `encoding`.
-fn to_centrifugo(frame: &Frame, encoding: Encoding) -> Option<Frame> {
-    match frame {
-        Frame::Shared(published) => {
-            let push = crate::centrifugo::push_from_native(encoding, &published.frame)?;
-            Some(Frame::Shared(Rc::new(Published {
-                frame: push,
-                stamp: published.stamp,
-            })))
-        }
-        Frame::Own(bytes) => crate::centrifugo::push_from_native(encoding, bytes).map(Frame::Own),
     }
 }

@@ -242,10 +242,11 @@ impl Shard {
         let mut n = 0;
         for key in conns.iter() {
             if let Some(conn) = table.get_mut(key.0 as usize) {
-                if let Some(frame) = self.frame_for(&mut out, conn) {
-                    self.deliver(key, conn, frame);
-                    n += 1;
-                }
+                let Some(frame) = self.frame_for(&mut out, conn) else {
+                    continue;
+                };
+                self.deliver(key, conn, frame);
+                n += 1;
             }
         }
         drop(table);

@@ -31,6 +31,7 @@ use crate::outbox::Frame;
 use crate::reactor::EpollSet;
 use crate::reactor::{with_timeout, Latch, Notify};
 use crate::topics::TopicRouter;
+use crate::wire::Wire;
 
 /// Index of a shard, 0-based; also its position in the bus mesh.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -159,8 +160,8 @@ pub struct Shard {
     flush_wake: Notify,
     /// Read buffer lent to one connection at a time while it decodes.
     pub(crate) scratch: RefCell<Vec<u8>>,
-    /// permessage-deflate: the shard's compressor and decompressor, made
-    /// the first time a connection that negotiated it needs one.
+    /// permessage-deflate: the shard's compressors (one per window size)
+    /// and decompressor, each made the first time a connection needs it.
     codec: compress::Codec,
     /// Counters of this shard.
     pub(crate) metrics: ShardMetrics,
@@ -312,14 +313,14 @@ impl Shard {
 
     /// Registers a new upgraded connection on socket `fd` (the table owns
     /// it from now on); returns its key and sequence number.
-    pub fn register(&self, fd: OwnedFd, route: Route, deflate: bool) -> (ConnKey, u64) {
+    pub fn register(&self, fd: OwnedFd, route: Route, wire: Wire) -> (ConnKey, u64) {
         let seq = self.next_seq.get();
         self.next_seq.set(seq + 1);
         let now = self.now_ms();
         let mut conns = self.conns.borrow_mut();
         let entry = conns.vacant_entry();
         let key = entry.key();
-        entry.insert(ConnState::new(key as u32, fd, seq, now, route, deflate));
+        entry.insert(ConnState::new(key as u32, fd, seq, now, route, wire));
         self.shared.websockets.fetch_add(1, Ordering::Relaxed);
         (ConnKey(key as u32), seq)
     }
@@ -400,12 +401,16 @@ impl Shard {
 
     /// Queues `frame` for connection `key` and marks it for the next flush
     /// pass, closing it as a slow consumer when over the limit.
-    /// A reply to a connection that negotiated permessage-deflate is
-    /// compressed here (a shared frame comes already in its form: see
-    /// [`Shard::frame_for`]).
+    /// A reply to a connection in another form than the native one
+    /// (another encoding, permessage-deflate) is converted here (a shared
+    /// frame comes already in its form: see [`Shard::frame_for`]); one with
+    /// no form in the connection's encoding is not sent.
     pub(crate) fn deliver(&self, key: ConnKey, conn: &mut ConnState, frame: Frame) {
         let frame = match frame {
-            Frame::Own(bytes) if conn.deflate => Frame::Own(self.compress(&bytes).unwrap_or(bytes)),
+            Frame::Own(_) if !conn.wire.is_native() => match self.form_of(frame, conn.wire) {
+                Some(frame) => frame,
+                None => return,
+            },
             frame => frame,
         };
         let limit = self.config.config.max_outbound_bytes;

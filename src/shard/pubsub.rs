@@ -292,11 +292,14 @@ impl Shard {
             // The connection paused its reads for this reply: let it resume.
             conn.wake();
             if !ok {
-                let message =
-                    format!("cannot subscribe to {channel} now (Redis unreachable); retry");
-                let code = message::ErrorCode::Unavailable;
-                let frame = self.error_frame(conn.centrifugo(), code, message, id.as_deref());
-                self.deliver(key, conn, Frame::Own(frame));
+                let err = message::RequestError {
+                    code: message::ErrorCode::Unavailable,
+                    message: format!(
+                        "cannot subscribe to {channel} now (Redis unreachable); retry"
+                    ),
+                    id: id.as_deref(),
+                };
+                self.deliver(key, conn, Frame::Own(message::error(&err)));
                 continue;
             }
             self.deliver(key, conn, Frame::Own(reply));
@@ -335,10 +338,11 @@ impl Shard {
         let mut out = Outgoing::shared(frame, stamp);
         for key in keys {
             if let Some(conn) = conns.get_mut(key.0 as usize) {
-                if let Some(frame) = self.frame_for(&mut out, conn) {
-                    self.deliver(key, conn, frame);
-                    n += 1;
-                }
+                let Some(frame) = self.frame_for(&mut out, conn) else {
+                    continue;
+                };
+                self.deliver(key, conn, frame);
+                n += 1;
             }
         }
         drop(conns);

@@ -436,10 +436,11 @@ impl Shard {
         let mut n = 0;
         let mut out = Outgoing::shared(frame, 0);
         for (key, conn) in conns.iter_mut().filter(|(_, c)| c.is_pubsub()) {
-            if let Some(frame) = self.frame_for(&mut out, conn) {
-                self.deliver(ConnKey(key as u32), conn, frame);
-                n += 1;
-            }
+            let Some(frame) = self.frame_for(&mut out, conn) else {
+                continue;
+            };
+            self.deliver(ConnKey(key as u32), conn, frame);
+            n += 1;
         }
         drop(conns);
         self.metrics.bump(|c| c.delivered += n);

@@ -1,12 +1,15 @@
 // Scenario "basic": connect with a token, subscribe, join, publish and
 // receive, presence and presence_stats, leave, history (limit, reverse,
-// since), and the errors for what a namespace does not allow.
-// Channels: chat:* (presence, join_leave), h:* (history).
+// since), the errors for what a namespace does not allow, and the user's
+// personal channel as a server-side subscription (POST /api/user/send).
+// Channels: chat:* (presence, join_leave), h:* (history). Extra argument:
+// the admin address.
 import {
   args, client, data, deadline, emit, info, next, now, num, payload, run, sdk, token, until,
 } from './lib.mjs';
 
-const { url, encoding, secret } = args();
+const { url, encoding, secret, rest } = args();
+const [admin] = rest;
 deadline(20000);
 
 run(async () => {
@@ -15,9 +18,20 @@ run(async () => {
     token: token(secret, { sub: 'alice', exp: now() + 3600, info: { name: 'Alice' } }),
   });
   const connected = next(alice, 'connected');
+  const serverSubs = [];
+  alice.on('subscribed', (c) => serverSubs.push(c.channel));
+  const personal = [];
+  alice.on('publication', (c) => personal.push({ channel: c.channel, data: data(c, encoding) }));
   alice.connect();
   const ctx = await connected;
   emit({ step: 'connected', client: ctx.client, transport: ctx.transport });
+
+  const sent = await fetch(`http://${admin}/api/user/send`, {
+    method: 'POST',
+    body: JSON.stringify({ user: 'alice', data: { dm: 1 } }),
+  });
+  await until(() => personal.length === 1, 'the personal message');
+  emit({ step: 'personal', status: sent.status, server_subs: serverSubs, publication: personal[0] });
 
   const room = alice.newSubscription('chat:room', { joinLeave: true });
   const joins = [];

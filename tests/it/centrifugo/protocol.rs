@@ -247,3 +247,51 @@ fn a_publish_is_converted_once_per_encoding_per_shard() {
         .unwrap_or_else(|| panic!("no conversions counter in {metrics}"));
     assert!(line.ends_with(" 2"), "one per encoding: {line}");
 }
+
+/// A Protobuf publish: `id`, channel and raw `data` bytes.
+fn publish_command(id: u64, channel: &str, data: &[u8]) -> Vec<u8> {
+    let mut request = Vec::new();
+    field(1, channel.as_bytes(), &mut request);
+    field(2, data, &mut request);
+    let mut cmd = Vec::new();
+    varint(8, &mut cmd);
+    varint(id, &mut cmd);
+    field(7, &request, &mut cmd);
+    let mut out = Vec::new();
+    varint(cmd.len() as u64, &mut out);
+    out.extend_from_slice(&cmd);
+    out
+}
+
+#[test]
+fn protobuf_data_must_be_json_text_and_reaches_ws_clients_as_json() {
+    let server = server(&[]);
+    let mut ws_sub = server.ws_client().0;
+    ws_sub.subscribe("mixed");
+    let mut c = protobuf_client(&server.addr());
+    let mut batch = command(1, 4, "");
+    batch.extend(publish_command(2, "mixed", b"\xff\x00 not json"));
+    batch.extend(publish_command(3, "mixed", br#"{"ok":true}"#));
+    c.ws.send(Message::binary(batch)).unwrap();
+    c.recv_binary(); // connect
+                     // Reply{id:2, error:{code:107, ...}}: field 2 holds field 1 = 107.
+    let refused = c.recv_binary();
+    assert_eq!(&refused[1..3], &[0x08, 0x02], "{refused:?}");
+    assert_eq!(&refused[3..4], &[0x12], "an error: {refused:?}");
+    assert_eq!(&refused[5..7], &[0x08, 107], "code 107: {refused:?}");
+    // Reply{id:3, publish:{}}
+    assert_eq!(c.recv_binary(), vec![4, 0x08, 0x03, 0x42, 0x00]);
+    let m = ws_sub.recv_json();
+    assert_eq!(
+        m,
+        json!({"type": "message", "channel": "mixed", "data": {"ok": true}})
+    );
+}
+
+#[test]
+fn a_connection_that_never_connects_is_closed_as_stale() {
+    let server = server(&["--handshake-timeout", "1s"]);
+    let mut c = json_client(&server.addr());
+    // 3502: the SDK does not reconnect.
+    assert_eq!(c.read_close(), (3502, "stale".to_string()));
+}

@@ -8,11 +8,12 @@ use serde_json::{json, Value};
 
 use super::{scenario, sdk_dir, server, step};
 use crate::auth::{token_for, SECRET};
-use crate::harness::Client;
+use crate::harness::{Client, TestServer};
 
 fn basic(encoding: &str) {
     let server = server(&[]);
-    let lines = scenario(&server, "basic", encoding, &[]);
+    let admin = server.admin_addr().to_string();
+    let lines = scenario(&server, "basic", encoding, &[&admin]);
     let connected = step(&lines, "connected");
     assert!(
         connected["client"]
@@ -21,6 +22,14 @@ fn basic(encoding: &str) {
         "{connected}"
     );
     assert_eq!(connected["transport"], "websocket");
+    // The personal channel is a server-side subscription.
+    let personal = step(&lines, "personal");
+    assert_eq!(personal["status"], 200);
+    assert_eq!(personal["server_subs"], json!(["#alice"]));
+    assert_eq!(
+        personal["publication"],
+        json!({"channel": "#alice", "data": {"dm": 1}})
+    );
     step(&lines, "subscribed");
     step(&lines, "join");
     assert_eq!(step(&lines, "publication")["data"], json!({"text": "hi"}));
@@ -93,9 +102,12 @@ fn sdk_refreshes_its_token_before_expiry_protobuf() {
 }
 
 fn recovery(encoding: &str) {
-    let server = server(&[]);
+    recovery_on(&server(&[]), encoding);
+}
+
+fn recovery_on(server: &TestServer, encoding: &str) {
     let admin = server.admin_addr().to_string();
-    let lines = scenario(&server, "recovery", encoding, &[&admin]);
+    let lines = scenario(server, "recovery", encoding, &[&admin]);
     let recovered = step(&lines, "recovered");
     assert_eq!(
         recovered["exact"], true,
@@ -131,13 +143,43 @@ fn sdk_recovers_every_publication_after_a_cut_and_reports_lost_history_protobuf(
     recovery("protobuf");
 }
 
+/// The `ws` package offers permessage-deflate: with `--compression on`
+/// every frame to the SDK (replies and the converted publications) is
+/// compressed, and recovery still holds.
+#[test]
+fn sdk_recovers_over_permessage_deflate_json() {
+    let server = server(&["--compression", "on", "--compression-min-size", "0"]);
+    recovery_on(&server, "json");
+    let metrics = crate::harness::get(server.admin_addr(), "/metrics").body;
+    let compressed: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("corecast_compressed_frames_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert!(
+        compressed > 0,
+        "frames to the SDK are compressed: {compressed}"
+    );
+}
+
+#[test]
+fn sdk_recovers_over_permessage_deflate_protobuf() {
+    let server = server(&["--compression", "on", "--compression-min-size", "0"]);
+    recovery_on(&server, "protobuf");
+}
+
 /// A /ws client and an SDK client in one channel, messages both ways.
 fn interop(encoding: &str) {
     let server = server(&[]);
+    interop_on(&server, &server, encoding);
+}
+
+/// The SDK on `sdk_server`, the /ws client on `ws_server`.
+fn interop_on(sdk_server: &TestServer, ws_server: &TestServer, encoding: &str) {
     let channel = format!("chat:interop-{encoding}");
-    let (mut ws, _) = crate::auth::ws_with_token(&server, &token_for("native"));
+    let (mut ws, _) = crate::auth::ws_with_token(ws_server, &token_for("native"));
     ws.subscribe(&channel);
-    let url = format!("ws://{}/connection/websocket", server.addr());
+    let url = format!("ws://{}/connection/websocket", sdk_server.addr());
     let mut node = Command::new("node")
         .current_dir(sdk_dir())
         .args(["interop.mjs", &url, encoding, SECRET, &channel])
@@ -180,4 +222,19 @@ fn ws_and_sdk_clients_share_a_channel_json() {
 #[test]
 fn ws_and_sdk_clients_share_a_channel_protobuf() {
     interop("protobuf");
+}
+
+/// Redis mode: an SDK client on one process and a /ws client on another
+/// share a channel both ways, and recovery goes through the Redis stream.
+#[test]
+fn sdk_works_across_processes_in_redis_mode() {
+    let redis = crate::harness::RedisServer::start();
+    let url = redis.url();
+    let a = server(&["--redis", &url]);
+    let b = server(&["--redis", &url]);
+    crate::cluster::wait_redis_up(&a);
+    crate::cluster::wait_redis_up(&b);
+    interop_on(&a, &b, "json");
+    interop_on(&b, &a, "protobuf");
+    recovery_on(&a, "json");
 }

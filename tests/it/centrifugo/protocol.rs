@@ -139,6 +139,7 @@ fn permission_errors_carry_centrifugo_codes() {
             json!({"id": 2, "subscribe": {"channel": "#bob"}}),
             json!({"id": 3, "subscribe": {"channel": "nope:x"}}),
             json!({"id": 4, "presence": {"channel": "plain"}}),
+            json!({"id": 5, "publish": {"channel": "plain"}}),
         ],
     );
     assert_eq!(
@@ -148,6 +149,11 @@ fn permission_errors_carry_centrifugo_codes() {
     );
     assert_eq!(reply(&mut c)["error"]["code"], 102, "unknown namespace");
     assert_eq!(reply(&mut c)["error"]["code"], 108, "no presence there");
+    assert_eq!(
+        reply(&mut c)["error"]["code"],
+        107,
+        "a publish without data"
+    );
 }
 
 /// Protobuf helpers: just enough of the encoding to build commands.

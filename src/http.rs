@@ -3,10 +3,12 @@
 //!
 //! Routes: `GET /ws`, `GET /connection/websocket` (Centrifugo's client
 //! protocol; `Sec-WebSocket-Protocol: centrifuge-protobuf` selects its
-//! Protobuf encoding) and `GET /echo` (upgrade), `GET /health` (JSON). Every
-//! refusal is a specific status with a JSON body: 400, 404, 405, 426 (with
+//! Protobuf encoding) and `GET /echo` (upgrade), `GET /health` (JSON), and
+//! with `--demo` the chat page under `/demo/` (`demo.rs`). Every refusal is
+//! a specific status with a JSON body: 400, 404, 405, 426 (with
 //! `Sec-WebSocket-Version: 13`), 431, 503. Parsing is httparse's.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -17,9 +19,10 @@ use crate::auth::Claims;
 use crate::centrifugo;
 use crate::config::Compression;
 use crate::deflate::{self, Agreement};
+use crate::demo;
 use crate::proxy::{self, ClientAddr};
 use crate::reactor::with_timeout;
-use crate::shard::Shard;
+use crate::shard::{unix_now, Shard};
 use crate::wire::{Encoding, Wire};
 use crate::ws;
 
@@ -87,8 +90,8 @@ pub struct Response {
     pub content_type: &'static str,
     /// Extra header lines, each ending in "\r\n".
     pub headers: String,
-    /// The body.
-    pub body: String,
+    /// The body: built per answer, or a file built into the binary.
+    pub body: Cow<'static, str>,
 }
 
 impl Response {
@@ -98,7 +101,7 @@ impl Response {
             status,
             content_type: "application/json",
             headers: String::new(),
-            body: body.to_string(),
+            body: body.to_string().into(),
         }
     }
 
@@ -109,7 +112,7 @@ impl Response {
             status: 200,
             content_type: "application/json",
             headers: String::new(),
-            body,
+            body: body.into(),
         }
     }
 
@@ -157,6 +160,7 @@ impl Response {
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        301 => "Moved Permanently",
         400 => "Bad Request",
         401 => "Unauthorized",
         404 => "Not Found",
@@ -389,12 +393,7 @@ fn answer(
             }))
         }
         "/health" => None,
-        _ => {
-            return Err(Response::error(
-                404,
-                &format!("no route for {path}; try /ws, /connection/websocket, /echo or /health"),
-            ))
-        }
+        _ => return Err(other_path(shard, req, path)),
     };
     if req.method != Some("GET") {
         return Err(Response::error(405, &format!("{path} takes GET")).with_header("Allow: GET"));
@@ -466,6 +465,31 @@ fn answer(
             ))
         }
         _ => Err(Response::error(400, "missing or invalid Sec-WebSocket-Key")),
+    }
+}
+
+/// A path that is no endpoint: with `--demo`, the demo's files and tokens
+/// under `/demo/`; otherwise 404. Reached only after the endpoints' paths
+/// missed, so they pay nothing for it.
+fn other_path(shard: &Shard, req: &httparse::Request<'_, '_>, path: &str) -> Response {
+    match shard.demo() {
+        Some(demo) if demo::is_demo_path(path) => {
+            let query = req
+                .path
+                .and_then(|target| target.split_once('?'))
+                .map(|(_, q)| q);
+            demo.answer(req.method, path, query, unix_now())
+        }
+        Some(_) => Response::error(
+            404,
+            &format!(
+                "no route for {path}; try /ws, /connection/websocket, /echo, /health or the demo at /demo/"
+            ),
+        ),
+        None => Response::error(
+            404,
+            &format!("no route for {path}; try /ws, /connection/websocket, /echo or /health"),
+        ),
     }
 }
 

@@ -17,7 +17,8 @@
 //!   table; [`bus`]: cross-shard mesh (the only glommio channel user).
 //! - [`origin`]: allowed browser origins (`--allowed-origins`); [`proxy`]:
 //!   trusted proxies and the client address they forward (`--trusted-proxies`).
-//! - [`auth`]: token (JWT) verification, keys to claims; no I/O.
+//! - [`auth`]: token (JWT) verification, keys to claims; no I/O. [`demo`]:
+//!   `--demo`'s chat page (built into the binary) and its token minting.
 //! - [`history`]: per-shard channel history (offsets, epochs, recovery); no
 //!   I/O (`shard/streams.rs` routes history channels to their home shard).
 //! - [`redis`]: Redis client for `--redis` scale-out (command pipeline and
@@ -35,6 +36,7 @@ pub mod centrifugo;
 pub mod config;
 pub mod connection;
 pub mod deflate;
+pub mod demo;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -19,7 +19,8 @@ use socket2::Socket;
 
 use crate::auth::Verifier;
 use crate::bus::{self, Bus, MeshEnds};
-use crate::config::{format_cpus, Config, Resolved};
+use crate::config::{format_cpus, Config, Resolved, DEMO_NAMESPACE};
+use crate::demo::{self, Demo};
 use crate::error::StartupError;
 use crate::listener::Port;
 use crate::reactor::EpollSet;
@@ -66,11 +67,16 @@ pub fn run(config: Config) -> Result<(), StartupError> {
     };
     check_admin_exposure(&config);
     prepare_report_dir(&config)?;
-    let verifier = build_verifier(&config)?;
+    let (verifier, demo) = if config.config.demo {
+        start_demo(&config)?
+    } else {
+        (build_verifier(&config)?, None)
+    };
     let config = Arc::new(config);
     let shared = Arc::new(Shared {
         n_shards: n,
         verifier,
+        demo,
         redis_up: (0..n).map(|_| AtomicBool::new(false)).collect(),
         node_id: node_id(),
         ..Shared::default()
@@ -178,6 +184,27 @@ fn build_verifier(config: &Resolved) -> Result<Option<Verifier>, StartupError> {
         }
     }
     Ok(verifier)
+}
+
+/// `--demo`: a fresh random key (from the kernel, never logged or shown)
+/// that both mints the page's tokens and verifies them. `Config::check`
+/// already refused `--demo` beside a configured key, so this key is the
+/// only one the server accepts.
+fn start_demo(config: &Resolved) -> Result<(Option<Verifier>, Option<Demo>), StartupError> {
+    let mut secret = [0u8; demo::KEY_BYTES];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut random| std::io::Read::read_exact(&mut random, &mut secret))
+        .map_err(|e| StartupError::Config(format!("--demo: cannot read /dev/urandom: {e}")))?;
+    let verifier = Verifier::new(Some(&secret), None).map_err(StartupError::Config)?;
+    log::warn!(
+        "demo on: GET /demo/ serves a chat page and /demo/token gives anyone a \
+         token for any name, signed with a key made at startup; for trying corecast, not for \
+         production (docs/demo.md)"
+    );
+    if config.config.namespaces.is_builtin(DEMO_NAMESPACE) {
+        log::info!("demo namespace {DEMO_NAMESPACE} built in (presence, join_leave, history)");
+    }
+    Ok((Some(verifier), Some(Demo::new(&secret))))
 }
 
 /// Warns when the admin API is reachable off this host without a token.

@@ -117,7 +117,7 @@ async fn metrics(shard: &Rc<Shard>) -> Response {
         status: 200,
         content_type: prom::CONTENT_TYPE,
         headers: String::new(),
-        body: prom::encode(reports),
+        body: prom::encode(reports).into(),
     }
 }
 
@@ -131,7 +131,7 @@ async fn latency_hgrm(shard: &Rc<Shard>, req: &Request) -> Response {
         status: 200,
         content_type: "text/plain; charset=utf-8",
         headers: String::new(),
-        body: latency::hgrm(&merged),
+        body: latency::hgrm(&merged).into(),
     }
 }
 

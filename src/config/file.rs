@@ -20,7 +20,7 @@ use clap::error::ErrorKind;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches};
 
-use super::{Config, NamespaceOptions, Namespaces};
+use super::{Config, NamespaceOptions, Namespaces, DEMO_NAMESPACE};
 use crate::error::StartupError;
 
 /// Where an effective value came from.
@@ -105,7 +105,11 @@ where
     let mut config = Config::from_arg_matches(&matches).map_err(LoadError::Usage)?;
     config.config_file = path.clone();
     config.check_config = None;
-    config.namespaces = Arc::new(file.namespaces);
+    let mut namespaces = file.namespaces;
+    if config.demo {
+        namespaces.add_builtin(DEMO_NAMESPACE, NamespaceOptions::demo_chat());
+    }
+    config.namespaces = Arc::new(namespaces);
     let values = effective(&cmd, &matches, &from_file);
     config.check().map_err(|invalid| {
         let from = values.iter().find(|v| v.key == invalid.key);
@@ -244,6 +248,7 @@ const KEYS: &[(&str, Shape)] = &[
     ("redis_timeout", Shape::Duration),
     ("redis_position_check", Shape::Duration),
     ("redis_presence_ttl", Shape::Duration),
+    ("demo", Shape::Flag),
 ];
 
 /// The file key that holds the namespaces (not a flag).
@@ -493,22 +498,39 @@ fn effective(cmd: &clap::Command, matches: &ArgMatches, from_file: &HashSet<&str
 /// `[namespaces.*]` for the printout; without a `[namespaces]` table, the
 /// default options as comments (a real table would turn prefixes on).
 fn render_namespaces(namespaces: &Namespaces, out: &mut String) {
-    if !namespaces.is_configured() {
-        out.push_str(
-            "\n# no [namespaces] table: every channel, a:b included, has the default options\n",
-        );
-        let mut block = String::new();
-        render_options("default", &namespaces.default, &mut block);
-        for line in block.lines() {
-            out.push_str(&format!("# {line}\n"));
-        }
-        return;
-    }
-    out.push('\n');
-    render_options("default", &namespaces.default, out);
-    for (name, options) in namespaces.named() {
+    if namespaces.is_configured() {
         out.push('\n');
-        render_options(name, options, out);
+        render_options("default", &namespaces.default, out);
+    } else {
+        let which = if namespaces.named().is_empty() {
+            "every channel"
+        } else {
+            "every other channel"
+        };
+        out.push_str(&format!(
+            "\n# no [namespaces] table: {which}, a:b included, has the default options\n"
+        ));
+        render_commented("default", &namespaces.default, out);
+    }
+    for (name, options) in namespaces.named() {
+        if namespaces.is_builtin(name) {
+            // A comment, so that loading this text gives the same
+            // configuration: the flag that added it adds it again.
+            out.push_str("\n# built in by --demo, not from the file:\n");
+            render_commented(name, options, out);
+        } else {
+            out.push('\n');
+            render_options(name, options, out);
+        }
+    }
+}
+
+/// A namespace's table as comment lines.
+fn render_commented(name: &str, options: &NamespaceOptions, out: &mut String) {
+    let mut block = String::new();
+    render_options(name, options, &mut block);
+    for line in block.lines() {
+        out.push_str(&format!("# {line}\n"));
     }
 }
 
@@ -745,6 +767,33 @@ mod tests {
         let again = load_text(&[], &plain.to_toml(false)).expect("printout loads");
         assert_eq!(again.config, plain.config);
         assert!(!again.config.namespaces.is_configured());
+    }
+
+    #[test]
+    fn demo_adds_chat_shown_as_a_comment_that_loads_back_the_same() {
+        for text in ["demo = true\n", "demo = true\n[namespaces.news]\n"] {
+            let loaded = load_text(&[], text).expect("valid");
+            let chat = loaded.config.namespaces.lookup("chat:lobby").expect("chat");
+            assert!(chat.presence && chat.history());
+            let printed = loaded.to_toml(false);
+            assert!(
+                printed.contains("# built in by --demo, not from the file:\n# [namespaces.chat]\n"),
+                "{printed}"
+            );
+            let again = load_text(&[], &printed).expect("printout loads");
+            assert_eq!(again.config, loaded.config, "{printed}");
+        }
+        let off = load_text(&[], "demo = false\n").expect("valid");
+        assert!(!off.config.demo);
+        assert_eq!(
+            off.config.namespaces.lookup("chat:x"),
+            Some(&NamespaceOptions::default())
+        );
+        let e = error(&[], "demo = true\njwt_hmac_secret = \"s\"\n");
+        assert!(
+            e.contains("demo") && e.contains("cannot be combined"),
+            "{e}"
+        );
     }
 
     #[test]

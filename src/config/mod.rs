@@ -27,7 +27,8 @@ use crate::proxy::{parse_trusted_proxies, TrustedProxies};
 
 pub use file::{load, load_with, LoadError, Loaded, Source};
 pub use namespace::{
-    NamespaceError, NamespaceOptions, Namespaces, DEFAULT_NAMESPACE, MAX_NAMESPACE_LEN,
+    NamespaceError, NamespaceOptions, Namespaces, DEFAULT_NAMESPACE, DEMO_NAMESPACE,
+    MAX_NAMESPACE_LEN,
 };
 pub use values::{
     format_cpus, parse_admin_addr, parse_cpu_list, parse_duration, parse_interval,
@@ -44,7 +45,7 @@ pub use values::{
         One io_uring executor (shard) is pinned per CPU; every shard accepts on the same \
         SO_REUSEPORT port and owns its connections for their whole life.\n\n\
         Public port: GET /ws (JSON pub/sub; /ws?token=JWT authenticates), GET /echo (echo), \
-        GET /health (JSON).\n\
+        GET /health (JSON); with --demo, a chat page at GET /demo/.\n\
         Admin port (--admin-addr): GET /metrics (Prometheus), /health, /latency (.hgrm), \
         /api/publish, /api/broadcast, /api/channels, /api/stats, /api/disconnect, \
         /api/user/send, /api/user/disconnect, /api/presence, /api/presence_stats.\n\
@@ -314,8 +315,19 @@ pub struct Config {
     #[arg(long, env = "CORECAST_REDIS_POSITION_CHECK", default_value = "10s", value_parser = parse_interval)]
     pub redis_position_check: Duration,
 
-    /// Channel namespaces, from the config file only; without a file every
-    /// channel has the default options.
+    /// Serve a chat demo on the public port, for trying corecast: GET /demo/
+    /// (a page using the centrifuge JavaScript SDK over /connection/websocket)
+    /// and GET /demo/token?user=NAME, which gives anyone a token for any NAME,
+    /// signed with a key made at startup. Adds the namespace `chat` (signed-in
+    /// users, presence, join/leave, history of 100 messages for 10 minutes)
+    /// unless the config file defines it. Cannot be combined with
+    /// --jwt-hmac-secret or --jwt-public-key, since demo names would then be
+    /// real identities (docs/demo.md) [default: off].
+    #[arg(long, env = "CORECAST_DEMO")]
+    pub demo: bool,
+
+    /// Channel namespaces, from the config file only (and `chat` with
+    /// --demo); without a file every channel has the default options.
     #[arg(skip)]
     pub namespaces: Arc<Namespaces>,
 }
@@ -426,7 +438,17 @@ impl Config {
         if self.jwt_hmac_secret.as_deref() == Some("") {
             return bad("jwt_hmac_secret", "may not be empty");
         }
-        if self.require_auth && self.jwt_hmac_secret.is_none() && self.jwt_public_key.is_none() {
+        let has_key = self.jwt_hmac_secret.is_some() || self.jwt_public_key.is_some();
+        if self.demo && has_key {
+            return bad(
+                "demo",
+                "cannot be combined with --jwt-hmac-secret or --jwt-public-key: the demo gives \
+                 anyone a token for any name, which must not pass for a real user's; run the \
+                 demo on a server of its own",
+            );
+        }
+        // --demo brings its own key (and mints the tokens it checks).
+        if self.require_auth && !has_key && !self.demo {
             return bad(
                 "require_auth",
                 "needs a key to check tokens with (--jwt-hmac-secret or --jwt-public-key)",
@@ -544,6 +566,25 @@ mod tests {
             first.contains("--trusted-proxies") && first.contains("entry \"lb.local\""),
             "{e}"
         );
+    }
+
+    #[test]
+    fn demo_brings_its_own_key_and_refuses_a_real_one() {
+        assert!(!cfg(&[]).demo);
+        assert!(cfg(&["--demo", "--require-auth"]).check().is_ok());
+        for key in [["--jwt-hmac-secret", "s"], ["--jwt-public-key", "k.pem"]] {
+            let mut args = vec!["--demo"];
+            args.extend_from_slice(&key);
+            let invalid = cfg(&args).check().unwrap_err();
+            assert_eq!(invalid.key, "demo");
+            assert!(
+                invalid.why.contains("cannot be combined"),
+                "{}",
+                invalid.why
+            );
+        }
+        let invalid = cfg(&["--require-auth"]).check().unwrap_err();
+        assert_eq!(invalid.key, "require_auth");
     }
 
     #[test]

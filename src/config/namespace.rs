@@ -20,6 +20,10 @@ use serde::{Deserialize, Deserializer};
 /// The name of the namespace of channels without a `:`.
 pub const DEFAULT_NAMESPACE: &str = "default";
 
+/// The namespace `--demo` adds when the file does not define it: the chat
+/// page's rooms are channels `chat:ROOM`.
+pub const DEMO_NAMESPACE: &str = "chat";
+
 /// Longest namespace name, in bytes: a name is a channel prefix, and a short
 /// bound keeps error messages and metrics labels readable.
 pub const MAX_NAMESPACE_LEN: usize = 64;
@@ -73,6 +77,21 @@ impl NamespaceOptions {
         "history_ttl",
     ];
 
+    /// `--demo`'s `chat` namespace: users with a token only (the page
+    /// always has one, and presence lists names), presence, join/leave,
+    /// and history of the last 100 messages for 10 minutes, which is what a
+    /// page shows on joining and what a reconnect recovers.
+    pub fn demo_chat() -> NamespaceOptions {
+        NamespaceOptions {
+            anonymous: false,
+            presence: true,
+            join_leave: true,
+            history_size: 100,
+            history_ttl: Duration::from_secs(600),
+            ..NamespaceOptions::default()
+        }
+    }
+
     /// Whether channels here keep history (both size and ttl are set).
     pub fn history(&self) -> bool {
         self.history_size > 0 && !self.history_ttl.is_zero()
@@ -103,9 +122,12 @@ pub struct Namespaces {
     pub default: NamespaceOptions,
     /// The other namespaces by name (`default` is never in here).
     named: HashMap<Box<str>, NamespaceOptions>,
-    /// Whether the file had a `[namespaces]` table: only then are prefixes
-    /// namespaces (and an undeclared prefix unknown).
+    /// Whether the file had a `[namespaces]` table: only then is an
+    /// undeclared prefix unknown.
     configured: bool,
+    /// Names in `named` that a flag added, not the file
+    /// ([`Namespaces::add_builtin`]).
+    builtin: Vec<Box<str>>,
 }
 
 /// Why a `[namespaces]` table was refused: the key it concerns (e.g.
@@ -150,10 +172,34 @@ impl Namespaces {
     /// The options of `channel`'s namespace; `None` when its prefix names no
     /// configured namespace. Allocates nothing (it runs on every subscribe).
     pub fn lookup(&self, channel: &str) -> Option<&NamespaceOptions> {
-        match channel.split_once(':') {
-            Some((name, _)) if self.configured && name != DEFAULT_NAMESPACE => self.named.get(name),
-            _ => Some(&self.default),
+        let name = match channel.split_once(':') {
+            Some((name, _)) if name != DEFAULT_NAMESPACE => name,
+            _ => return Some(&self.default),
+        };
+        match self.named.get(name) {
+            Some(options) => Some(options),
+            None if self.configured => None,
+            // No table: only built-in namespaces are prefixes.
+            None => Some(&self.default),
         }
+    }
+
+    /// Adds namespace `name` with `options` on behalf of a flag, unless the
+    /// file defines `name` (its options win). Without a `[namespaces]`
+    /// table every other prefix keeps the default options, as it would
+    /// without the flag. Returns whether it was added.
+    pub fn add_builtin(&mut self, name: &str, options: NamespaceOptions) -> bool {
+        if name == DEFAULT_NAMESPACE || self.named.contains_key(name) {
+            return false;
+        }
+        self.named.insert(name.into(), options);
+        self.builtin.push(name.into());
+        true
+    }
+
+    /// Whether namespace `name` was added by a flag rather than the file.
+    pub fn is_builtin(&self, name: &str) -> bool {
+        self.builtin.iter().any(|b| **b == *name)
     }
 
     /// Whether a `[namespaces]` table was configured (channel prefixes are
@@ -319,6 +365,31 @@ mod tests {
         assert_eq!(err.key, "namespaces.chat");
         let err = parse("namespaces = 3\n").unwrap_err();
         assert_eq!(err.key, "namespaces");
+    }
+
+    #[test]
+    fn a_builtin_namespace_leaves_other_prefixes_as_they_were() {
+        let mut ns = Namespaces::default();
+        assert!(ns.add_builtin(DEMO_NAMESPACE, NamespaceOptions::demo_chat()));
+        assert!(ns.is_builtin("chat") && !ns.is_configured());
+        let chat = ns.lookup("chat:lobby").expect("chat");
+        assert!(chat.presence && chat.join_leave && chat.history() && !chat.anonymous);
+        // Without a table, other prefixes still get the default options.
+        assert_eq!(ns.lookup("a:b"), Some(&NamespaceOptions::default()));
+        assert_eq!(ns.lookup("chat"), Some(&NamespaceOptions::default()));
+
+        // With a table, undeclared prefixes stay unknown.
+        let mut ns = parse("[namespaces.news]\n").expect("valid");
+        assert!(ns.add_builtin("chat", NamespaceOptions::demo_chat()));
+        assert!(ns.lookup("chat:x").expect("chat").presence);
+        assert_eq!(ns.lookup("foo:x"), None);
+
+        // The file's own `chat` wins.
+        let mut ns = parse("[namespaces.chat]\npresence = false\n").expect("valid");
+        assert!(!ns.add_builtin("chat", NamespaceOptions::demo_chat()));
+        assert!(!ns.is_builtin("chat"));
+        assert!(!ns.lookup("chat:x").expect("chat").presence);
+        assert!(!ns.add_builtin(DEFAULT_NAMESPACE, NamespaceOptions::demo_chat()));
     }
 
     #[test]

@@ -34,6 +34,7 @@ use serde_json::value::RawValue;
 
 use crate::admin::{self, api};
 use crate::bus::{self, Bus};
+use crate::demo::{self, Demo};
 use crate::error::CloseReason;
 use crate::http::{self, HeadError, Response, Route};
 use crate::message::{self, Command, ErrorCode, Request, RequestError};
@@ -605,6 +606,12 @@ fn check_decide(head: &[u8], admitted: bool) {
                 assert!(http::is_valid_key(key), "upgrade with key {key:?}");
                 assert_eq!(accept, ws::accept_key(key.as_bytes()));
             }
+            (Err(response), Err(again)) if demo::is_demo_path(path) => {
+                // A token's `iat` and `exp` follow the clock: same status.
+                assert_eq!(response.status, again.status, "demo answer changed");
+                check_demo_answer(&req, path, &response);
+                check_response(&response);
+            }
             (Err(response), Err(again)) => {
                 assert_eq!(
                     (response.status, &response.body),
@@ -616,13 +623,49 @@ fn check_decide(head: &[u8], admitted: bool) {
                     "{path} -> {}",
                     response.status
                 );
-                let expected = [200, 400, 404, 405, 426, 503];
+                // 401: a `?token=` this verifier-less shard cannot accept.
+                let expected = [200, 400, 401, 404, 405, 426, 503];
                 assert!(expected.contains(&response.status), "{response:?}");
                 check_response(&response);
             }
             (first, second) => panic!("decide changed its mind: {first:?} then {second:?}"),
         }
     });
+}
+
+/// A `--demo` answer: a page file, a token that verifies with the demo key
+/// for exactly the `?user=` asked, a redirect, or an error that fits the
+/// request.
+fn check_demo_answer(req: &httparse::Request<'_, '_>, path: &str, response: &Response) {
+    let get = req.method == Some("GET");
+    let query = req.path.and_then(|t| t.split_once('?')).map(|(_, q)| q);
+    let user = query.and_then(|q| http::query_param(q, "user"));
+    match response.status {
+        200 if path == "/demo/token" => {
+            let user = user.expect("a token without ?user=");
+            assert!(get && demo::check_name(&user).is_ok(), "token for {user:?}");
+            let body: serde_json::Value =
+                serde_json::from_str(&response.body).expect("token answer is JSON");
+            let token = body["token"].as_str().expect("token answer has a token");
+            let verifier = crate::auth::Verifier::new(Some(DEMO_KEY.as_slice()), None)
+                .expect("fixed demo key");
+            let claims = verifier
+                .verify(token, crate::shard::unix_now())
+                .expect("a minted token verifies with the demo key");
+            assert_eq!(*claims.user, *user, "token for another user");
+            assert_eq!(body["user"], user.as_str());
+        }
+        200 => assert!(get && !response.body.is_empty() && path != "/demo"),
+        301 => assert!(get && path == "/demo"),
+        400 => assert!(
+            get && path == "/demo/token"
+                && user.as_deref().is_none_or(|u| demo::check_name(u).is_err()),
+            "refused {user:?}"
+        ),
+        404 => assert!(get && path != "/demo" && path != "/demo/token"),
+        405 => assert!(!get),
+        status => panic!("demo answered {status} to {path}"),
+    }
 }
 
 /// `?token=` extraction: never panics, and a value without escapes is
@@ -640,7 +683,7 @@ fn check_query_param(query: &str) {
 }
 
 /// Header names corecast may send; anything else is an injected header.
-const RESPONSE_HEADERS: [&str; 7] = [
+const RESPONSE_HEADERS: [&str; 11] = [
     "content-type",
     "content-length",
     "connection",
@@ -648,6 +691,11 @@ const RESPONSE_HEADERS: [&str; 7] = [
     "upgrade",
     "sec-websocket-version",
     "www-authenticate",
+    // --demo's page, files and redirect.
+    "location",
+    "cache-control",
+    "x-content-type-options",
+    "content-security-policy",
 ];
 
 /// A response serializes to one well-formed HTTP response whose
@@ -838,6 +886,9 @@ fn server_text(frame: &[u8]) -> String {
 
 /// The admin token of the fuzzing shard (seeds send it).
 pub const ADMIN_TOKEN: &str = "fuzz-token";
+
+/// The key the routers' `--demo` signs its tokens with.
+const DEMO_KEY: [u8; demo::KEY_BYTES] = *b"fuzz-demo-key-0123456789abcdef01";
 /// Bytes one admin socket read delivers (admin::fill's buffer).
 const ADMIN_FILL_BYTES: usize = 4096;
 
@@ -961,7 +1012,14 @@ thread_local! {
 }
 
 fn one_shard() -> Rc<Shard> {
-    let args = ["corecast", "--shards", "1", "--admin-token", ADMIN_TOKEN];
+    let args = [
+        "corecast",
+        "--shards",
+        "1",
+        "--admin-token",
+        ADMIN_TOKEN,
+        "--demo",
+    ];
     let config = crate::Config::try_parse_from(args).expect("fixed flags parse");
     let resolved = config.resolve(&[0], 1024).expect("one shard on CPU 0");
     let end = bus::mesh(1, 1).pop().expect("a one-shard mesh has one end");
@@ -969,8 +1027,11 @@ fn one_shard() -> Rc<Shard> {
     // completes on its first poll, with no executor.
     let (bus, _) = block_on(Bus::connect(ShardId(0), end));
     let epoll = EpollSet::new().expect("epoll_create1");
+    // The demo's files and tokens, but no verifier: /ws tokens are
+    // refused as on a server without keys.
     let shared = Shared {
         n_shards: 1,
+        demo: Some(Demo::new(&DEMO_KEY)),
         ..Shared::default()
     };
     let shard = Shard::new(

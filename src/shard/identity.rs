@@ -9,6 +9,7 @@ use bytes::Bytes;
 
 use super::{ConnKey, Outgoing, Shard, UserSlot};
 use crate::auth::{AuthError, Claims, Verifier, LEEWAY_SECS};
+use crate::demo::Demo;
 use crate::error::CloseReason;
 use crate::message::ErrorCode;
 
@@ -39,6 +40,11 @@ impl Shard {
     /// The token verifier, when `--jwt-hmac-secret` or `--jwt-public-key` is set.
     pub fn verifier(&self) -> Option<&Verifier> {
         self.shared.verifier.as_ref()
+    }
+
+    /// The `--demo` page and token minter, when `--demo` is on.
+    pub fn demo(&self) -> Option<&Demo> {
+        self.shared.demo.as_ref()
     }
 
     /// Verifies a client's token now; without a configured key every token

@@ -21,6 +21,7 @@ use crate::auth::Verifier;
 use crate::bus::Bus;
 use crate::config::Resolved;
 use crate::connection::ConnState;
+use crate::demo::Demo;
 use crate::error::CloseReason;
 use crate::history::HistoryStore;
 use crate::http::Route;
@@ -68,8 +69,10 @@ pub struct Shared {
     /// pass; read by /health.
     pub redis_up: Box<[std::sync::atomic::AtomicBool]>,
     /// Verifies client tokens; built at startup from `--jwt-hmac-secret`
-    /// and `--jwt-public-key`, read-only after.
+    /// and `--jwt-public-key` (or `--demo`'s key), read-only after.
     pub verifier: Option<Verifier>,
+    /// `--demo`: the page's files and the key its tokens are signed with.
+    pub demo: Option<Demo>,
 }
 
 /// What [`Shard::subscribe`] did.

@@ -7,6 +7,7 @@ mod centrifugo;
 mod cluster;
 mod config_file;
 mod cross_shard;
+mod demo;
 mod harness;
 mod history;
 mod http;

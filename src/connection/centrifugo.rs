@@ -325,7 +325,7 @@ impl Session {
             return self.cf_error(shard, enc, id, error_code::BAD_REQUEST, message, false);
         };
         // Every subscriber gets it exactly, MessagePack clients of /ws too.
-        if let Err(e) = crate::wire::check_data(raw.get().as_bytes()) {
+        if let Err(e) = crate::wire::check_data(raw.get()) {
             return self.cf_fail(shard, enc, id, ErrorCode::InvalidData, e.to_string());
         }
         if let Err((code, message)) = shard.check_access(self.key, &channel, Access::Publish) {

@@ -778,9 +778,11 @@ PYEOF
 # Deliveries (echo: round trips) per second and per CPU-second of the
 # server, for every cap and pinned server, with corecast ÷ peer ratios.
 cap_report() {
-    python3 - "$OUT" <<'PYEOF'
+    python3 - "$OUT" "$ROOT/scripts" <<'PYEOF'
 import json, os, re, sys
 out = sys.argv[1]
+sys.path.insert(0, sys.argv[2])
+import compare_samples
 SERVERS = ["corecast", "python_websockets", "socketify", "node_ws"]
 PEERS = SERVERS[1:]
 SCENARIOS = [
@@ -799,41 +801,10 @@ def load(name):
         return None
 
 def samples(name):
-    """Header (name=..., expect=...), rows (t, server ticks, fds, bench ticks), cgroup cpu.stat before/after."""
-    meta, rows, cg = {}, [], {}
-    p = os.path.join(out, name + ".samples")
-    for line in open(p) if os.path.exists(p) else []:
-        if line.startswith("# name="):
-            meta = dict(kv.split("=", 1) for kv in line[2:].split())
-        elif line.startswith("# cgroup_"):
-            tag, *kvs = line[2:].split()
-            cg[tag] = {k: int(v) for k, v in (kv.split("=", 1) for kv in kvs) if v.isdigit()}
-        elif line.strip() and not line.startswith("#"):
-            t, st, fds, bt = line.split()
-            rows.append((float(t), None if st == "NA" else int(st), int(fds),
-                         None if bt == "NA" else int(bt)))
-    return meta, rows, cg
+    return compare_samples.samples(out, name)
 
 def cpu_window(name):
-    """Server and bench CPU-seconds per second over the steady window (as the main report's)."""
-    meta, rows, _ = samples(name)
-    if not rows or "expect" not in meta:
-        return None, None
-    hz = float(meta.get("clk_tck", 100))
-    expect, secs = int(meta["expect"]), float(meta["secs"])
-    base = int(meta.get("base_fds", rows[0][2]))
-    ready = next((r[0] for r in rows if r[2] - base >= 0.98 * expect), None)
-    if ready is None:
-        top = max(r[2] for r in rows)
-        ready = next(r[0] for r in rows if r[2] == top)
-    lead, tail = (1.0, 0.5) if secs >= 8 else (0.5, 0.25)
-    win = [r for r in rows if ready + lead <= r[0] <= ready + secs - tail and r[1] is not None]
-    if len(win) < 2 or win[-1][0] <= win[0][0]:
-        return None, None
-    a, b = win[0], win[-1]
-    dt = b[0] - a[0]
-    bench = (b[3] - a[3]) / hz / dt if a[3] is not None and b[3] is not None else None
-    return (b[1] - a[1]) / hz / dt, bench
+    return compare_samples.cpu_window(out, name)
 
 def throttled(name):
     """Share of the group's CFS periods that were throttled, over the whole bench run."""
@@ -937,9 +908,11 @@ PYEOF
 }
 
 compressed_report() {
-    python3 - "$OUT" <<'PYEOF'
+    python3 - "$OUT" "$ROOT/scripts" <<'PYEOF'
 import json, os, sys
 out = sys.argv[1]
+sys.path.insert(0, sys.argv[2])
+import compare_samples
 SERVERS = ["corecast", "socketify"]
 SCENARIOS = [("zfan1", "Compressed fan-out, max rate, 5,000 subscribers × 1 channel, 1 publisher, 1 KiB JSON text"),
              ("zfan100", "Compressed fan-out, max rate, 1,000 subscribers × 100 channels, 4 publishers, 1 KiB JSON text")]
@@ -951,31 +924,7 @@ def load(name):
         return None
 
 def cpu_window(name):
-    """Server and bench CPU-seconds per second over the steady window (as the main report's)."""
-    meta, rows = {}, []
-    p = os.path.join(out, name + ".samples")
-    for line in open(p) if os.path.exists(p) else []:
-        if line.startswith("# name="):
-            meta = dict(kv.split("=", 1) for kv in line[2:].split())
-        elif line.strip() and not line.startswith("#"):
-            t, st, fds, bt = line.split()
-            rows.append((float(t), None if st == "NA" else int(st), int(fds), None if bt == "NA" else int(bt)))
-    if not rows or "expect" not in meta:
-        return None, None
-    hz, expect, secs = float(meta.get("clk_tck", 100)), int(meta["expect"]), float(meta["secs"])
-    base = int(meta.get("base_fds", rows[0][2]))
-    ready = next((r[0] for r in rows if r[2] - base >= 0.98 * expect), None)
-    if ready is None:
-        top = max(r[2] for r in rows)
-        ready = next(r[0] for r in rows if r[2] == top)
-    lead, tail = (1.0, 0.5) if secs >= 8 else (0.5, 0.25)
-    win = [r for r in rows if ready + lead <= r[0] <= ready + secs - tail and r[1] is not None]
-    if len(win) < 2 or win[-1][0] <= win[0][0]:
-        return None, None
-    a, b = win[0], win[-1]
-    dt = b[0] - a[0]
-    bench = (b[3] - a[3]) / hz / dt if a[3] is not None and b[3] is not None else None
-    return (b[1] - a[1]) / hz / dt, bench
+    return compare_samples.cpu_window(out, name)
 
 def check(d):
     if d is None:

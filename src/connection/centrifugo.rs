@@ -5,7 +5,6 @@
 //! encoding is in its route, its client id is derived from shard and seq.
 
 use std::rc::Rc;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::value::RawValue;
@@ -18,7 +17,7 @@ use crate::centrifugo::proto::{
 use crate::centrifugo::{self, error_code, Encoding};
 use crate::error::CloseReason;
 use crate::message::{self, ErrorCode, Position};
-use crate::shard::{Access, Shard, Subscription};
+use crate::shard::{Access, Shard};
 use crate::ws::Kind;
 
 /// A request the shard answers later carries the command id this way (the
@@ -289,13 +288,8 @@ impl Session {
         } else {
             shard.subscribe(self.key, self.seq, &channel, empty(), Some(&*raw))
         };
-        match outcome {
-            Subscription::Active(name) => self.channels.push(name),
-            Subscription::Waiting => {
-                self.channels.push(Arc::from(channel.as_str()));
-                return false;
-            }
-            Subscription::Already | Subscription::Failed => {}
+        if !self.channels.record(outcome, &channel) {
+            return false;
         }
         true
     }

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use crate::shard::Subscription;
+
 /// A connection's channel names (shared with the shard's channel table).
 #[derive(Debug, Default)]
 pub enum ChannelList {
@@ -24,6 +26,21 @@ impl ChannelList {
     /// True when subscribed to `channel`.
     pub fn contains(&self, channel: &str) -> bool {
         self.as_slice().iter().any(|c| **c == *channel)
+    }
+
+    /// Records what a subscribe to `channel` did: an active subscription, or
+    /// one waiting for other shards, joins the list. False while it waits
+    /// (the connection must pause its reads until the shards answer).
+    pub fn record(&mut self, outcome: Subscription, channel: &str) -> bool {
+        match outcome {
+            Subscription::Active(name) => self.push(name),
+            Subscription::Waiting => {
+                self.push(Arc::from(channel));
+                return false;
+            }
+            Subscription::Already | Subscription::Failed => {}
+        }
+        true
     }
 
     /// Adds a channel (the caller checks it is not there yet).

@@ -3,7 +3,6 @@
 //! `connect`/`refresh` (tokens), presence, and the permission checks.
 
 use std::rc::Rc;
-use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -12,7 +11,7 @@ use crate::auth::AuthError;
 use crate::error::CloseReason;
 use crate::http::Route;
 use crate::message::{self, Command, ErrorCode, RequestError};
-use crate::shard::{Access, ConnKey, Shard, Subscription};
+use crate::shard::{Access, ConnKey, Shard};
 use crate::wire::msgpack;
 use crate::wire::Encoding;
 use crate::ws::{self, Event, Kind};
@@ -214,13 +213,8 @@ impl Session {
                 } else {
                     shard.subscribe(self.key, self.seq, &channel, reply, id)
                 };
-                match outcome {
-                    Subscription::Active(name) => self.channels.push(name),
-                    Subscription::Waiting => {
-                        self.channels.push(Arc::from(channel.as_str()));
-                        return false;
-                    }
-                    Subscription::Already | Subscription::Failed => {}
+                if !self.channels.record(outcome, &channel) {
+                    return false;
                 }
             }
             Command::Unsubscribe { channel } => {

@@ -157,6 +157,8 @@ fn utf8_6_valid_text_arriving_byte_by_byte_is_echoed() {
     let text = "κόσμε 𝄞 日本語".as_bytes();
     c.send_frame(TEXT, &text[..1], true);
     let rest = encode_client_frame(FIN | CONT, &text[1..], true);
+    // The pauses pace the bytes so the server reads them one at a time;
+    // nothing is awaited (the server has no signal for "read a byte").
     for byte in rest.chunks(1) {
         c.send_raw(byte);
         std::thread::sleep(std::time::Duration::from_millis(2));

@@ -333,8 +333,9 @@ impl Shard {
     ) {
         let mut conns = self.conns.borrow_mut();
         let mut n = 0;
-        // One shard-local reference for every local subscriber (two when
-        // some negotiated compression: the compressed copy is made once).
+        // One shard-local reference for every local subscriber in the
+        // native form, and one more per other form a subscriber here wants
+        // (each converted or compressed once: `Shard::frame_for`).
         let mut out = Outgoing::shared(frame, stamp);
         for key in keys {
             if let Some(conn) = conns.get_mut(key.0 as usize) {

@@ -18,7 +18,7 @@ use super::*;
 #[path = "../../tests/it/harness/redis.rs"]
 #[allow(dead_code)] // The integration tests use the rest.
 mod redis_server;
-use redis_server::{probe_free_port, RedisServer};
+use redis_server::RedisServer;
 
 /// Longest any single wait may take before the test fails.
 const WAIT: Duration = Duration::from_secs(5);
@@ -410,8 +410,10 @@ enum Answer {
 /// A TCP server on a std thread that answers the login (`+OK`) and then
 /// `answer`s; reports the size of every read after the login.
 fn fake_server(answer: Answer) -> (u16, mpsc::Receiver<usize>) {
-    let port = probe_free_port();
-    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind fake server");
+    // The kernel's pick: a probed port could be taken by another process
+    // between the probe and this bind (CI saw exactly that).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind fake server");
+    let port = listener.local_addr().expect("fake server address").port();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for conn in listener.incoming() {

@@ -92,8 +92,8 @@ pub struct Counters {
     /// Redis mode: gaps in a history channel's live delivery repaired (or
     /// attempted) from the stream.
     pub redis_gap_repairs: u64,
-    /// Redis mode: channels whose subscribers were closed with 4010 because
-    /// a gap could not be repaired.
+    /// Redis mode: channels whose subscribers were evicted (4010 on /ws,
+    /// unsubscribe 2500 for Centrifugo) because a gap could not be repaired.
     pub redis_evictions: u64,
 }
 

@@ -270,7 +270,7 @@ impl Collector for Scrape {
         counter(
             &mut enc,
             "corecast_redis_insufficient_state",
-            "Redis mode: channels whose subscribers were closed with 4010 (a gap no longer in the stream).",
+            "Redis mode: channels whose subscribers were evicted (a gap no longer in the stream): /ws clients closed with 4010, Centrifugo clients sent unsubscribe 2500.",
             |c| c.redis_evictions,
         )?;
         let links = |enc: &mut DescriptorEncoder,

@@ -192,6 +192,30 @@ pub fn history_subscribed(
     )
 }
 
+/// The unsubscribe code Centrifugo sends when a subscriber missed
+/// publications live delivery cannot repair: the SDK subscribes again and
+/// recovers what the history still holds (or learns `recovered: false`).
+pub const UNSUBSCRIBE_INSUFFICIENT_STATE: (u32, &str) = (2500, "insufficient state");
+
+/// The push ending the subscription to `channel` from the server side
+/// with `(code, reason)`.
+pub fn unsubscribe_push(encoding: Encoding, channel: &str, (code, reason): (u32, &str)) -> Bytes {
+    reply_frame(
+        encoding,
+        &proto::Reply {
+            push: Some(proto::Push {
+                channel: channel.to_string(),
+                unsubscribe: Some(proto::Unsubscribe {
+                    code,
+                    reason: reason.to_string(),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    )
+}
+
 /// The frame kind of `encoding`.
 pub(crate) fn kind(encoding: Encoding) -> Kind {
     match encoding {

@@ -235,7 +235,8 @@ pub struct Error {
     pub temporary: bool,
 }
 
-/// A push: one of `pub`, `join`, `leave`, `disconnect` for `channel`.
+/// A push: one of `pub`, `join`, `leave`, `unsubscribe`, `disconnect` for
+/// `channel`.
 #[derive(Clone, PartialEq, prost::Message, Serialize)]
 pub struct Push {
     /// The channel (empty for a disconnect).
@@ -254,6 +255,10 @@ pub struct Push {
     #[prost(message, optional, tag = "6")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub leave: Option<ClientEvent>,
+    /// The server ended the subscription.
+    #[prost(message, optional, tag = "7")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unsubscribe: Option<Unsubscribe>,
     /// The server is closing the connection.
     #[prost(message, optional, tag = "11")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -294,6 +299,18 @@ pub struct Publication {
     #[prost(uint64, tag = "6")]
     #[serde(skip_serializing_if = "is_default")]
     pub offset: u64,
+}
+
+/// `{code, reason}` of a server-side unsubscribe (2000-2499: the
+/// subscription is over; 2500-2999: the SDK subscribes again, recovering).
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+pub struct Unsubscribe {
+    /// An unsubscribe code.
+    #[prost(uint32, tag = "2")]
+    pub code: u32,
+    /// Human text.
+    #[prost(string, tag = "3")]
+    pub reason: String,
 }
 
 /// `{code, reason, reconnect}`

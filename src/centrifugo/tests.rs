@@ -175,6 +175,22 @@ fn native_join_and_leave_become_pushes_with_client_info() {
 }
 
 #[test]
+fn an_unsubscribe_push_carries_code_and_reason_in_both_encodings() {
+    let why = UNSUBSCRIBE_INSUFFICIENT_STATE;
+    let v = json(&unsubscribe_push(Encoding::Json, "h:x", why));
+    assert_eq!(
+        v,
+        serde_json::json!({"push":{"channel":"h:x","unsubscribe":{"code":2500,"reason":"insufficient state"}}})
+    );
+    let push = protobuf_reply(&unsubscribe_push(Encoding::Protobuf, "h:x", why))
+        .push
+        .unwrap();
+    assert_eq!(push.channel, "h:x");
+    let unsubscribe = push.unsubscribe.unwrap();
+    assert_eq!((unsubscribe.code, &*unsubscribe.reason), why);
+}
+
+#[test]
 fn other_native_frames_are_not_pushed() {
     let data = serde_json::value::RawValue::from_string("1".into()).unwrap();
     let broadcast = message::broadcast_frame(&data);

@@ -138,6 +138,13 @@ impl ConnState {
         }
     }
 
+    /// Takes `channel` off the connection's channel list (the shard ended
+    /// that subscription). False when it is not there, or when the list is
+    /// out of the table because the connection is being polled.
+    pub(crate) fn forget_channel(&mut self, channel: &str) -> bool {
+        self.parked.channels.remove(channel)
+    }
+
     /// Bytes waiting to be written.
     pub fn queued_bytes(&self) -> usize {
         self.outbox.queued()

@@ -20,6 +20,7 @@ use crate::broker::envelope::{self, ChannelMessage, ControlMessage};
 use crate::broker::scripts::{ReadMode, ReadReply};
 use crate::broker::{Broker, OnMessage};
 use crate::bus::BusMessage;
+use crate::centrifugo;
 use crate::error::CloseReason;
 use crate::history::{Epoch, Recovery};
 use crate::message::{self, Position};
@@ -888,14 +889,14 @@ impl Shard {
         }
     }
 
-    /// Closes every subscriber of `channel` in this process with 4010
-    /// ("insufficient state"): they missed publications that are no longer
-    /// in the stream, so they must reconnect and recover (and be told
-    /// `recovered:false`) rather than go on with a silent gap.
+    /// Evicts every subscriber of `channel` in this process: they missed
+    /// publications that are no longer in the stream, so they must recover
+    /// (and be told `recovered:false`) rather than go on with a silent gap
+    /// (see [`Shard::evict_subscribers_local`]).
     fn evict_channel(&self, channel: &str) {
         self.metrics.bump(|c| c.redis_evictions += 1);
         let channel: Arc<str> = Arc::from(channel);
-        self.close_subscribers_local(&channel, CloseReason::InsufficientState);
+        self.evict_subscribers_local(&channel);
         let remote: Vec<ShardId> = self
             .topics
             .borrow()
@@ -905,15 +906,19 @@ impl Shard {
         for shard in remote {
             self.tell(
                 shard,
-                Query::CloseSubscribers {
+                Query::EvictSubscribers {
                     channel: channel.clone(),
                 },
             );
         }
     }
 
-    /// Closes this shard's subscribers of `channel` with `reason`.
-    pub(super) fn close_subscribers_local(&self, channel: &str, reason: CloseReason) -> u64 {
+    /// Evicts this shard's subscribers of `channel`: a Centrifugo client
+    /// loses just that subscription, with the unsubscribe push 2500
+    /// "insufficient state" (its SDK subscribes again and recovers, on the
+    /// same connection, as with Centrifugo); a /ws client is closed with
+    /// 4010 (its protocol has no server-side unsubscribe). Returns how many.
+    pub(super) fn evict_subscribers_local(&self, channel: &str) -> u64 {
         let keys: Vec<_> = self
             .topics
             .borrow()
@@ -921,9 +926,34 @@ impl Shard {
             .map(|c| c.local.iter().collect())
             .unwrap_or_default();
         for key in &keys {
-            self.close(*key, reason);
+            if !self.push_unsubscribe(*key, channel, centrifugo::UNSUBSCRIBE_INSUFFICIENT_STATE) {
+                self.close(*key, CloseReason::InsufficientState);
+            }
         }
         keys.len() as u64
+    }
+
+    /// Ends connection `key`'s subscription to `channel` from the server
+    /// side with Centrifugo's unsubscribe push `(code, reason)`. False, with
+    /// nothing done, for a /ws client, a closing connection, or one whose
+    /// channel list is out of the table (in the middle of its poll).
+    fn push_unsubscribe(&self, key: ConnKey, channel: &str, why: (u32, &str)) -> bool {
+        let frame = {
+            let mut conns = self.conns.borrow_mut();
+            let Some(conn) = conns.get_mut(key.0 as usize) else {
+                return false;
+            };
+            let Some(encoding) = conn.centrifugo() else {
+                return false;
+            };
+            if conn.is_closing() || !conn.forget_channel(channel) {
+                return false;
+            }
+            centrifugo::unsubscribe_push(encoding, channel, why)
+        };
+        self.unsubscribe(key, channel);
+        self.send_to(key, frame);
+        true
     }
 
     /// Compares every history channel homed here with its stream's top,

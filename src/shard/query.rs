@@ -96,9 +96,10 @@ pub enum Query {
         /// Channel name.
         channel: Arc<str>,
     },
-    /// Redis mode: close this shard's subscribers of `channel` with 4010
-    /// (their history has a gap Redis no longer holds).
-    CloseSubscribers {
+    /// Redis mode: evict this shard's subscribers of `channel` (their
+    /// history has a gap Redis no longer holds): 4010 on /ws, the
+    /// unsubscribe push 2500 for Centrifugo clients.
+    EvictSubscribers {
         /// Channel name.
         channel: Arc<str>,
     },
@@ -366,9 +367,8 @@ impl Shard {
             | Query::HistoryRemove { .. } => {
                 report.history = Some(Box::new(self.answer_history(query)));
             }
-            Query::CloseSubscribers { channel } => {
-                let reason = crate::error::CloseReason::InsufficientState;
-                report.n_user_conns = self.close_subscribers_local(channel, reason);
+            Query::EvictSubscribers { channel } => {
+                report.n_user_conns = self.evict_subscribers_local(channel);
             }
         }
         report

@@ -238,3 +238,110 @@ fn sdk_works_across_processes_in_redis_mode() {
     interop_on(&b, &a, "protobuf");
     recovery_on(&a, "json");
 }
+
+/// Redis mode: Redis restarts empty under a history channel. /ws clients
+/// are closed with 4010; an SDK client instead loses just that
+/// subscription, with the unsubscribe push 2500 "insufficient state", and
+/// its SDK subscribes again on the same connection: `recovered: false`
+/// (the history is gone), then live publications again. JSON and Protobuf
+/// side by side.
+#[test]
+fn sdk_subscription_evicted_by_lost_history_resubscribes_without_reconnecting() {
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    let mut redis = crate::harness::RedisServer::start();
+    let server = server(&["--redis", &redis.url(), "--redis-timeout", "300ms"]);
+    crate::cluster::wait_redis_up(&server);
+    let channel = "h:evicted";
+    let url = format!("ws://{}/connection/websocket", server.addr());
+    let (tx, rx) = mpsc::channel::<(&str, Value)>();
+    let nodes: Vec<_> = ["json", "protobuf"]
+        .into_iter()
+        .map(|encoding| {
+            let mut node = Command::new("node")
+                .current_dir(sdk_dir())
+                .args(["evicted.mjs", &url, encoding, SECRET, channel])
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("run node");
+            let stdout = node.stdout.take().unwrap();
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    let value = serde_json::from_str(&line).expect("a JSON line");
+                    let _ = tx.send((encoding, value));
+                }
+            });
+            node
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let wait_step = |step: &str| -> Vec<(&str, Value)> {
+        let mut seen = Vec::new();
+        while seen.len() < 2 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let (encoding, line) = rx.recv_timeout(left).expect("a line from each SDK");
+            assert_eq!(line["step"], step, "{encoding}: {line}");
+            seen.push((encoding, line));
+        }
+        seen
+    };
+    for (encoding, line) in wait_step("subscribed") {
+        assert_eq!(line["recoverable"], true, "{encoding}: {line}");
+    }
+    let (mut native, _) = crate::auth::ws_with_token(&server, &token_for("native"));
+    native.send_json(&json!({"type": "subscribe", "channel": channel, "id": 1}));
+    assert_eq!(native.recv_json()["type"], "subscribed");
+    let (mut publisher, _) = crate::auth::ws_with_token(&server, &token_for("publisher"));
+    redis.kill();
+    crate::cluster::wait_health(&server, |h| h["redis"]["up"] == false);
+    redis.restart();
+    crate::cluster::wait_redis_up(&server);
+    // Publish into the new epoch until both SDKs are back: the first
+    // publication the channel's home sees there evicts the subscribers.
+    let mut back = Vec::new();
+    while back.len() < 2 {
+        assert!(Instant::now() < deadline, "the SDKs were never told");
+        publisher.send_json(&json!({"type": "publish", "channel": channel, "data": {"n": 1}}));
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(50)) {
+            back.push(line);
+        }
+    }
+    for (encoding, line) in &back {
+        assert_eq!(line["step"], "resubscribed", "{encoding}: {line}");
+        assert_eq!(
+            line["subscribing"],
+            json!([{"code": 2500, "reason": "insufficient state"}]),
+            "{encoding}: {line}"
+        );
+        assert_eq!(
+            (&line["recovered"], &line["was_recovering"]),
+            (&json!(false), &json!(true)),
+            "{encoding}: {line}"
+        );
+        assert_eq!(line["epoch_changed"], true, "{encoding}: {line}");
+        assert_eq!(
+            line["connection_events"],
+            json!([]),
+            "the connection stays: {encoding}: {line}"
+        );
+        assert_eq!(line["same_client"], true, "{encoding}: {line}");
+    }
+    // The /ws subscriber of the channel was closed with 4010.
+    let closed = loop {
+        match native.ws.read() {
+            Ok(tungstenite::Message::Close(frame)) => break frame.map(|f| u16::from(f.code)),
+            Ok(_) => continue,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(closed, Some(4010));
+    publisher.send_json(&json!({"type": "publish", "channel": channel, "data": {"marker": true}}));
+    for (encoding, line) in wait_step("received") {
+        assert_eq!(line["data"], json!({"marker": true}), "{encoding}: {line}");
+    }
+    for mut node in nodes {
+        assert!(node.wait().unwrap().success());
+    }
+}

@@ -133,7 +133,8 @@ pub fn user(conn_idx: usize) -> String {
 
 /// Whether connections to a URL with this path carry a token.
 pub fn takes_token(path: &str) -> bool {
-    path.split('?').next() == Some(TOKEN_PATH)
+    let path = path.split('?').next();
+    path == Some(TOKEN_PATH) || path == Some(crate::centrifugo::PATH)
 }
 
 /// Whether connections to the URL `url` (as given) carry a token; a URL

@@ -105,6 +105,10 @@ pub struct Conn {
     /// workload sends goes as MessagePack, binary messages come back as
     /// JSON text.
     msgpack: bool,
+    /// The connection speaks Centrifugo's client protocol (`--encoding
+    /// centrifugo[-protobuf]`): its token and command ids, for the
+    /// translation at this edge.
+    centrifugo: Option<Box<crate::centrifugo::Session>>,
 }
 
 /// Largest write backlog one connection may build before sends are refused.
@@ -115,6 +119,16 @@ impl Conn {
     /// Queues a masked text frame and tries to write it right away.
     /// Returns false (and counts nothing) if the backlog is full.
     pub fn send_text(&mut self, payload: &[u8]) -> bool {
+        if let Some(session) = self.centrifugo.as_mut() {
+            let opcode = session.opcode();
+            return match session.command(payload) {
+                Ok(command) => self.send(opcode, &command),
+                Err(e) => {
+                    self.error.get_or_insert(e);
+                    false
+                }
+            };
+        }
         if !self.msgpack {
             return self.send(ws::OP_TEXT, payload);
         }
@@ -490,6 +504,7 @@ fn new_conn(seed: u32, id: usize, now: Instant) -> Conn {
         abandon_upgrade: false,
         offered_deflate: false,
         msgpack: false,
+        centrifugo: None,
     }
 }
 
@@ -565,6 +580,9 @@ fn connected(c: &mut Conn, url: &net::Url, token: Option<&str>) {
     url.write_request(&mut c.wbuf, token);
     c.offered_deflate = url.deflate;
     c.msgpack = url.msgpack;
+    c.centrifugo = url
+        .centrifugo
+        .map(|proto| Box::new(crate::centrifugo::Session::new(proto, token)));
     if c.abandon_upgrade {
         // Half the head: the request line and some headers, never the blank line.
         c.wbuf.truncate(start + (c.wbuf.len() - start) / 2);
@@ -659,8 +677,21 @@ fn decode_all<W: Workload>(
                 c.error = Some("upgrade: corecast.msgpack not chosen".into());
                 return buf.len();
             }
+            Ok(Some((101, head)))
+                if c.centrifugo.as_ref().is_some_and(|s| {
+                    (s.proto == crate::centrifugo::Proto::Protobuf)
+                        != crate::centrifugo::agreed_protobuf(&buf[..head])
+                }) =>
+            {
+                c.error = Some("upgrade: centrifuge-protobuf not chosen as asked".into());
+                return buf.len();
+            }
             Ok(Some((101, head))) => {
                 at = head;
+                if let Some(session) = c.centrifugo.as_ref() {
+                    let (opcode, connect) = (session.opcode(), session.connect());
+                    c.send(opcode, &connect);
+                }
                 c.state = State::Open;
                 *connecting -= 1;
                 shared.opened.fetch_add(1, Ordering::Relaxed);
@@ -692,6 +723,10 @@ fn decode_all<W: Workload>(
         }
         match frame.opcode {
             ws::OP_TEXT | ws::OP_BINARY if frame.rsv1 => match inflate(frame.payload) {
+                Ok(()) if c.centrifugo.is_some() => {
+                    let inflated = INFLATED.with_borrow(|(_, out)| out.clone());
+                    deliver_centrifugo(id, c, &inflated, workload, now);
+                }
                 Ok(()) if c.msgpack && frame.opcode == ws::OP_BINARY => {
                     let inflated = INFLATED.with_borrow(|(_, out)| out.clone());
                     deliver_msgpack(id, c, &inflated, workload, now);
@@ -699,6 +734,9 @@ fn decode_all<W: Workload>(
                 Ok(()) => INFLATED.with_borrow(|(_, out)| workload.on_text(id, c, out, now)),
                 Err(e) => c.error = Some(format!("protocol: {e}")),
             },
+            ws::OP_TEXT | ws::OP_BINARY if c.centrifugo.is_some() => {
+                deliver_centrifugo(id, c, frame.payload, workload, now)
+            }
             ws::OP_BINARY if c.msgpack => deliver_msgpack(id, c, frame.payload, workload, now),
             ws::OP_TEXT | ws::OP_BINARY => workload.on_text(id, c, frame.payload, now),
             ws::OP_PING => {
@@ -747,7 +785,38 @@ fn deliver_msgpack<W: Workload>(
     }
 }
 
+/// A Centrifugo frame handed to the workload as /ws messages (JSON text);
+/// server pings are answered here.
+fn deliver_centrifugo<W: Workload>(
+    id: usize,
+    c: &mut Conn,
+    payload: &[u8],
+    workload: &mut W,
+    now: Instant,
+) {
+    let Some(session) = c.centrifugo.as_ref() else {
+        return;
+    };
+    let (opcode, pong) = (session.opcode(), session.pong());
+    let mut messages = CENTRIFUGO_MESSAGES.with_borrow_mut(std::mem::take);
+    messages.clear();
+    match session.replies(payload, &mut messages) {
+        Ok(pings) => {
+            for _ in 0..pings {
+                c.send(opcode, pong);
+            }
+            for m in &messages {
+                workload.on_text(id, c, m, now);
+            }
+        }
+        Err(e) => c.error = Some(e),
+    }
+    CENTRIFUGO_MESSAGES.with_borrow_mut(|buf| *buf = messages);
+}
+
 thread_local! {
+    /// Each client loop's buffer for the /ws messages of a Centrifugo frame.
+    static CENTRIFUGO_MESSAGES: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
     /// Each client loop's buffer for a MessagePack message as JSON text.
     static MSGPACK_TEXT: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }

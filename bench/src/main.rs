@@ -17,6 +17,7 @@
 
 mod auth;
 mod baseline;
+mod centrifugo;
 mod conns;
 mod driver;
 mod echo;

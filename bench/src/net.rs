@@ -30,6 +30,9 @@ pub struct Url {
     pub deflate: bool,
     /// The request asks for MessagePack (`--encoding msgpack`).
     pub msgpack: bool,
+    /// Connections speak Centrifugo's client protocol (`--encoding
+    /// centrifugo[-protobuf]`): the token goes in the connect command.
+    pub centrifugo: Option<crate::centrifugo::Proto>,
 }
 
 /// The offer `--compression` makes: what Chrome sends.
@@ -40,6 +43,8 @@ impl Url {
     /// Appends this URL's upgrade request to `out`, carrying `token` if given.
     pub fn write_request(&self, out: &mut Vec<u8>, token: Option<&str>) {
         match token {
+            // Centrifugo's token goes in the connect command, not the URL.
+            None | Some(_) if self.centrifugo.is_some() => out.extend_from_slice(&self.request),
             None => out.extend_from_slice(&self.request),
             Some(t) => {
                 crate::ws::write_upgrade_request(out, &self.host, &self.path, Some(t));
@@ -59,6 +64,20 @@ impl Url {
             self.msgpack = true;
             add_header(&mut self.request, crate::msgpack::OFFER);
         }
+    }
+
+    /// Makes connections to this /ws URL speak Centrifugo's client protocol
+    /// in `proto` at /connection/websocket instead.
+    pub fn speak_centrifugo(&mut self, proto: crate::centrifugo::Proto) {
+        self.path = crate::centrifugo::PATH.to_string();
+        self.request = crate::ws::upgrade_request(&self.host, &self.path);
+        if self.deflate {
+            add_header(&mut self.request, DEFLATE_OFFER);
+        }
+        if proto == crate::centrifugo::Proto::Protobuf {
+            add_header(&mut self.request, crate::centrifugo::PROTOBUF_OFFER);
+        }
+        self.centrifugo = Some(proto);
     }
 
     /// Makes every upgrade request to this URL offer permessage-deflate.
@@ -113,6 +132,7 @@ pub fn parse_url(text: &str) -> Result<Url, String> {
         request: crate::ws::upgrade_request(hostport, path),
         deflate: false,
         msgpack: false,
+        centrifugo: None,
     })
 }
 

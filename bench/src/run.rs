@@ -61,6 +61,9 @@ pub struct Common {
     /// same: the bench converts each message it sends to MessagePack and
     /// each one it receives back to JSON text, which costs the bench (not
     /// the server) CPU per message. Other paths (/echo) are left as they are.
+    /// `centrifugo` and `centrifugo-protobuf` send /ws connections to
+    /// /connection/websocket, where they speak Centrifugo's client protocol
+    /// (connect with the token first), translated the same way.
     #[arg(long, value_enum, default_value_t = Encoding::Json)]
     pub encoding: Encoding,
 }
@@ -72,6 +75,11 @@ pub enum Encoding {
     Json,
     /// The same protocol in MessagePack (binary frames).
     Msgpack,
+    /// Centrifugo's client protocol in JSON, at /connection/websocket
+    /// instead of /ws (the connection's token goes in its connect command).
+    Centrifugo,
+    /// Centrifugo's client protocol in Protobuf (`centrifuge-protobuf`).
+    CentrifugoProtobuf,
 }
 
 impl Encoding {
@@ -80,6 +88,8 @@ impl Encoding {
         match self {
             Encoding::Json => "json",
             Encoding::Msgpack => "msgpack",
+            Encoding::Centrifugo => "centrifugo",
+            Encoding::CentrifugoProtobuf => "centrifugo-protobuf",
         }
     }
 }
@@ -210,10 +220,13 @@ where
     if common.compression {
         urls.iter_mut().for_each(net::Url::offer_deflate);
     }
-    if common.encoding == Encoding::Msgpack {
-        urls.iter_mut()
-            .filter(|u| u.path.starts_with("/ws"))
-            .for_each(net::Url::offer_msgpack);
+    for u in urls.iter_mut().filter(|u| u.path.starts_with("/ws")) {
+        match common.encoding {
+            Encoding::Json => {}
+            Encoding::Msgpack => u.offer_msgpack(),
+            Encoding::Centrifugo => u.speak_centrifugo(crate::centrifugo::Proto::Json),
+            Encoding::CentrifugoProtobuf => u.speak_centrifugo(crate::centrifugo::Proto::Protobuf),
+        }
     }
     for u in &urls {
         if !u.addr.ip().is_loopback() {

@@ -13,47 +13,11 @@
 # Usage: bash tests/scripts/test_bench_centrifugo.sh
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-readonly ROOT
-tmp=$(mktemp -d)
-server=""
-cleanup() {
-    [[ -z $server ]] || { kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; }
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-if [[ -z ${CORECAST_BENCH:-} || -z ${CORECAST_BIN:-} ]]; then
-    (cd "$ROOT" && cargo build -q -p corecast -p corecast-bench)
-    CORECAST_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug/corecast
-    CORECAST_BENCH=${CARGO_TARGET_DIR:-$ROOT/target}/debug/corecast-bench
-fi
-
-passed=0
-failed=0
-check() {
-    local name=$1
-    shift
-    if "$@"; then
-        passed=$((passed + 1))
-    else
-        failed=$((failed + 1))
-        echo "FAIL $name" >&2
-        tail -n 20 "$tmp/bench.out" "$tmp/bench.err" 2>/dev/null >&2 || true
-    fi
-}
-
+# shellcheck source=tests/scripts/bench_server.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bench_server.sh"
 secret=bench-centrifugo-test-secret
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-admin=$((port + 1))
 # --require-auth: a connect without the connection's token would be refused.
-"$CORECAST_BIN" --addr 127.0.0.1 --port "$port" --shards 2 --admin-addr "127.0.0.1:$admin" \
-    --jwt-hmac-secret "$secret" --require-auth >"$tmp/server.log" 2>&1 &
-server=$!
-for _ in $(seq 100); do
-    curl -sf "http://127.0.0.1:$admin/health" >/dev/null 2>&1 && break
-    sleep 0.1
-done
+start_server --jwt-hmac-secret "$secret" --require-auth
 
 for encoding in centrifugo centrifugo-protobuf; do
     rc=0

@@ -13,45 +13,9 @@
 # Usage: bash tests/scripts/test_expect_message.sh
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-readonly ROOT
-tmp=$(mktemp -d)
-server=""
-cleanup() {
-    [[ -z $server ]] || { kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; }
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-if [[ -z ${CORECAST_BENCH:-} || -z ${CORECAST_BIN:-} ]]; then
-    (cd "$ROOT" && cargo build -q -p corecast -p corecast-bench)
-    CORECAST_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug/corecast
-    CORECAST_BENCH=${CARGO_TARGET_DIR:-$ROOT/target}/debug/corecast-bench
-fi
-
-passed=0
-failed=0
-check() {
-    local name=$1
-    shift
-    if "$@"; then
-        passed=$((passed + 1))
-    else
-        failed=$((failed + 1))
-        echo "FAIL $name" >&2
-        tail -n 20 "$tmp/bench.out" "$tmp/bench.err" 2>/dev/null >&2 || true
-    fi
-}
-
-# A free port pair: the kernel's choice for the WebSocket port, +1 for admin.
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-admin=$((port + 1))
-"$CORECAST_BIN" --addr 127.0.0.1 --port "$port" --shards 2 --admin-addr "127.0.0.1:$admin" >"$tmp/server.log" 2>&1 &
-server=$!
-for _ in $(seq 100); do
-    curl -sf "http://127.0.0.1:$admin/health" >/dev/null 2>&1 && break
-    sleep 0.1
-done
+# shellcheck source=tests/scripts/bench_server.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bench_server.sh"
+start_server
 
 n=40
 timeout 30 "$CORECAST_BENCH" conns --url "ws://127.0.0.1:$port/ws" -n "$n" --hold 20 \

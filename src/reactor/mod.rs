@@ -13,7 +13,7 @@
 //!   acks, bus congestion) reads until `EAGAIN` when it resumes.
 //! - A hang-up or error (`READ_CLOSED`/`WRITE_CLOSED`) is state, not an
 //!   edge: reported once, often with the last bytes, it stays set through
-//!   short transfers ([`can`], [`after_io`]) so the handshake, serving and
+//!   short transfers (`can`, `after_io`) so the handshake, serving and
 //!   closing paths all see it and the connection is released at once.
 //! - An upgraded connection has no task: waking it queues its table key
 //!   in the shard's run queue (`run.rs`), and one task per shard polls

@@ -37,7 +37,7 @@ impl std::fmt::Debug for SendRing {
 }
 
 impl SendRing {
-    /// A ring of [`RING_ENTRIES`] entries (about 20 KiB of kernel memory).
+    /// A ring of `RING_ENTRIES` entries (about 20 KiB of kernel memory).
     pub fn new() -> io::Result<SendRing> {
         Ok(SendRing {
             ring: IoUring::new(RING_ENTRIES)?,

@@ -438,7 +438,7 @@ impl Shard {
     }
 
     /// Heartbeats and deadlines: visits every connection once per `cycle`,
-    /// for the shard's life, in passes of at most [`TICK_SLICE`] table
+    /// for the shard's life, in passes of at most `TICK_SLICE` table
     /// slots spread evenly over the cycle, so no pass stalls the shard's
     /// deliveries for long however many connections it holds.
     pub async fn tick_forever(self: Rc<Self>, cycle: Duration) {

@@ -202,7 +202,7 @@ pub(super) struct PendingQuery {
 
 impl Shard {
     /// Asks `targets` (this shard included, if listed) and returns their
-    /// reports; after [`QUERY_TIMEOUT`], whatever has arrived.
+    /// reports; after `QUERY_TIMEOUT`, whatever has arrived.
     pub async fn query(self: &Rc<Self>, targets: &[ShardId], query: Query) -> Vec<ShardReport> {
         let asked = self.ask(targets, query);
         self.answers(asked).await
@@ -271,7 +271,7 @@ impl Shard {
     }
 
     /// The reports of an [`Shard::ask`], sorted by shard; after
-    /// [`QUERY_TIMEOUT`], whatever has arrived.
+    /// `QUERY_TIMEOUT`, whatever has arrived.
     pub async fn answers(self: &Rc<Self>, asked: Asked) -> Vec<ShardReport> {
         let Asked { req, mut reports } = asked;
         let Some(req) = req else {

@@ -85,6 +85,8 @@ class Relay {
 
 let passed = 0;
 const consoles = [];
+// Every HTTP answer of 400 or more any page got (a missing asset, a favicon).
+const badResponses = [];
 
 function check(what) {
   passed += 1;
@@ -113,6 +115,9 @@ async function openPage(browser, name, origin) {
   page.setDefaultTimeout(WAIT_MS);
   page.on('console', (msg) => consoles.push(`${name} console.${msg.type()}: ${msg.text()}`));
   page.on('pageerror', (err) => consoles.push(`${name} page error: ${err.message}`));
+  page.on('response', (r) => {
+    if (r.status() >= 400) badResponses.push(`${name}: ${r.status()} ${r.url()}`);
+  });
   await page.goto(`${origin}/demo/?user=${name}&room=${ROOM}`);
   return { context, page };
 }
@@ -283,6 +288,10 @@ async function main() {
     if (JSON.stringify(got) !== JSON.stringify(want)) {
       throw new Error(`log ${JSON.stringify(got)}, want ${JSON.stringify(want)}`);
     }
+  });
+
+  await step('no page asked for anything the server does not have', async () => {
+    if (badResponses.length > 0) throw new Error(badResponses.join('; '));
   });
 
   clearTimeout(timer);

@@ -5,7 +5,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::future::{poll_fn, Future};
-use std::net::ToSocketAddrs;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
@@ -238,16 +238,20 @@ fn wait_closed(core: &LinkCore, cx: &Context<'_>) -> Poll<()> {
 async fn connect(core: &LinkCore) -> Result<TcpStream, RedisError> {
     let timeout = core.opts.connect_timeout;
     let attempt = async {
-        let addr = core
-            .url
-            .addr()
-            .to_socket_addrs()
-            .map_err(|e| RedisError::Unavailable(format!("resolve: {e}")))?
-            .next()
-            .ok_or_else(|| RedisError::Unavailable("host resolves to no address".into()))?;
-        let mut stream = TcpStream::connect_timeout(addr, timeout)
-            .await
-            .map_err(|e| RedisError::Unavailable(format!("connect: {e}")))?;
+        let mut last = RedisError::Unavailable("host resolves to no address".into());
+        let mut connected = None;
+        // Each address in the resolver's order (localhost may give ::1
+        // first to a server that listens on 127.0.0.1 only).
+        for addr in resolve(&core.url).await? {
+            match TcpStream::connect_timeout(addr, timeout).await {
+                Ok(stream) => {
+                    connected = Some(stream);
+                    break;
+                }
+                Err(e) => last = RedisError::Unavailable(format!("connect {addr}: {e}")),
+            }
+        }
+        let mut stream = connected.ok_or(last)?;
         // Pipelined commands are already batched per executor turn.
         stream
             .set_nodelay(true)
@@ -260,6 +264,22 @@ async fn connect(core: &LinkCore) -> Result<TcpStream, RedisError> {
         Err(RedisError::Unavailable("connect timed out".into()))
     };
     or(attempt, expire).await
+}
+
+/// The addresses of `url`'s host: a literal IP at once; a name through
+/// the executor's blocking thread, since a resolver that hangs (a DNS
+/// server gone with the network that took Redis away) must not stall the
+/// shard. The connect timeout bounds the wait; a lookup that outlives it
+/// finishes on that thread and is dropped.
+async fn resolve(url: &RedisUrl) -> Result<Vec<SocketAddr>, RedisError> {
+    let addr = url.addr();
+    if let Ok(literal) = addr.parse::<SocketAddr>() {
+        return Ok(vec![literal]);
+    }
+    glommio::executor()
+        .spawn_blocking(move || addr.to_socket_addrs().map(Iterator::collect))
+        .await
+        .map_err(|e| RedisError::Unavailable(format!("resolve: {e}")))
 }
 
 async fn login(core: &LinkCore, stream: &mut TcpStream) -> Result<(), RedisError> {

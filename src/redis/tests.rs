@@ -132,6 +132,39 @@ fn publish(channel: &str, payload: &str) -> Cmd {
     Cmd::new("PUBLISH").arg(channel).arg(payload)
 }
 
+/// A host name (not a literal address) is resolved off the shard's thread
+/// and connects; a name that resolves to nothing says so.
+#[test]
+fn a_host_name_resolves_and_connects() {
+    let server = RedisServer::start();
+    run(move || async move {
+        let named = format!("redis://localhost:{}", server.port());
+        let client = Client::start(url(&named), opts(), "test-client");
+        within("client up", client.wait_up()).await;
+        assert_eq!(
+            client.call(Cmd::new("PING")).await,
+            Ok(Reply::Simple("PONG".into()))
+        );
+        client.close();
+        let nowhere = Client::start(
+            url("redis://corecast-test.invalid:6379"),
+            opts(),
+            "test-client",
+        );
+        let said = within("a resolve error", async {
+            loop {
+                if let Some(e) = nowhere.stats().last_error {
+                    return e;
+                }
+                Timer::new(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        assert!(said.contains("resolve"), "{said}");
+        nowhere.close();
+    });
+}
+
 #[test]
 fn pipelined_calls_get_their_own_replies_in_order() {
     let server = RedisServer::start();

@@ -291,15 +291,31 @@ async fn disconnect(shard: &Rc<Shard>, req: &Request) -> Response {
     let Some(id) = body.connection_id else {
         return Response::error(400, "missing field \"connection_id\"");
     };
-    let parsed = id
+    // Redis mode names connections `NODE.SHARD-SEQ`; this process answers
+    // for its own node (and for the bare `SHARD-SEQ`).
+    let (node, local) = match id.split_once('.') {
+        Some((node, local)) => (Some(node), local),
+        None => (None, id.as_str()),
+    };
+    let parsed = local
         .split_once('-')
         .and_then(|(s, q)| Some((s.parse::<u16>().ok()?, q.parse::<u64>().ok()?)));
     let Some((shard_idx, seq)) = parsed else {
         return Response::error(
             400,
-            "connection_id must look like \"<shard>-<sequence>\", e.g. \"0-17\"",
+            "connection_id must look like \"<shard>-<sequence>\" (e.g. \"0-17\"), \
+             or \"<node>.<shard>-<sequence>\" in Redis mode",
         );
     };
+    if node.is_some_and(|n| n != shard.shared.node_id) {
+        return Response::error(
+            404,
+            &format!(
+                "no connection {id} in this process: it is node {}",
+                shard.shared.node_id
+            ),
+        );
+    }
     if shard_idx as usize >= shard.shared.n_shards {
         return Response::error(404, &format!("no connection {id}"));
     }

@@ -124,7 +124,7 @@ fn start(shard: Rc<Shard>, socket: std::net::TcpStream, upgrade: http::Upgrade) 
         upgrade.route.path()
     );
     if upgrade.route == Route::Ws {
-        let id = format!("{}-{seq}", shard.id.0);
+        let id = shard.connection_id(seq);
         let (user, expires_at) = match upgrade.claims {
             Some(claims) if !claims.user.is_empty() => {
                 let user = claims.user.clone();

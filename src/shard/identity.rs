@@ -132,6 +132,19 @@ impl Shard {
         }
     }
 
+    /// The id clients and the admin API know connection `seq` of this shard
+    /// by: `SHARD-SEQ`, unique within the process; in Redis mode
+    /// `NODE.SHARD-SEQ` (`NODE`: this process's random id), unique across
+    /// processes, since presence lists and join/leave of every process meet
+    /// there (and Centrifugo's presence is a map keyed by it).
+    pub fn connection_id(&self, seq: u64) -> String {
+        if self.config.config.redis.is_empty() {
+            format!("{}-{seq}", self.id.0)
+        } else {
+            format!("{}.{}-{seq}", self.shared.node_id, self.id.0)
+        }
+    }
+
     /// Closes connection `key` with `reason` (the close handshake, bounded
     /// by `--close-timeout`).
     pub fn close(&self, key: ConnKey, reason: CloseReason) {

@@ -105,7 +105,7 @@ impl Shard {
         let users = self.users.borrow();
         let info = users.claims(key).and_then(|c| c.info.as_deref());
         Some(message::client_info(
-            &format!("{}-{seq}", self.id.0),
+            &self.connection_id(seq),
             users.name(slot),
             info,
         ))

@@ -345,3 +345,30 @@ fn sdk_subscription_evicted_by_lost_history_resubscribes_without_reconnecting() 
         assert!(node.wait().unwrap().success());
     }
 }
+
+/// Redis mode, two single-shard processes (so both hand out the same
+/// `SHARD-SEQ`): an SDK client on each joins one presence channel, and
+/// each sees the other in presence and join under the id the other's
+/// connect result gave. Centrifugo's presence is a map keyed by client id,
+/// so ids that collided across processes would hide one of them.
+#[test]
+fn sdk_clients_on_two_processes_have_distinct_ids_in_presence() {
+    let redis = crate::harness::RedisServer::start();
+    let url = redis.url();
+    let a = server(&["--redis", &url, "--shards", "1"]);
+    let b = server(&["--redis", &url, "--shards", "1"]);
+    crate::cluster::wait_redis_up(&a);
+    crate::cluster::wait_redis_up(&b);
+    for encoding in ["json", "protobuf"] {
+        let other = format!("ws://{}/connection/websocket", b.addr());
+        let lines = scenario(&a, "cluster_presence", encoding, &[&other]);
+        let p = step(&lines, "presence");
+        assert_eq!(p["distinct"], true, "{encoding}: {p}");
+        let ids = &p["ids"];
+        let mut want = vec![ids["alice"].clone(), ids["bob"].clone()];
+        want.sort_by_key(|v| v.to_string());
+        assert_eq!(p["keys"], json!(want), "{encoding}: {p}");
+        assert_eq!(p["users"], json!(["alice", "bob"]), "{encoding}: {p}");
+        assert_eq!(p["bob_join_client"], ids["bob"], "{encoding}: {p}");
+    }
+}

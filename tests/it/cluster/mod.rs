@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use crate::auth::{config_file, token_for, ws_with_token, SECRET};
 use crate::harness::redis::RedisServer;
-use crate::harness::{post, Client, TestServer};
+use crate::harness::{connection_id, post, Client, TestServer};
 use crate::history::{publish, subscribe};
 
 /// `h:` keeps history; `room:` announces joins and leaves; `pres:` keeps
@@ -262,13 +262,18 @@ fn joins_and_leaves_cross_processes() {
     let (mut watcher, _) = ws_with_token(&servers[0], &token_for("watcher"));
     watcher.subscribe("room:1");
     assert_eq!(watcher.recv_json()["type"], "join"); // Its own.
-    let (mut carol, _) = ws_with_token(&servers[1], &token_for("carol"));
+    let (mut carol, hello) = ws_with_token(&servers[1], &token_for("carol"));
     carol.subscribe("room:1");
     let join = watcher.recv_json();
     assert_eq!(
         (join["type"].as_str(), join["user"].as_str()),
         (Some("join"), Some("carol")),
         "{join}"
+    );
+    assert_eq!(
+        join["connection_id"].as_str(),
+        Some(connection_id(&hello).as_str()),
+        "a join names the connection as its own greeting did"
     );
     drop(carol);
     let leave = watcher.recv_json();
@@ -277,6 +282,33 @@ fn joins_and_leaves_cross_processes() {
         (Some("leave"), Some("carol")),
         "{leave}"
     );
+}
+
+/// Redis mode: a connection id names its process (`NODE.SHARD-SEQ`), so
+/// ids never collide across processes; `/api/disconnect` closes its own
+/// process's connections and says which process it is for another's.
+#[test]
+fn connection_ids_name_their_process_and_disconnect_answers_for_its_own() {
+    let redis = RedisServer::start();
+    let servers = cluster(&[&redis], 2, &[]);
+    let (mut first, hello) = servers[0].ws_client();
+    let id = connection_id(&hello);
+    let (_other, other_hello) = servers[1].ws_client();
+    let other_id = connection_id(&other_hello);
+    let node = |id: &str| id.split_once('.').map(|(n, _)| n.to_string());
+    assert!(node(&id).is_some(), "{id}");
+    assert_ne!(node(&id), node(&other_id), "{id} {other_id}");
+    let body = json!({"connection_id": id}).to_string();
+    let elsewhere = post(servers[1].admin_addr(), "/api/disconnect", &body);
+    assert_eq!(elsewhere.status, 404, "{}", elsewhere.body);
+    assert!(
+        elsewhere.body.contains("in this process"),
+        "{}",
+        elsewhere.body
+    );
+    let here = post(servers[0].admin_addr(), "/api/disconnect", &body);
+    assert_eq!(here.status, 200, "{}", here.body);
+    assert_eq!(first.read_close().0, 4000);
 }
 
 #[test]

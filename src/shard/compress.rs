@@ -27,12 +27,18 @@ use crate::ws;
 /// Window sizes a compressor can be made for: 8 to 15 bits.
 const WINDOWS: usize = 8;
 
-/// Derived forms an [`Outgoing`] remembers. Each is one slot of a linear
-/// search, made only when a connection of that form is met; a publish
-/// whose local subscribers want more distinct forms than this derives the
-/// rest for each connection (correct, only dearer). Four covers an
-/// encoding, its compressed copy and another pair.
-const FORMS: usize = 4;
+/// Every form a frame can take: each encoding uncompressed and with each
+/// window. An [`Outgoing`] has a slot for each (found by index, not by
+/// search), so however many forms a shard's subscribers want at once, each
+/// is derived once per publish. The table (36 slots, about 1.4 KiB) lives
+/// on the stack for one fan-out.
+const FORMS: usize = Encoding::ALL.len() * (1 + WINDOWS);
+
+/// `wire`'s slot among an [`Outgoing`]'s forms.
+fn slot(wire: Wire) -> usize {
+    let window = wire.deflate().map_or(0, |bits| usize::from(bits.get()) - 7);
+    wire.encoding() as usize * (1 + WINDOWS) + window
+}
 
 /// The shard's compressors, one per window size, and its decompressor,
 /// each made on first use (about 370 KiB of zlib-rs state for a 15-bit
@@ -49,10 +55,10 @@ pub(super) struct Codec {
 /// the other forms derived from it so far.
 pub(crate) struct Outgoing {
     native: Frame,
-    /// Each form derived so far, and the frame it gave (`None`: the message
-    /// has no form in that encoding, and a connection of that form gets
-    /// nothing).
-    forms: [Option<(Wire, Option<Frame>)>; FORMS],
+    /// Each form derived so far, by [`slot`], and the frame it gave
+    /// (`None`: the message has no form in that encoding, and a connection
+    /// of that form gets nothing).
+    forms: [Option<Option<Frame>>; FORMS],
 }
 
 impl Outgoing {
@@ -73,17 +79,11 @@ impl Outgoing {
     }
 
     fn find(&self, wire: Wire) -> Option<&Option<Frame>> {
-        self.forms
-            .iter()
-            .flatten()
-            .find(|(w, _)| *w == wire)
-            .map(|(_, frame)| frame)
+        self.forms[slot(wire)].as_ref()
     }
 
     fn remember(&mut self, wire: Wire, frame: &Option<Frame>) {
-        if let Some(slot) = self.forms.iter_mut().find(|slot| slot.is_none()) {
-            *slot = Some((wire, frame.clone()));
-        }
+        self.forms[slot(wire)] = Some(frame.clone());
     }
 }
 
@@ -193,5 +193,29 @@ impl Shard {
         RefMut::map(self.codec.inflater.borrow_mut(), |i| {
             &mut **i.get_or_insert_with(Box::default)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_form_has_its_own_slot() {
+        let mut seen = std::collections::HashSet::new();
+        for encoding in Encoding::ALL {
+            let windows = (8..=15).map(|b| WindowBits::new(b).map(Some).unwrap());
+            for deflate in std::iter::once(None).chain(windows) {
+                let at = slot(Wire::new(encoding, deflate));
+                assert!(at < FORMS, "{encoding:?} {deflate:?}");
+                assert!(seen.insert(at), "{encoding:?} {deflate:?} shares slot {at}");
+            }
+        }
+        assert_eq!(seen.len(), FORMS);
+        let size = std::mem::size_of::<Outgoing>();
+        assert!(
+            size <= 1536,
+            "the table stays small for the stack: {size} B"
+        );
     }
 }

@@ -446,3 +446,130 @@ fn smaller_server_windows_are_agreed_and_compressed_with() {
     // 8 and 9 bits share the 9-bit compressor's copy: three compressions.
     assert_eq!(compressed_frames(&server) - before, 3);
 }
+
+/// One publication reaches subscribers wanting eight different forms of it
+/// (more than the four a publish keeps inline): /ws JSON and MessagePack,
+/// each plain, compressed, and (JSON) compressed with a smaller window;
+/// Centrifugo JSON plain and compressed, Centrifugo Protobuf compressed.
+/// Each gets its own encoding with the same data, and each form is made
+/// once: 3 conversions (MessagePack, the two Centrifugo encodings) and 5
+/// compressions (one per compressed encoding and window).
+#[test]
+fn one_publish_in_every_encoding_and_window_each_form_made_once() {
+    let server = server_with(&["--compression", "on", "--compression-min-size", "0"]);
+    const DEFLATE: &str = "Sec-WebSocket-Extensions: permessage-deflate";
+    const MSGPACK: &str = "Sec-WebSocket-Protocol: corecast.msgpack";
+    const PROTOBUF: &str = "Sec-WebSocket-Protocol: centrifuge-protobuf";
+    let small_window = "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=10";
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Kind {
+        Json,
+        Msgpack,
+        CentrifugoJson,
+        CentrifugoProtobuf,
+    }
+    let wants: [(Kind, &str, &[&str], bool); 8] = [
+        (Kind::Json, "/ws", &[], false),
+        (Kind::Json, "/ws", &[DEFLATE], true),
+        (Kind::Json, "/ws", &[small_window], true),
+        (Kind::Msgpack, "/ws", &[MSGPACK], false),
+        (Kind::Msgpack, "/ws", &[MSGPACK, DEFLATE], true),
+        (Kind::CentrifugoJson, "/connection/websocket", &[], false),
+        (
+            Kind::CentrifugoJson,
+            "/connection/websocket",
+            &[DEFLATE],
+            true,
+        ),
+        (
+            Kind::CentrifugoProtobuf,
+            "/connection/websocket",
+            &[PROTOBUF, DEFLATE],
+            true,
+        ),
+    ];
+    let channel = "forms";
+    let mut clients = Vec::new();
+    for (kind, path, headers, compressed) in wants {
+        let (mut c, head) = RawClient::connect_with(&server.addr(), path, headers);
+        assert_eq!(extensions(&head).is_some(), compressed, "{head}");
+        match kind {
+            Kind::Json => {
+                recv_message(&mut c); // connection_established
+                let subscribe = format!(r#"{{"type":"subscribe","channel":"{channel}"}}"#);
+                c.send_frame(FIN | TEXT, subscribe.as_bytes(), true);
+            }
+            Kind::Msgpack => {
+                recv_message(&mut c);
+                let subscribe = json!({"type": "subscribe", "channel": channel});
+                c.send_frame(FIN | BINARY, &crate::msgpack::encode(&subscribe), true);
+            }
+            Kind::CentrifugoJson => {
+                let batch = format!(
+                    "{}\n{}",
+                    json!({"id": 1, "connect": {}}),
+                    json!({"id": 2, "subscribe": {"channel": channel}})
+                );
+                c.send_frame(FIN | TEXT, batch.as_bytes(), true);
+                recv_message(&mut c); // connect result
+            }
+            Kind::CentrifugoProtobuf => {
+                // Command{id:1, connect:{}}, Command{id:2, subscribe:{channel}}.
+                let mut batch = vec![4, 0x08, 0x01, 0x22, 0x00];
+                let sub = [&[0x0a, channel.len() as u8][..], channel.as_bytes()].concat();
+                let cmd = [&[0x08, 0x02, 0x2a, sub.len() as u8][..], &sub].concat();
+                batch.push(cmd.len() as u8);
+                batch.extend_from_slice(&cmd);
+                c.send_frame(FIN | BINARY, &batch, true);
+                recv_message(&mut c); // connect result
+            }
+        }
+        recv_message(&mut c); // the subscribe's answer
+        clients.push((kind, compressed, c));
+    }
+    let (compressions, conversions) = (compressed_frames(&server), converted_frames(&server));
+    let data: Value = serde_json::from_str(&json_payload(1024)).unwrap();
+    let mut publisher = server.ws("/ws");
+    publisher.send_json(&json!({"type": "publish", "channel": channel, "data": data}));
+    for (kind, compressed, c) in &mut clients {
+        let (was_compressed, payload) = recv_message(c);
+        assert_eq!(was_compressed, *compressed, "{kind:?}");
+        let got = match kind {
+            Kind::Json => serde_json::from_slice::<Value>(&payload).unwrap()["data"].clone(),
+            Kind::Msgpack => crate::msgpack::decode(&payload)["data"].clone(),
+            Kind::CentrifugoJson => {
+                let push: Value = serde_json::from_slice(&payload).unwrap();
+                assert_eq!(push["push"]["channel"], channel, "{push}");
+                push["push"]["pub"]["data"].clone()
+            }
+            Kind::CentrifugoProtobuf => {
+                // Reply{push:{channel, pub:{data: JSON text}}}: the data's
+                // bytes are the frame's tail, before nothing else.
+                let text = serde_json::to_vec(&data).unwrap();
+                assert!(payload.ends_with(&text), "{kind:?}: the JSON text as bytes");
+                data.clone()
+            }
+        };
+        assert_eq!(got, data, "{kind:?} compressed={compressed}");
+    }
+    assert_eq!(
+        compressed_frames(&server) - compressions,
+        5,
+        "one per compressed form"
+    );
+    assert_eq!(
+        converted_frames(&server) - conversions,
+        3,
+        "one per encoding"
+    );
+}
+
+/// corecast_converted_frames_total summed over shards.
+fn converted_frames(server: &TestServer) -> u64 {
+    get(server.admin_addr(), "/metrics")
+        .body
+        .lines()
+        .filter(|l| l.starts_with("corecast_converted_frames_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}

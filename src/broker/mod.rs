@@ -1,7 +1,7 @@
 //! The Redis engine (`--redis`): one shard's links to every Redis instance
 //! and the commands corecast sends (publish, history scripts, pub/sub
 //! interest, the control channel). The shard-side rules (which shard
-//! subscribes, ordering, gap repair) live in `shard/cluster.rs`.
+//! subscribes, ordering, gap repair) live in `shard/cluster/`.
 //!
 //! Each shard holds, per Redis instance, one pipelined command link (its
 //! own publishes, history reads and presence, with no hop to another

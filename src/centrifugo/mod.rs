@@ -4,7 +4,7 @@
 //! frames, the native `/ws` frames of a publish or join/leave turned into
 //! `pub`/`join`/`leave` pushes, and the mapping of corecast's error and
 //! close reasons to Centrifugo's codes. The request handling that maps
-//! commands onto the shard lives in `connection/centrifugo.rs`;
+//! commands onto the shard lives in `connection/centrifugo/`;
 //! docs/centrifugo.md is the contract.
 
 use bytes::Bytes;
@@ -143,7 +143,7 @@ pub fn error_reply(
 }
 
 /// The command id a shard reply path carries as a /ws request id (see
-/// `connection/centrifugo.rs`); 0 when there is none.
+/// `connection/centrifugo/`); 0 when there is none.
 pub fn command_id(id: Option<&serde_json::value::RawValue>) -> u32 {
     id.and_then(|raw| raw.get().parse().ok()).unwrap_or(0)
 }

@@ -15,7 +15,7 @@
 //! readiness comes from the shard's epoll set ([`crate::reactor`]) from
 //! the accept on.
 //! `state.rs` holds `ConnState`, `session.rs` the /ws protocol handling,
-//! `centrifugo.rs` the /connection/websocket one.
+//! `centrifugo/` the /connection/websocket one.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};

@@ -58,7 +58,7 @@ impl Shard {
             };
         }
         // In Redis mode only the channel's home, which holds the process's
-        // pub/sub subscription, needs to know (shard/cluster.rs).
+        // pub/sub subscription, needs to know (shard/cluster/interest.rs).
         let pending = PendingInterest {
             acks_left: if clustered { 1 } else { self.bus.n_peers() },
             replies: vec![(key, seq, reply, id.map(|i| i.to_owned()))],

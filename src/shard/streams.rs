@@ -276,7 +276,7 @@ impl Shard {
         );
         if clustered {
             // The home answers once Redis has the subscription and the
-            // position (shard/cluster.rs); for itself, without the bus.
+            // position (shard/cluster/position.rs); for itself, without the bus.
             if home == self.id {
                 self.answer_history_from_cluster(self.id, req, query);
                 return Subscription::Waiting;

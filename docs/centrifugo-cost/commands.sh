@@ -6,10 +6,13 @@
 # deliveries; RSS growth divided by connections (corecast-bench conns
 # --server-pid). Every client authenticates (a user each), since a
 # Centrifugo client must connect with a token first.
-# Usage: docs/centrifugo-cost/commands.sh OUT_DIR   (release builds in target/release)
+# Usage: docs/centrifugo-cost/commands.sh OUT_DIR [mem|cpu]   (release builds
+# in target/release; both parts unless one is named: RSS per connection is
+# not disturbed by CPU load, CPU per delivery wants a quiet machine)
 set -u
 cd "$(dirname "$0")/../.."
-OUT=${1:?usage: commands.sh OUT_DIR}
+OUT=${1:?usage: commands.sh OUT_DIR [mem|cpu]}
+PART=${2:-both}
 mkdir -p "$OUT"
 P=18655
 S=centrifugo-cost-secret
@@ -50,8 +53,9 @@ PY
 }
 for r in 1 2 3; do
     for enc in json centrifugo centrifugo-protobuf; do
-        mem "mem-$enc-$r" --encoding $enc
+        [[ $PART == cpu ]] || mem "mem-$enc-$r" --encoding $enc
     done
+    [[ $PART == mem ]] && continue
     for enc in json centrifugo centrifugo-protobuf; do
         cpu "f100-$enc-$r" --subs 1000 --channels 100 --publishers 4 --size 64 --rate 2000 --secs 10 --encoding $enc
         cpu "f5000-$enc-$r" --subs 5000 --channels 1 --publishers 1 --size 64 --rate 20 --secs 10 --encoding $enc

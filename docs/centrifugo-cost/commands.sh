@@ -10,7 +10,7 @@
 # in target/release; both parts unless one is named: RSS per connection is
 # not disturbed by CPU load, CPU per delivery wants a quiet machine)
 set -u
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 OUT=${1:?usage: commands.sh OUT_DIR [mem|cpu]}
 PART=${2:-both}
 mkdir -p "$OUT"

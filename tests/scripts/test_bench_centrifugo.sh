@@ -15,7 +15,7 @@ set -euo pipefail
 
 # shellcheck source=tests/scripts/bench_server.sh
 source "$(dirname "${BASH_SOURCE[0]}")/bench_server.sh"
-secret=bench-centrifugo-test-secret
+secret="bench-centrifugo-test-secret"
 # --require-auth: a connect without the connection's token would be refused.
 start_server --jwt-hmac-secret "$secret" --require-auth
 

@@ -15,6 +15,7 @@ set -euo pipefail
 
 # shellcheck source=tests/scripts/bench_server.sh
 source "$(dirname "${BASH_SOURCE[0]}")/bench_server.sh"
+# shellcheck disable=SC2119 # no extra server arguments here
 start_server
 
 n=40

@@ -128,7 +128,7 @@ impl Session {
 
     /// The client id Centrifugo clients see: the /ws connection id.
     fn cf_client_id(&self, shard: &Shard) -> String {
-        format!("{}-{}", shard.id.0, self.seq)
+        shard.connection_id(self.seq)
     }
 
     /// Ends the connection with 3501 "bad request"; stops the batch.

@@ -3,7 +3,7 @@
 # (sourced, not run: it does not match test_*.sh). Sets ROOT, tmp (removed
 # on exit), CORECAST_BIN and CORECAST_BENCH (debug builds unless both are
 # given), passed/failed and `check`; `start_server ARGS...` starts corecast
-# on a free port (stopped on exit) and waits for its /health, setting
+# on free ports (stopped on exit) and waits for its /health, setting
 # `port` and `admin`.
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -38,16 +38,32 @@ check() {
     fi
 }
 
-# A free port pair: the kernel's choice for the WebSocket port, +1 for admin.
+# Starts the server on two ports the kernel just picked as free (public,
+# admin); if another process took one before the server bound it, tries
+# again with new ones (at most 5 times).
 start_server() {
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    admin=$((port + 1))
-    "$CORECAST_BIN" --addr 127.0.0.1 --port "$port" --shards 2 --admin-addr "127.0.0.1:$admin" "$@" \
-        >"$tmp/server.log" 2>&1 &
-    server=$!
-    for _ in $(seq 100); do
-        curl -sf "http://127.0.0.1:$admin/health" >/dev/null 2>&1 && return 0
-        sleep 0.1
+    local attempt
+    for attempt in 1 2 3 4 5; do
+        read -r port admin < <(python3 -c '
+import socket
+socks = [socket.socket() for _ in range(2)]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in socks))')
+        "$CORECAST_BIN" --addr 127.0.0.1 --port "$port" --shards 2 --admin-addr "127.0.0.1:$admin" "$@" \
+            >"$tmp/server.log" 2>&1 &
+        server=$!
+        for _ in $(seq 100); do
+            curl -sf "http://127.0.0.1:$admin/health" >/dev/null 2>&1 && return 0
+            kill -0 "$server" 2>/dev/null || break
+            sleep 0.1
+        done
+        if ! grep -q "address already in use" "$tmp/server.log"; then
+            break
+        fi
+        wait "$server" 2>/dev/null || true
+        server=""
+        echo "attempt $attempt: a port was taken before the server bound it; trying others" >&2
     done
     echo "the server did not answer /health:" >&2
     cat "$tmp/server.log" >&2

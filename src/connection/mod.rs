@@ -178,6 +178,16 @@ pub async fn run_forever(shard: Rc<Shard>) {
         if batch.capacity() > 4 * CONNS_PER_SLICE {
             batch = Vec::new();
         }
+        if queue.has_queued() {
+            // The next batch would start at once, without this task ever
+            // returning to the executor: a client that keeps its socket full
+            // (every poll uses up MAX_ROUNDS and queues it again) would hold
+            // the shard for as long as it sends, starving its epoll events,
+            // accepts, flushes, timers and the bus (other shards' subscribes
+            // waiting on this one's acks). Let the executor poll its reactor
+            // and run the other tasks first.
+            glommio::executor().yield_task_queue_now().await;
+        }
     }
 }
 

@@ -79,6 +79,12 @@ impl RunQueueReader {
         })
         .await
     }
+
+    /// True when some key is queued already (a connection that used up its
+    /// rounds queued itself again, or one was woken during the batch).
+    pub(crate) fn has_queued(&self) -> bool {
+        RUN.with(|q| !q.keys.borrow().is_empty())
+    }
 }
 
 impl Drop for RunQueueReader {

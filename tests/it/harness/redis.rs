@@ -43,12 +43,15 @@ impl RedisServer {
         panic!("redis-server did not start on any of 20 ports");
     }
 
-    /// Starts redis-server on `port` (for a server told the port before
-    /// Redis runs); panics if it cannot.
-    pub fn start_on(port: u16) -> RedisServer {
-        let mut server = RedisServer { child: None, port };
-        server.restart();
-        server
+    /// Starts redis-server on `port`, probed free earlier (for a server
+    /// told the port before Redis runs); `None` when it cannot start there:
+    /// another process may have taken the port since the probe, so the
+    /// caller must be ready to start over on another one.
+    pub fn try_start_on(port: u16) -> Option<RedisServer> {
+        spawn(port).map(|child| RedisServer {
+            child: Some(child),
+            port,
+        })
     }
 
     /// The TCP port.

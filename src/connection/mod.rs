@@ -49,6 +49,10 @@ const MAX_ROUNDS: usize = 16;
 /// Connections one run-queue batch polls before it offers the executor to
 /// other tasks (a burst of wake-ups must not hold the core for long).
 const CONNS_PER_SLICE: usize = 256;
+/// Longest the run queue's task keeps the executor while connections are
+/// queued batch after batch, before it yields so epoll events, accepts,
+/// flushes, timers and the bus get a turn.
+const MAX_TURN: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// Takes over an accepted socket: counts it, runs the HTTP handshake, and
 /// for an upgrade registers the connection in the shard's table.
@@ -166,6 +170,9 @@ fn start(shard: Rc<Shard>, socket: std::net::TcpStream, upgrade: http::Upgrade) 
 pub async fn run_forever(shard: Rc<Shard>) {
     let queue = reactor::RunQueueReader::new();
     let mut batch: Vec<u32> = Vec::new();
+    // When this task last gave the executor a turn (or found nothing queued,
+    // so that its next wait does).
+    let mut turn_began = std::time::Instant::now();
     loop {
         queue.next_batch(&mut batch).await;
         for (i, key) in batch.drain(..).enumerate() {
@@ -178,15 +185,21 @@ pub async fn run_forever(shard: Rc<Shard>) {
         if batch.capacity() > 4 * CONNS_PER_SLICE {
             batch = Vec::new();
         }
-        if queue.has_queued() {
+        if !queue.has_queued() {
+            turn_began = std::time::Instant::now();
+        } else if turn_began.elapsed() >= MAX_TURN {
             // The next batch would start at once, without this task ever
             // returning to the executor: a client that keeps its socket full
             // (every poll uses up MAX_ROUNDS and queues it again) would hold
             // the shard for as long as it sends, starving its epoll events,
             // accepts, flushes, timers and the bus (other shards' subscribes
             // waiting on this one's acks). Let the executor poll its reactor
-            // and run the other tasks first.
+            // and run the other tasks first. Not after every batch: under a
+            // steady load (echo at full rate) small batches follow one
+            // another, and a turn each would poll the reactor that often
+            // for nothing (no difference measured: docs/benchmarks.md).
             glommio::executor().yield_task_queue_now().await;
+            turn_began = std::time::Instant::now();
         }
     }
 }

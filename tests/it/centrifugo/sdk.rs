@@ -150,12 +150,7 @@ fn sdk_recovers_every_publication_after_a_cut_and_reports_lost_history_protobuf(
 fn sdk_recovers_over_permessage_deflate_json() {
     let server = server(&["--compression", "on", "--compression-min-size", "0"]);
     recovery_on(&server, "json");
-    let metrics = crate::harness::get(server.admin_addr(), "/metrics").body;
-    let compressed: u64 = metrics
-        .lines()
-        .filter(|l| l.starts_with("corecast_compressed_frames_total"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum();
+    let compressed = server.counter("corecast_compressed_frames_total");
     assert!(
         compressed > 0,
         "frames to the SDK are compressed: {compressed}"

@@ -32,6 +32,17 @@ pub struct TestServer {
 }
 
 impl TestServer {
+    /// Counter `name` of /metrics summed over every shard (its
+    /// `{shard="N",...}` lines), e.g. `corecast_converted_frames_total`.
+    pub fn counter(&self, name: &str) -> u64 {
+        super::get(self.admin_addr(), "/metrics")
+            .body
+            .lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+
     /// Starts the server with `args` (plus `--addr 127.0.0.1 --port 0`) and
     /// waits for its `listening` line.
     pub fn start(args: &[&str]) -> TestServer {

@@ -11,7 +11,7 @@
 
 use serde_json::{json, Value};
 
-use crate::harness::{get, post, Client, RawClient, TestServer};
+use crate::harness::{post, Client, RawClient, TestServer};
 
 mod data;
 mod errors;
@@ -98,19 +98,9 @@ impl MsgPackClient {
     }
 }
 
-/// A summed counter of the server's /metrics.
-pub(crate) fn counter(server: &TestServer, name: &str) -> u64 {
-    get(server.admin_addr(), "/metrics")
-        .body
-        .lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
-}
-
 /// corecast_converted_frames_total over every shard.
 pub(crate) fn conversions(server: &TestServer) -> u64 {
-    counter(server, "corecast_converted_frames_total")
+    server.counter("corecast_converted_frames_total")
 }
 
 #[test]

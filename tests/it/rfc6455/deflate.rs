@@ -12,7 +12,6 @@ use flate2::{Compression, Decompress, FlushDecompress};
 use serde_json::{json, Value};
 
 use super::*;
-use crate::harness::get;
 
 /// What the server answers to every offer it accepts.
 const AGREED: &str = "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
@@ -309,12 +308,7 @@ fn raw_ws(server: &TestServer) -> RawClient {
 
 /// corecast_compressed_frames_total summed over shards.
 fn compressed_frames(server: &TestServer) -> u64 {
-    get(server.admin_addr(), "/metrics")
-        .body
-        .lines()
-        .filter(|l| l.starts_with("corecast_compressed_frames_total"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
+    server.counter("corecast_compressed_frames_total")
 }
 
 #[test]
@@ -527,7 +521,10 @@ fn one_publish_in_every_encoding_and_window_each_form_made_once() {
         recv_message(&mut c); // the subscribe's answer
         clients.push((kind, compressed, c));
     }
-    let (compressions, conversions) = (compressed_frames(&server), converted_frames(&server));
+    let (compressions, conversions) = (
+        compressed_frames(&server),
+        crate::msgpack::conversions(&server),
+    );
     let data: Value = serde_json::from_str(&json_payload(1024)).unwrap();
     let mut publisher = server.ws("/ws");
     publisher.send_json(&json!({"type": "publish", "channel": channel, "data": data}));
@@ -558,18 +555,8 @@ fn one_publish_in_every_encoding_and_window_each_form_made_once() {
         "one per compressed form"
     );
     assert_eq!(
-        converted_frames(&server) - conversions,
+        crate::msgpack::conversions(&server) - conversions,
         3,
         "one per encoding"
     );
-}
-
-/// corecast_converted_frames_total summed over shards.
-fn converted_frames(server: &TestServer) -> u64 {
-    get(server.admin_addr(), "/metrics")
-        .body
-        .lines()
-        .filter(|l| l.starts_with("corecast_converted_frames_total"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
 }

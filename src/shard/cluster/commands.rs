@@ -117,7 +117,8 @@ impl Shard {
     /// This connection's field in a channel's cluster-wide presence.
     fn presence_field(&self, key: ConnKey) -> Option<String> {
         let seq = self.conns.borrow().get(key.0 as usize)?.seq;
-        Some(format!("{}.{}-{seq}", self.shared.node_id, self.id.0))
+        // Redis mode: `NODE.SHARD-SEQ`, unique across processes.
+        Some(self.connection_id(seq))
     }
 
     /// Redis mode: adds (`present`) or removes `key` in `channel`'s

@@ -30,7 +30,7 @@ const WINDOWS: usize = 8;
 /// Every form a frame can take: each encoding uncompressed and with each
 /// window. An [`Outgoing`] has a slot for each (found by index, not by
 /// search), so however many forms a shard's subscribers want at once, each
-/// is derived once per publish. The table (36 slots, about 1.4 KiB) lives
+/// is derived once per publish. The table (36 slots; the `Outgoing` is 1,472 bytes) lives
 /// on the stack for one fan-out.
 const FORMS: usize = Encoding::ALL.len() * (1 + WINDOWS);
 
